@@ -1,0 +1,3 @@
+"""Pipeloom: one graph for pipelines that span several languages."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,362 @@
+"""The `pipeloom` command: run, validate and inspect pipelines; serve the studio.
+
+Nothing here imports Flask except `serve`, so CI and cron runs stay light.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+ICONS = {"pending": "·", "running": "▶", "succeeded": "✓", "failed": "✗", "timed_out": "⏱", "cancelled": "■",
+         "skipped": "–", "cached": "✓"}
+COLORS = {"running": "blue", "succeeded": "green", "failed": "red", "timed_out": "yellow", "cancelled": "white",
+          "skipped": "bright_black", "cached": "green", "pending": "bright_black", "interrupted": "yellow"}
+
+workspace_option = click.option(
+    "--workspace", "-w", type=click.Path(file_okay=False, path_type=Path), default=None,
+    help="Folder that holds the pipelines, sources and .pipeloom/ state. Default: the current folder.")
+
+
+def _workspace(ws: Path | None) -> Path:
+    return (ws or Path.cwd()).resolve()
+
+
+def _fail_usage(message: str) -> None:
+    click.secho(f"error: {message}", fg="red", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _load(file: Path, ws: Path, *, check_env: bool = True):
+    from .engine.errors import ValidationError
+    from .engine.model import load_pipeline
+
+    path = file.resolve()
+    if not path.exists():
+        _fail_usage(f"{file}: no such file")
+    try:
+        path.relative_to(ws)
+    except ValueError:
+        _fail_usage(f"{file} is outside the workspace {ws}; run from its folder or pass --workspace DIR")
+    try:
+        return load_pipeline(path, workspace=ws, check_env=check_env)
+    except ValidationError as exc:
+        click.secho(str(exc), fg="red", err=True)
+        for p in exc.problems:
+            click.echo(f"  - {p}", err=True)
+        sys.exit(EXIT_USAGE)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pipeloom")
+def main() -> None:
+    """Pipeloom runs pipelines whose steps are ordinary programs in Rust, Go,
+    Python, Node.js, shell or any command-line tool, passing data as files.
+
+    \b
+    Quick start:
+      pipeloom run nodes/sensor-alerts.pipeline.yaml
+      pipeloom serve            # the studio, on http://127.0.0.1:5000
+    """
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@workspace_option
+def validate(file: Path, workspace: Path | None) -> None:
+    """Check a pipeline file and list every problem (exit 2 if any)."""
+    ws = _workspace(workspace)
+    p = _load(file, ws)
+    click.secho(f"✓ {file}: {len(p.nodes)} nodes, {len(p.edges)} edges, no problems", fg="green")
+
+
+@main.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--jobs", "-j", type=click.IntRange(min=1), default=None,
+              help="How many nodes may run at once. Default: the number of CPUs.")
+@click.option("--force", is_flag=True, help="Ignore the cache: run every node.")
+@click.option("--only", "only", metavar="NODE", help="Run just NODE; its upstream comes from the cache.")
+@click.option("--from", "from_node", metavar="NODE", help="Run NODE and everything downstream of it.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the run, nothing else.")
+@workspace_option
+def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: str | None, as_json: bool,
+        workspace: Path | None) -> None:
+    """Run a pipeline. Unchanged nodes are reused from the cache."""
+    from .engine.errors import UsageError
+    from .engine.runner import RunOptions, Runner
+    from .engine.store import Store
+
+    ws = _workspace(workspace)
+    pipeline = _load(file, ws)
+    store = Store.open(ws)
+    display = None if as_json else Progress(pipeline, file)
+    try:
+        runner = Runner(pipeline, store=store, workspace=ws,
+                        options=RunOptions(jobs=jobs, force=force, only=only, from_node=from_node, emit_logs=False),
+                        listener=display.on_event if display else None)
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
+    if display:
+        display.start(runner)
+    previous = signal.getsignal(signal.SIGTERM)
+    signal.signal(signal.SIGTERM, lambda *_: runner.cancel())
+    try:
+        result = runner.run()
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if display:
+            display.stop()
+        store.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        display.summary(result, file)
+    sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
+
+
+class Progress:
+    """A live per-node progress display: redrawn in place on a terminal, one line per change otherwise."""
+
+    def __init__(self, pipeline, file: Path):
+        self.pipeline = pipeline
+        self.file = file
+        self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+        self.states: dict[str, dict] = {}
+        self.order: list[str] = []
+        self.lock = threading.Lock()
+        self.drawn = 0
+        self.stop_evt = threading.Event()
+        self.ticker: threading.Thread | None = None
+        self.width = max(n for n in [len(n.id) for n in pipeline.nodes] + [4])
+
+    def start(self, runner) -> None:
+        self.order = list(runner.order)
+        self.states = {n: {"status": "pending"} for n in self.order}
+        click.echo(f"Run {runner.run_id} · {self.pipeline.name} · {len(self.order)} nodes", err=True)
+        if self.tty:
+            self.ticker = threading.Thread(target=self._tick, daemon=True)
+            self.ticker.start()
+
+    def on_event(self, event) -> None:
+        if event.kind != "node_status":
+            return
+        with self.lock:
+            prev = self.states.get(event.node_id, {}).get("status")
+            self.states[event.node_id] = {"status": event.status, "duration_s": event.duration_s,
+                                          "exit_code": event.exit_code, "message": event.message,
+                                          "since": time.time() if event.status == "running" else None}
+            if not self.tty and event.status != prev and event.status != "pending":
+                click.echo(self._line(event.node_id), err=True)
+            elif self.tty:
+                self._draw()
+
+    def _line(self, nid: str) -> str:
+        st = self.states[nid]
+        status = st["status"]
+        node = self.pipeline.node(nid)
+        dur = st.get("duration_s")
+        if status == "running" and st.get("since"):
+            dur = time.time() - st["since"]
+        timing = f"{dur:6.2f}s" if dur is not None and status not in ("pending", "skipped") else " " * 7
+        label = {"cached": "cached", "timed_out": "timed out"}.get(status, status)
+        msg = st.get("message") or ""
+        if status in ("succeeded", "running", "pending"):
+            msg = ""
+        text = f"  {ICONS.get(status, '?')} {nid:<{self.width}}  {node.runtime:<7} {label:<10} {timing}  {msg}"
+        return click.style(text.rstrip(), fg=COLORS.get(status)) if self.tty else text.rstrip()
+
+    def _draw(self) -> None:
+        cols = shutil.get_terminal_size((100, 20)).columns
+        out = []
+        if self.drawn:
+            out.append(f"\x1b[{self.drawn}F")
+        for nid in self.order:
+            out.append("\x1b[2K" + self._line(nid)[: cols + 20] + "\n")
+        sys.stderr.write("".join(out))
+        sys.stderr.flush()
+        self.drawn = len(self.order)
+
+    def _tick(self) -> None:
+        while not self.stop_evt.wait(0.25):
+            with self.lock:
+                self._draw()
+
+    def stop(self) -> None:
+        self.stop_evt.set()
+        if self.ticker:
+            self.ticker.join(1)
+            with self.lock:
+                self._draw()
+
+    def summary(self, result, file: Path) -> None:
+        counts: dict[str, int] = {}
+        for st in result.nodes.values():
+            counts[st.status] = counts.get(st.status, 0) + 1
+        parts = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in sorted(counts.items()))
+        dur = (result.finished_at or 0) - (result.started_at or 0)
+        colour = "green" if result.ok else "red"
+        click.secho(f"Run {result.run_id} {result.status} in {dur:.2f}s ({parts})", fg=colour, err=True)
+        for nid in result.order:
+            st = result.nodes[nid]
+            if st.status in ("failed", "timed_out"):
+                click.secho(f"  {nid}: {st.message}", fg="red", err=True)
+                click.echo(f"    see its log: pipeloom logs {result.run_id} {nid}", err=True)
+        if not result.ok:
+            first = result.first_failed()
+            if first:
+                click.echo(f"Fix it, then resume with: pipeloom run {file} --from {first}", err=True)
+        else:
+            for nid in result.order:
+                st = result.nodes[nid]
+                for port, art in st.artifacts.items():
+                    if not any(e.src_node == nid and e.src_port == port for e in self.pipeline.edges):
+                        rec = f", {art['records']:,} records" if art.get("records") is not None else ""
+                        click.echo(f"  output {nid}.{port}: {art['path']} ({_size(art['size'])}{rec})", err=True)
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"
+
+
+@main.command()
+@click.option("--pipeline", "pipeline_id", help="Only runs of this pipeline id (e.g. nodes.sensor-alerts).")
+@click.option("--limit", "-n", type=click.IntRange(min=1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@workspace_option
+def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | None) -> None:
+    """List earlier runs, newest first."""
+    from .engine.store import Store
+
+    store = Store.open(_workspace(workspace))
+    rows = store.list_runs(pipeline_id, limit=limit)
+    store.close()
+    if as_json:
+        click.echo(json.dumps(rows))
+        return
+    if not rows:
+        click.echo("No runs yet. Start one with: pipeloom run FILE")
+        return
+    click.echo(f"{'RUN':<22} {'PIPELINE':<28} {'STATUS':<12} {'STARTED':<20} {'TIME':>8}")
+    for r in rows:
+        started = (r["started_at"] or r["created_at"] or "")[:19].replace("T", " ")
+        dur = f"{r['duration_s']:.2f}s" if r["duration_s"] is not None else ""
+        status = click.style(f"{r['status']:<12}", fg=COLORS.get(r["status"]))
+        click.echo(f"{r['run_id']:<22} {r['pipeline_id'][:28]:<28} {status} {started:<20} {dur:>8}")
+
+
+@main.command()
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@workspace_option
+def show(run_id: str, as_json: bool, workspace: Path | None) -> None:
+    """Show one run: each node's status, time and outputs."""
+    from .engine.errors import NotFoundError
+    from .engine.store import Store
+
+    store = Store.open(_workspace(workspace))
+    try:
+        run_ = store.get_run(run_id)
+    except NotFoundError as exc:
+        _fail_usage(f"{exc}; list runs with: pipeloom runs")
+        return
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(run_))
+        return
+    dur = f" in {run_['duration_s']:.2f}s" if run_["duration_s"] is not None else ""
+    click.echo(f"Run {run_['run_id']} · {run_['pipeline_name']} · "
+               + click.style(run_["status"], fg=COLORS.get(run_["status"])) + dur)
+    if run_.get("message"):
+        click.echo(f"  {run_['message']}")
+    for nid, n in run_["nodes"].items():
+        d = f"{n['duration_s']:.2f}s" if n["duration_s"] is not None else ""
+        code = f"exit {n['exit_code']}" if n["exit_code"] is not None else ""
+        click.echo(click.style(f"  {ICONS.get(n['status'], '?')} {nid:<16} {n['status']:<10} {d:>8} {code}",
+                               fg=COLORS.get(n["status"])))
+        if n["message"] and n["status"] not in ("succeeded",):
+            click.echo(f"      {n['message']}")
+        for port, a in n["artifacts"].items():
+            rec = f", {a['records']:,} records" if a.get("records") is not None else ""
+            click.echo(f"      → {port}: {a['path']} ({_size(a['size'])}{rec})")
+
+
+@main.command()
+@click.argument("run_id")
+@click.argument("node_id")
+@click.option("--stream", type=click.Choice(["all", "out", "err"]), default="all", show_default=True)
+@workspace_option
+def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None:
+    """Print a node's log from a run (stderr lines go to stderr)."""
+    from .engine.errors import NotFoundError
+    from .engine.logs import read_log
+    from .engine.store import Store
+
+    store = Store.open(_workspace(workspace))
+    try:
+        path = store.log_path(run_id, node_id)
+    except NotFoundError as exc:
+        _fail_usage(str(exc))
+        return
+    finally:
+        store.close()
+    offset = 0
+    while True:
+        lines, offset2 = read_log(path, offset, 5000)
+        for ln in lines:
+            if stream != "all" and ln["stream"] != stream:
+                continue
+            click.echo(ln["text"], err=ln["stream"] == "err")
+        if offset2 == offset:
+            break
+        offset = offset2
+
+
+@main.command()
+@workspace_option
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to bind. The studio runs code, so it stays on this machine unless you say otherwise; "
+                   "a non-loopback address needs an explicit --token.")
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
+@click.option("--token", default=None, envvar="PIPELOOM_TOKEN",
+              help="Access token. Default: a new random token each launch, printed in the URL.")
+@click.option("--demo/--no-demo", default=False, help="Create the sensor-alerts demo if the workspace has no pipelines.")
+def serve(workspace: Path | None, host: str, port: int, token: str | None, demo: bool) -> None:
+    """Start the studio: a browser editor for the pipelines in the workspace."""
+    from .web import serve as serve_web
+
+    ws = _workspace(workspace)
+    if not ws.is_dir():
+        _fail_usage(f"workspace {ws} does not exist")
+    if demo:
+        from .engine.demo import create_demo
+        from .engine.paths import find_pipelines
+
+        if not find_pipelines(ws):
+            path = create_demo(ws)
+            click.echo(f"Created the sensor-alerts demo: {path}")
+    try:
+        serve_web(ws, host=host, port=port, token=token)
+    except ValueError as exc:
+        _fail_usage(str(exc))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""The small exception hierarchy of the engine.
+
+Every error a user can cause carries a message that names the node, port,
+field or file involved, so the CLI and the web layer can show it as is.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class PipeloomError(Exception):
+    """Base class of every error the engine raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One validation problem; `where` names the node, port or field."""
+
+    where: str
+    message: str
+    line: int | None = None
+
+    def __str__(self) -> str:
+        if not self.where:
+            return f"line {self.line}: {self.message}" if self.line else self.message
+        loc = f" (line {self.line})" if self.line else ""
+        return f"{self.where}{loc}: {self.message}"
+
+    def to_dict(self) -> dict:
+        d = {"where": self.where, "message": self.message}
+        if self.line:
+            d["line"] = self.line
+        return d
+
+
+class ValidationError(PipeloomError):
+    """The pipeline document is invalid; `problems` lists every issue found."""
+
+    def __init__(self, problems: list[Problem], path: str | None = None):
+        self.problems = list(problems)
+        self.path = path
+        head = f"{path}: " if path else ""
+        n = len(self.problems)
+        super().__init__(f"{head}{n} problem{'s' if n != 1 else ''} in the pipeline")
+
+    def report(self) -> str:
+        """Human-readable report, one problem a line."""
+        lines = [str(self)]
+        lines += [f"  - {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+class UsageError(PipeloomError):
+    """A bad option or argument (unknown node for --only, and so on)."""
+
+
+class UnsafePathError(PipeloomError):
+    """A path that would leave the workspace."""
+
+
+class NotFoundError(PipeloomError):
+    """A run, node, port or pipeline that does not exist."""
+
+
+class ConflictError(PipeloomError):
+    """A stale write: the file changed since it was read."""
+
+
+class BuildError(PipeloomError):
+    """A node's program failed to build (compile, install dependencies)."""
+
+
+@dataclass
+class ErrorInfo:
+    message: str
+    details: list = field(default_factory=list)

@@ -1,0 +1,3 @@
+module pipeloom.local/pipeloom
+
+go 1.21

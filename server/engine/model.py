@@ -1,0 +1,530 @@
+"""The pipeline document: parsing, the in-memory model and stable writing.
+
+Parsing collects every structural problem at once (unknown fields, wrong
+types, bad ids) and tags each with the YAML/JSON line where possible.
+Graph and environment checks live in `validate.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import Problem, ValidationError
+
+ID_RE = re.compile(r"^[a-z0-9_-]+$")
+PORT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+NODE_KEYS = (
+    "id", "runtime", "title", "description", "source", "command", "params",
+    "inputs", "outputs", "timeout", "retries", "env", "position",
+)
+PORT_KEYS = ("name", "file", "format", "path")
+TOP_KEYS = ("version", "name", "description", "nodes", "edges")
+EDGE_KEYS = ("from", "to")
+
+
+@dataclass
+class Port:
+    name: str
+    file: str
+    format: str = "json"
+    path: str | None = None  # inputs only: a workspace file that feeds the port
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"name": self.name, "file": self.file, "format": self.format}
+        if self.path is not None:
+            d["path"] = self.path
+        return d
+
+
+@dataclass
+class Node:
+    id: str
+    runtime: str
+    source: str | None = None
+    command: list[str] | None = None
+    title: str | None = None
+    description: str | None = None
+    params: dict = field(default_factory=dict)
+    inputs: list[Port] = field(default_factory=list)
+    outputs: list[Port] = field(default_factory=list)
+    timeout: float | None = None
+    retries: int = 0
+    env: dict[str, str] = field(default_factory=dict)
+    position: dict | None = None
+    line: int | None = None
+
+    def input(self, name: str) -> Port | None:
+        return next((p for p in self.inputs if p.name == name), None)
+
+    def output(self, name: str) -> Port | None:
+        return next((p for p in self.outputs if p.name == name), None)
+
+    @property
+    def label(self) -> str:
+        return self.title or self.id
+
+
+@dataclass(frozen=True)
+class Edge:
+    src_node: str
+    src_port: str
+    dst_node: str
+    dst_port: str
+    line: int | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.src_node}.{self.src_port}->{self.dst_node}.{self.dst_port}"
+
+
+@dataclass
+class Pipeline:
+    name: str
+    nodes: list[Node]
+    edges: list[Edge]
+    description: str | None = None
+    version: int = 1
+    path: Path | None = None  # the file it was read from
+    base_dir: Path | None = None  # sources and `path` inputs resolve here
+
+    def node(self, node_id: str) -> Node | None:
+        return next((n for n in self.nodes if n.id == node_id), None)
+
+    @property
+    def node_ids(self) -> list[str]:
+        return [n.id for n in self.nodes]
+
+    def upstream_edges(self, node_id: str) -> list[Edge]:
+        return [e for e in self.edges if e.dst_node == node_id]
+
+    def downstream_edges(self, node_id: str) -> list[Edge]:
+        return [e for e in self.edges if e.src_node == node_id]
+
+    def predecessors(self, node_id: str) -> set[str]:
+        return {e.src_node for e in self.edges if e.dst_node == node_id}
+
+    def downstream_of(self, node_id: str) -> set[str]:
+        """`node_id` and every node reachable from it."""
+        seen = {node_id}
+        stack = [node_id]
+        while stack:
+            cur = stack.pop()
+            for e in self.edges:
+                if e.src_node == cur and e.dst_node not in seen:
+                    seen.add(e.dst_node)
+                    stack.append(e.dst_node)
+        return seen
+
+    def upstream_of(self, node_id: str) -> set[str]:
+        """Every node that `node_id` depends on, directly or not (excluding itself)."""
+        seen: set[str] = set()
+        stack = [node_id]
+        while stack:
+            cur = stack.pop()
+            for e in self.edges:
+                if e.dst_node == cur and e.src_node not in seen:
+                    seen.add(e.src_node)
+                    stack.append(e.src_node)
+        return seen
+
+    def to_document(self) -> dict:
+        return to_document(self)
+
+
+# ---------------------------------------------------------------- formats
+
+FORMAT_EXTENSIONS = {
+    "json": "json", "ndjson": "ndjson", "csv": "csv", "text": "txt",
+    "binary": "bin", "parquet": "parquet",
+}
+
+
+def default_file(name: str, fmt: str) -> str:
+    return f"{name}.{FORMAT_EXTENSIONS.get(fmt, fmt)}"
+
+
+# ---------------------------------------------------------------- reading
+
+def read_document(path: Path) -> tuple[dict, dict[tuple, int]]:
+    """Parse a pipeline file into a plain dict plus a map of item -> line.
+
+    The line map has keys ("nodes", i) and ("edges", i), 1-based lines.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ValidationError([Problem("", f"file not found: {path}")], str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValidationError([Problem("", f"cannot read {path}: {exc}")], str(path)) from exc
+    return parse_text(text, json_syntax=path.name.endswith(".json"), source=str(path))
+
+
+def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tuple[dict, dict[tuple, int]]:
+    """Parse YAML or JSON text; syntax errors become a Problem with the line."""
+    lines: dict[tuple, int] = {}
+    if json_syntax:
+        try:
+            doc = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                [Problem("", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno)], source
+            ) from exc
+        _json_lines(text, lines)
+    else:
+        try:
+            root = yaml.compose(text, Loader=yaml.SafeLoader)
+            doc = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark is not None else None
+            what = getattr(exc, "problem", None) or str(exc)
+            raise ValidationError([Problem("", f"invalid YAML: {what}", line)], source) from exc
+        if isinstance(root, yaml.MappingNode):
+            for k, v in root.value:
+                if k.value in ("nodes", "edges") and isinstance(v, yaml.SequenceNode):
+                    for i, item in enumerate(v.value):
+                        lines[(k.value, i)] = item.start_mark.line + 1
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise ValidationError([Problem("", "the document must be a mapping with `nodes` and `edges`")], source)
+    return doc, lines
+
+
+def _json_lines(text: str, lines: dict[tuple, int]) -> None:
+    """Best-effort line numbers for JSON nodes and edges (by their `"id"`/`"from"`)."""
+    node_i = edge_i = 0
+    for n, raw in enumerate(text.splitlines(), start=1):
+        if re.search(r'"id"\s*:', raw):
+            lines[("nodes", node_i)] = n
+            node_i += 1
+        if re.search(r'"from"\s*:', raw):
+            lines[("edges", edge_i)] = n
+            edge_i += 1
+
+
+def load_pipeline(path: str | Path, *, workspace: str | Path | None = None, check_env: bool = True) -> Pipeline:
+    """Read, parse and fully validate a pipeline file; raise ValidationError listing every problem."""
+    from .validate import validate  # local import: validate needs the registries
+
+    path = Path(path).resolve()
+    doc, lines = read_document(path)
+    pipeline, problems = build_pipeline(doc, lines, base_dir=path.parent)
+    pipeline.path = path
+    if pipeline is not None:
+        problems += validate(pipeline, workspace=Path(workspace) if workspace else path.parent,
+                             check_env=check_env, structural_only=bool(problems))
+    if problems:
+        raise ValidationError(problems, str(path))
+    return pipeline
+
+
+def pipeline_from_document(doc: dict, *, base_dir: Path, workspace: Path, path: Path | None = None,
+                           check_env: bool = True) -> Pipeline:
+    """Validate an in-memory document (the studio's save path)."""
+    from .validate import validate
+
+    if not isinstance(doc, dict):
+        raise ValidationError([Problem("", "the document must be a mapping with `nodes` and `edges`")])
+    pipeline, problems = build_pipeline(doc, {}, base_dir=base_dir)
+    pipeline.path = path
+    problems += validate(pipeline, workspace=workspace, check_env=check_env, structural_only=bool(problems))
+    if problems:
+        raise ValidationError(problems, str(path) if path else None)
+    return pipeline
+
+
+def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tuple[Pipeline, list[Problem]]:
+    """Turn a document into a Pipeline, collecting structural problems instead of stopping."""
+    problems: list[Problem] = []
+    for key in doc:
+        if key not in TOP_KEYS:
+            problems.append(Problem(f"field `{key}`", f"unknown top-level field (expected one of: {', '.join(TOP_KEYS)})"))
+    version = doc.get("version", 1)
+    if version != 1:
+        problems.append(Problem("field `version`", f"unsupported version {version!r}; this Pipeloom reads version 1"))
+    name = doc.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.append(Problem("field `name`", "required: a non-empty string naming the pipeline"))
+        name = str(name or "")
+    description = doc.get("description")
+    if description is not None and not isinstance(description, str):
+        problems.append(Problem("field `description`", "must be a string"))
+        description = None
+
+    nodes: list[Node] = []
+    raw_nodes = doc.get("nodes", [])
+    if raw_nodes is None:
+        raw_nodes = []
+    if not isinstance(raw_nodes, list):
+        problems.append(Problem("field `nodes`", "must be a list of nodes"))
+        raw_nodes = []
+    for i, raw in enumerate(raw_nodes):
+        node = _build_node(raw, i, lines.get(("nodes", i)), problems)
+        if node is not None:
+            nodes.append(node)
+
+    edges: list[Edge] = []
+    raw_edges = doc.get("edges", [])
+    if raw_edges is None:
+        raw_edges = []
+    if not isinstance(raw_edges, list):
+        problems.append(Problem("field `edges`", "must be a list of {from, to} pairs"))
+        raw_edges = []
+    for i, raw in enumerate(raw_edges):
+        line = lines.get(("edges", i))
+        where = f"edge #{i + 1}"
+        if not isinstance(raw, dict):
+            problems.append(Problem(where, "must be a mapping like {from: a.out, to: b.in}", line))
+            continue
+        for k in raw:
+            if k not in EDGE_KEYS:
+                problems.append(Problem(where, f"unknown field `{k}` (expected `from` and `to`)", line))
+        ends = []
+        for k in EDGE_KEYS:
+            v = raw.get(k)
+            if not isinstance(v, str) or v.count(".") < 1 or not all(v.split(".", 1)):
+                problems.append(Problem(where, f"`{k}` must look like `node.port`, got {v!r}", line))
+                ends = []
+                break
+            ends.append(v.split(".", 1))
+        if len(ends) == 2:
+            edges.append(Edge(ends[0][0], ends[0][1], ends[1][0], ends[1][1], line))
+
+    pipeline = Pipeline(name=name, nodes=nodes, edges=edges, description=description,
+                        version=1, base_dir=base_dir)
+    return pipeline, problems
+
+
+def _build_node(raw: Any, index: int, line: int | None, problems: list[Problem]) -> Node | None:
+    if not isinstance(raw, dict):
+        problems.append(Problem(f"node #{index + 1}", "must be a mapping with at least `id` and `runtime`", line))
+        return None
+    nid = raw.get("id")
+    if not isinstance(nid, str) or not ID_RE.match(nid):
+        problems.append(Problem(f"node #{index + 1}", f"`id` must match [a-z0-9_-]+, got {nid!r}", line))
+        nid = f"#{index + 1}"
+    where = f"node `{nid}`"
+    for k in raw:
+        if k not in NODE_KEYS:
+            problems.append(Problem(where, f"unknown field `{k}` (expected one of: {', '.join(NODE_KEYS)})", line))
+    runtime = raw.get("runtime")
+    if not isinstance(runtime, str) or not runtime:
+        problems.append(Problem(where, "`runtime` is required (python, node, go, rust, shell or command)", line))
+        runtime = ""
+    node = Node(id=nid, runtime=runtime, line=line)
+
+    for key in ("source", "title", "description"):
+        v = raw.get(key)
+        if v is not None and not isinstance(v, str):
+            problems.append(Problem(where, f"`{key}` must be a string", line))
+        elif v is not None:
+            setattr(node, key, v)
+    cmd = raw.get("command")
+    if cmd is not None:
+        if isinstance(cmd, str):
+            problems.append(Problem(where, "`command` must be a list of arguments (argv), e.g. [tar, -czf, out.tgz, in.json]", line))
+        elif not isinstance(cmd, list) or not cmd or not all(isinstance(a, (str, int, float)) for a in cmd):
+            problems.append(Problem(where, "`command` must be a non-empty list of strings", line))
+        else:
+            node.command = [str(a) for a in cmd]
+    params = raw.get("params", {})
+    if params is None:
+        params = {}
+    if not isinstance(params, dict):
+        problems.append(Problem(where, "`params` must be a mapping", line))
+    else:
+        node.params = params
+    env = raw.get("env", {}) or {}
+    if not isinstance(env, dict) or not all(isinstance(k, str) for k in env):
+        problems.append(Problem(where, "`env` must be a mapping of names to strings", line))
+    else:
+        node.env = {k: str(v) for k, v in env.items()}
+    t = raw.get("timeout")
+    if t is not None:
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or t <= 0:
+            problems.append(Problem(where, f"`timeout` must be a positive number of seconds, got {t!r}", line))
+        else:
+            node.timeout = float(t)
+    r = raw.get("retries", 0)
+    if r is None:
+        r = 0
+    if isinstance(r, bool) or not isinstance(r, int) or r < 0:
+        problems.append(Problem(where, f"`retries` must be a whole number >= 0, got {r!r}", line))
+    else:
+        node.retries = r
+    pos = raw.get("position")
+    if pos is not None:
+        if (not isinstance(pos, dict) or not all(isinstance(pos.get(k), (int, float)) for k in ("x", "y"))):
+            problems.append(Problem(where, "`position` must be {x: number, y: number}", line))
+        else:
+            node.position = {"x": pos["x"], "y": pos["y"]}
+
+    for kind in ("inputs", "outputs"):
+        ports = raw.get(kind, []) or []
+        if not isinstance(ports, list):
+            problems.append(Problem(where, f"`{kind}` must be a list of ports", line))
+            continue
+        seen: set[str] = set()
+        for j, p in enumerate(ports):
+            port = _build_port(p, kind, j, where, line, problems)
+            if port is None:
+                continue
+            if port.name in seen:
+                problems.append(Problem(f"{where}, {kind[:-1]} `{port.name}`", "duplicate port name", line))
+                continue
+            seen.add(port.name)
+            getattr(node, kind).append(port)
+    return node
+
+
+def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, problems: list[Problem]) -> Port | None:
+    single = kind[:-1]
+    if isinstance(raw, str):
+        raw = {"name": raw}
+    if not isinstance(raw, dict):
+        problems.append(Problem(where, f"{single} #{j + 1} must be a mapping like {{name: events, format: json}}", line))
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not PORT_RE.match(name):
+        problems.append(Problem(where, f"{single} #{j + 1}: `name` must match [A-Za-z0-9_-]+, got {name!r}", line))
+        return None
+    pwhere = f"{where}, {single} `{name}`"
+    for k in raw:
+        if k not in PORT_KEYS or (k == "path" and kind == "outputs"):
+            problems.append(Problem(pwhere, f"unknown field `{k}`" + (" (`path` is for inputs only)" if k == "path" else ""), line))
+    fmt = raw.get("format", "json")
+    if not isinstance(fmt, str):
+        problems.append(Problem(pwhere, "`format` must be a string", line))
+        fmt = "json"
+    file = raw.get("file")
+    if file is None:
+        file = default_file(name, fmt)
+    if not isinstance(file, str) or not file or "/" in file or "\\" in file or file in (".", ".."):
+        problems.append(Problem(pwhere, f"`file` must be a plain file name (no folders), got {file!r}", line))
+        return None
+    path = raw.get("path") if kind == "inputs" else None
+    if path is not None and not isinstance(path, str):
+        problems.append(Problem(pwhere, "`path` must be a string", line))
+        path = None
+    return Port(name=name, file=file, format=fmt, path=path)
+
+
+# ---------------------------------------------------------------- writing
+
+def to_document(p: Pipeline) -> dict:
+    """A plain dict in the canonical key order (small, stable diffs)."""
+    doc: dict[str, Any] = {"version": 1, "name": p.name}
+    if p.description:
+        doc["description"] = p.description
+    doc["nodes"] = [node_to_dict(n) for n in p.nodes]
+    doc["edges"] = [{"from": f"{e.src_node}.{e.src_port}", "to": f"{e.dst_node}.{e.dst_port}"} for e in p.edges]
+    return doc
+
+
+def node_to_dict(n: Node) -> dict:
+    d: dict[str, Any] = {"id": n.id, "runtime": n.runtime}
+    if n.title:
+        d["title"] = n.title
+    if n.description:
+        d["description"] = n.description
+    if n.source is not None:
+        d["source"] = n.source
+    if n.command is not None:
+        d["command"] = list(n.command)
+    if n.params:
+        d["params"] = n.params
+    if n.inputs:
+        d["inputs"] = [pt.to_dict() for pt in n.inputs]
+    if n.outputs:
+        d["outputs"] = [pt.to_dict() for pt in n.outputs]
+    if n.timeout is not None:
+        d["timeout"] = int(n.timeout) if float(n.timeout).is_integer() else n.timeout
+    if n.retries:
+        d["retries"] = n.retries
+    if n.env:
+        d["env"] = n.env
+    if n.position is not None:
+        d["position"] = n.position
+    return d
+
+
+def canonical(doc: dict) -> dict:
+    """Reorder a raw document's keys canonically, keeping unknown keys at the end."""
+    def order(d: dict, keys: tuple) -> dict:
+        out = {k: d[k] for k in keys if k in d}
+        out.update({k: v for k, v in d.items() if k not in out})
+        return out
+
+    out = order(doc, TOP_KEYS)
+    if isinstance(out.get("nodes"), list):
+        nodes = []
+        for n in out["nodes"]:
+            if isinstance(n, dict):
+                n = order(n, ("id", "runtime", "title", "description", "source", "command", "params",
+                              "inputs", "outputs", "timeout", "retries", "env", "position"))
+                for kind in ("inputs", "outputs"):
+                    if isinstance(n.get(kind), list):
+                        n[kind] = [order(pt, PORT_KEYS) if isinstance(pt, dict) else pt for pt in n[kind]]
+            nodes.append(n)
+        out["nodes"] = nodes
+    if isinstance(out.get("edges"), list):
+        out["edges"] = [order(e, EDGE_KEYS) if isinstance(e, dict) else e for e in out["edges"]]
+    return out
+
+
+class _FlowList(list):
+    pass
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _flow_list(dumper: yaml.SafeDumper, data: _FlowList):
+    return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
+
+
+def _flow_map(dumper: yaml.SafeDumper, data: "_FlowMap"):
+    return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
+
+
+class _FlowMap(dict):
+    pass
+
+
+_Dumper.add_representer(_FlowList, _flow_list)
+_Dumper.add_representer(_FlowMap, _flow_map)
+
+
+def dump_document(doc: dict, *, json_syntax: bool) -> str:
+    """Serialise a document with canonical key order; ports, edges, commands
+    and positions use compact one-line forms so reviews stay readable."""
+    doc = canonical(doc)
+    if json_syntax:
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    pretty = dict(doc)
+    if isinstance(pretty.get("nodes"), list):
+        nodes = []
+        for n in pretty["nodes"]:
+            if isinstance(n, dict):
+                n = dict(n)
+                for kind in ("inputs", "outputs"):
+                    if isinstance(n.get(kind), list):
+                        n[kind] = [_FlowMap(p) if isinstance(p, dict) else p for p in n[kind]]
+                if isinstance(n.get("command"), list):
+                    n["command"] = _FlowList(n["command"])
+                if isinstance(n.get("position"), dict):
+                    n["position"] = _FlowMap(n["position"])
+            nodes.append(n)
+        pretty["nodes"] = nodes
+    if isinstance(pretty.get("edges"), list):
+        pretty["edges"] = [_FlowMap(e) if isinstance(e, dict) else e for e in pretty["edges"]]
+    return yaml.dump(pretty, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)

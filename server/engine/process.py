@@ -1,0 +1,106 @@
+"""Starting node programs, reading their output, and stopping whole process groups."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from typing import Callable
+
+LineSink = Callable[[str, list[str]], None]
+
+CHUNK = 256 * 1024
+
+
+class NodeProcess:
+    """One node program in its own session (so its process group is ours to kill)."""
+
+    def __init__(self, argv: list[str], *, cwd: str, env: dict[str, str], sink: LineSink):
+        self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        self.pgid = self.proc.pid
+        self._readers = [
+            threading.Thread(target=_pump, args=(self.proc.stdout, "out", sink), daemon=True),
+            threading.Thread(target=_pump, args=(self.proc.stderr, "err", sink), daemon=True),
+        ]
+        for t in self._readers:
+            t.start()
+
+    def wait(self, timeout: float | None) -> int | None:
+        """Exit code, or None if `timeout` passed first."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def kill_group(self, grace: float = 2.0) -> None:
+        """SIGTERM the whole group, then SIGKILL whatever is left after `grace` seconds."""
+        _signal_group(self.pgid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None and not _group_alive(self.pgid):
+                break
+            time.sleep(0.02)
+        _signal_group(self.pgid, signal.SIGKILL)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def reap_group(self) -> None:
+        """After the main program exits, stop anything it left behind in its group."""
+        if _group_alive(self.pgid):
+            _signal_group(self.pgid, signal.SIGKILL)
+
+    def finish_reading(self, timeout: float = 5.0) -> None:
+        for t in self._readers:
+            t.join(timeout)
+        if any(t.is_alive() for t in self._readers):
+            self.reap_group()  # something still holds the pipes open
+            for t in self._readers:
+                t.join(2.0)
+
+
+def _pump(pipe, stream: str, sink: LineSink) -> None:
+    """Read big chunks and hand over whole lines; far faster than readline per line."""
+    fd = pipe.fileno()
+    rest = b""
+    try:
+        while True:
+            chunk = os.read(fd, CHUNK)
+            if not chunk:
+                break
+            data = rest + chunk
+            parts = data.split(b"\n")
+            rest = parts.pop()
+            if len(rest) > CHUNK * 4:  # an enormous line with no newline: flush it as is
+                parts.append(rest)
+                rest = b""
+            if parts:
+                sink(stream, [p.decode("utf-8", "replace").rstrip("\r") for p in parts])
+        if rest:
+            sink(stream, [rest.decode("utf-8", "replace").rstrip("\r")])
+    except OSError:
+        pass
+    finally:
+        try:
+            pipe.close()
+        except OSError:
+            pass
+
+
+def _signal_group(pgid: int, sig: int) -> None:
+    try:
+        os.killpg(pgid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False

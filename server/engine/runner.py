@@ -1,0 +1,544 @@
+"""Runs a pipeline: one subprocess per node, in dependency order, with a cache.
+
+The runner stages inputs into each node's working directory (converting
+formats where an edge joins two), starts the node's program in its own
+process group, streams its output to a capped log file, and publishes its
+outputs only after a clean exit with every declared file present.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import json
+import os
+import secrets
+import shutil
+import threading
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from . import formats
+from .errors import BuildError, PipeloomError, UsageError
+from .events import (DONE_OK, Event, LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent)
+from .hashing import file_sha256, json_sha256
+from .logs import LogWriter
+from .model import Node, Pipeline
+from .paths import Layout, atomic_write_text, pipeline_id_for
+from .process import NodeProcess
+from .runtimes import get_runtime
+from .store import Store, iso
+
+CACHE_VERSION = 1
+RECORD_COUNT_LIMIT = 32 * 1024 * 1024
+
+
+@dataclass
+class RunOptions:
+    jobs: int | None = None
+    force: bool = False
+    only: str | None = None
+    from_node: str | None = None
+    emit_logs: bool = True
+    log_cap: int | None = None
+
+    def to_dict(self) -> dict:
+        return {"jobs": self.jobs, "force": self.force, "only": self.only, "from": self.from_node}
+
+
+@dataclass
+class NodeState:
+    node_id: str
+    status: str = "pending"
+    exit_code: int | None = None
+    started_at: float | None = None
+    finished_at: float | None = None
+    message: str | None = None
+    attempts: int = 0
+    cache_key: str | None = None
+    artifacts: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.started_at, 3)
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "exit_code": self.exit_code, "duration_s": self.duration_s,
+                "message": self.message, "attempts": self.attempts,
+                "outputs": {p: a["path"] for p, a in self.artifacts.items()},
+                "records": {p: a.get("records") for p, a in self.artifacts.items()}}
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    pipeline_id: str
+    status: str
+    started_at: float | None
+    finished_at: float | None
+    nodes: dict[str, NodeState]
+    order: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "succeeded"
+
+    def first_failed(self) -> str | None:
+        return next((n for n in self.order if self.nodes[n].status in ("failed", "timed_out", "cancelled")), None)
+
+    def to_dict(self) -> dict:
+        dur = round(self.finished_at - self.started_at, 3) if self.started_at and self.finished_at else None
+        return {"run_id": self.run_id, "pipeline_id": self.pipeline_id, "status": self.status,
+                "started_at": iso(self.started_at), "finished_at": iso(self.finished_at), "duration_s": dur,
+                "nodes": {n: self.nodes[n].to_dict() for n in self.order}}
+
+
+def new_run_id() -> str:
+    """Sortable and readable: 20261126-181530-3fa2."""
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+
+
+def topo_order(pipeline: Pipeline, subset: set[str] | None = None) -> list[str]:
+    ids = [n.id for n in pipeline.nodes if subset is None or n.id in subset]
+    graph = {nid: {p for p in pipeline.predecessors(nid) if p in ids} for nid in ids}
+    ts = graphlib.TopologicalSorter(graph)
+    return list(ts.static_order())
+
+
+class Runner:
+    """One run of one pipeline. Construct, then `run()` (blocking) or `start()` (thread)."""
+
+    def __init__(self, pipeline: Pipeline, *, store: Store, workspace: str | os.PathLike,
+                 options: RunOptions | None = None, listener=None):
+        self.pipeline = pipeline
+        self.store = store
+        self.options = options or RunOptions()
+        self.layout = Layout(workspace)
+        self.listener = listener or (lambda e: None)
+        self.pipeline_id = (pipeline_id_for(self.layout.workspace, pipeline.path) if pipeline.path
+                            else pipeline.name)
+        self.run_id = new_run_id()
+        self._cancel = threading.Event()
+        self._procs: dict[str, NodeProcess] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self.status = "pending"
+        self.started_at: float | None = None
+        self.finished_at: float | None = None
+
+        opts = self.options
+        if opts.only and opts.from_node:
+            raise UsageError("use either --only or --from, not both")
+        for flag, nid in (("--only", opts.only), ("--from", opts.from_node)):
+            if nid and pipeline.node(nid) is None:
+                raise UsageError(f"{flag} {nid}: no node called `{nid}` (nodes: {', '.join(pipeline.node_ids)})")
+        if opts.only:
+            self.execute = {opts.only}
+        elif opts.from_node:
+            self.execute = pipeline.downstream_of(opts.from_node)
+        else:
+            self.execute = set(pipeline.node_ids)
+        needed = set(self.execute)
+        for nid in self.execute:
+            needed |= pipeline.upstream_of(nid)
+        self.participants = needed
+        self.order = topo_order(pipeline, needed)
+        self.reuse = needed - self.execute
+        self.states = {nid: NodeState(nid) for nid in self.order}
+        self._resolve_reused()
+        self.store.create_run(self.run_id, self.pipeline_id, pipeline.name, str(pipeline.path or ""),
+                              {**opts.to_dict(), "workspace": str(self.layout.workspace)})
+
+    # ------------------------------------------------------------ public
+
+    def run(self) -> RunResult:
+        """Run to the end (or until cancelled) and return the result."""
+        self.started_at = time.time()
+        self.status = "running"
+        self.store.update_run(self.run_id, status="running", started_at=self.started_at)
+        self._emit(RunStatusEvent(self.run_id, self.pipeline_id, "running", nodes=list(self.order)))
+        for nid in self.order:
+            self._emit_node(nid)
+        try:
+            self._schedule()
+        finally:
+            self.finished_at = time.time()
+            if self._cancel.is_set():
+                self.status = "cancelled"
+            elif all(self.states[n].status in DONE_OK for n in self.order):
+                self.status = "succeeded"
+            else:
+                self.status = "failed"
+            self.store.update_run(self.run_id, status=self.status, finished_at=self.finished_at)
+            result = self.result()
+            try:
+                atomic_write_text(self.layout.run_dir(self.run_id) / "run.json",
+                                  json.dumps(result.to_dict(), indent=2) + "\n")
+            except OSError:
+                pass
+            self._emit(RunStatusEvent(self.run_id, self.pipeline_id, self.status))
+        return result
+
+    def start(self) -> threading.Thread:
+        """Run in a background thread."""
+        self._thread = threading.Thread(target=self._run_quietly, name=f"run-{self.run_id}", daemon=True)
+        self._thread.start()
+        return self._thread
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread:
+            self._thread.join(timeout)
+
+    def cancel(self) -> None:
+        """Stop the run: kill every running process group; those nodes become `cancelled`."""
+        self._cancel.set()
+        with self._lock:
+            procs = list(self._procs.values())
+        killers = [threading.Thread(target=p.kill_group, daemon=True) for p in procs]
+        for t in killers:
+            t.start()
+        for t in killers:
+            t.join(10)
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def result(self) -> RunResult:
+        return RunResult(self.run_id, self.pipeline_id, self.status, self.started_at, self.finished_at,
+                         self.states, self.order)
+
+    def snapshot(self) -> dict:
+        return {"run_id": self.run_id, "pipeline_id": self.pipeline_id, "status": self.status,
+                "nodes": {n: {"status": s.status, "exit_code": s.exit_code, "duration_s": s.duration_s,
+                              "message": s.message} for n, s in self.states.items()}}
+
+    # ------------------------------------------------------------ planning
+
+    def _resolve_reused(self) -> None:
+        """Upstream nodes outside --only/--from come from the cache, else their latest outputs."""
+        for nid in self.order:
+            if nid not in self.reuse:
+                continue
+            node = self.pipeline.node(nid)
+            st = self.states[nid]
+            arts = None
+            try:
+                key = self._cache_key(node)
+                st.cache_key = key
+                arts = self.store.find_cached(self.pipeline_id, nid, key)
+            except (OSError, PipeloomError):
+                arts = None
+            if arts is None:
+                arts = self.store.latest_outputs(self.pipeline_id, nid)
+                if arts is not None:
+                    st.message = "outputs from an earlier run (its inputs or code have changed since)"
+            if arts is None:
+                flag = f"--only {self.options.only}" if self.options.only else f"--from {self.options.from_node}"
+                raise UsageError(f"{flag} needs the outputs of `{nid}`, which has never run successfully; "
+                                 f"run the whole pipeline first, or use --from {nid}")
+            st.artifacts = {a["port"]: a for a in arts}
+
+    def _input_hashes(self, node: Node) -> dict[str, dict]:
+        out: dict[str, dict] = {}
+        for p in node.inputs:
+            edge = next((e for e in self.pipeline.edges if e.dst_node == node.id and e.dst_port == p.name), None)
+            if edge is not None:
+                art = self.states[edge.src_node].artifacts.get(edge.src_port)
+                if art is None:
+                    raise PipeloomError(f"node `{node.id}`, input `{p.name}`: upstream `{edge.src_node}` "
+                                        f"produced no output `{edge.src_port}`")
+                out[p.name] = {"sha256": art["sha256"], "format": art["format"], "file": p.file, "to": p.format}
+            elif p.path:
+                src = Path(self.pipeline.base_dir or ".") / p.path
+                out[p.name] = {"sha256": file_sha256(src), "file": p.file, "to": p.format}
+        return out
+
+    def _cache_key(self, node: Node) -> str:
+        rt = get_runtime(node.runtime)
+        return json_sha256({
+            "v": CACHE_VERSION, "runtime": node.runtime, "code": rt.fingerprint(node, self.pipeline),
+            "params": node.params, "command": node.command, "env": node.env,
+            "inputs": self._input_hashes(node), "outputs": [p.to_dict() for p in node.outputs],
+        })
+
+    # ------------------------------------------------------------ scheduling
+
+    def _run_quietly(self) -> None:
+        try:
+            self.run()
+        except Exception:  # the web layer has no one to raise to; the record says failed
+            import logging
+
+            logging.getLogger("pipeloom").exception("run %s crashed", self.run_id)
+
+    def _schedule(self) -> None:
+        graph = {nid: {p for p in self.pipeline.predecessors(nid) if p in self.participants} for nid in self.order}
+        ts = graphlib.TopologicalSorter(graph)
+        ts.prepare()
+        jobs = max(1, self.options.jobs or os.cpu_count() or 1)
+        futures: dict[Future, str] = {}
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}") as pool:
+            while ts.is_active():
+                progressed = False
+                for nid in ts.get_ready():
+                    progressed = True
+                    st = self.states[nid]
+                    preds = graph[nid]
+                    if nid in self.reuse:
+                        self._publish_reused(nid)
+                        ts.done(nid)
+                    elif self._cancel.is_set():
+                        self._finish(nid, "skipped", message="not started: the run was cancelled")
+                        ts.done(nid)
+                    elif any(self.states[p].status not in DONE_OK for p in preds):
+                        bad = [p for p in sorted(preds) if self.states[p].status not in DONE_OK]
+                        self._finish(nid, "skipped", message=f"not run: upstream `{bad[0]}` {self.states[bad[0]].status}")
+                        ts.done(nid)
+                    else:
+                        futures[pool.submit(self._execute, nid)] = nid
+                if not futures:
+                    if not progressed:
+                        break
+                    continue
+                try:
+                    done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
+                except KeyboardInterrupt:
+                    self.cancel()
+                    continue
+                for f in done:
+                    nid = futures.pop(f)
+                    exc = f.exception()
+                    if exc is not None and self.states[nid].status not in ("failed", "timed_out", "cancelled"):
+                        self._finish(nid, "failed", message=f"internal error: {exc}")
+                    ts.done(nid)
+
+    # ------------------------------------------------------------ one node
+
+    def _execute(self, nid: str) -> None:
+        node = self.pipeline.node(nid)
+        st = self.states[nid]
+        log = LogWriter(self.layout.log_path(self.run_id, nid), cap=self.options.log_cap)
+        try:
+            try:
+                key = self._cache_key(node)
+            except (OSError, PipeloomError) as exc:
+                st.started_at = st.finished_at = time.time()
+                self._finish(nid, "failed", message=str(exc), log=log)
+                return
+            st.cache_key = key
+            use_cache = not self.options.force and not self.options.only and not self.options.from_node
+            if use_cache:
+                arts = self.store.find_cached(self.pipeline_id, nid, key)
+                if arts is not None:
+                    self._publish_cached(nid, arts, log)
+                    return
+            attempts = node.retries + 1
+            for attempt in range(1, attempts + 1):
+                st.attempts = attempt
+                status = self._attempt(node, attempt, log)
+                if status in ("succeeded", "cancelled", "build_failed") or self._cancel.is_set():
+                    break
+                if attempt < attempts:
+                    delay = min(0.5 * 2 ** (attempt - 1), 10.0)
+                    log.meta(f"[pipeloom] attempt {attempt} {status}; retrying in {delay:g}s "
+                             f"({attempts - attempt} left)")
+                    if self._cancel.wait(delay):
+                        break
+            if st.status == "build_failed":
+                st.status = "failed"
+            if self._cancel.is_set() and st.status not in DONE_OK:
+                st.status = "cancelled"
+                st.message = st.message or "cancelled while running"
+            self._finish(nid, st.status, log=log)
+        finally:
+            log.close()
+
+    def _attempt(self, node: Node, attempt: int, log: LogWriter) -> str:
+        st = self.states[node.id]
+        workdir = self.layout.node_dir(self.run_id, node.id)
+        st.started_at = time.time()
+        st.finished_at = None
+        st.exit_code = None
+        st.message = None
+        st.status = "running"
+        self._emit_node(node.id, attempt=attempt)
+
+        def sink(stream: str, lines: list[str]) -> None:
+            now = time.time()
+            log.write(stream, lines, now)
+            if self.options.emit_logs:
+                self._emit(LogEvent(self.run_id, node.id,
+                                    [{"stream": stream, "text": ln, "ts": now} for ln in lines]))
+
+        try:
+            if workdir.exists():
+                shutil.rmtree(workdir)
+            workdir.mkdir(parents=True)
+            env = self._stage(node, workdir)
+            prepared = get_runtime(node.runtime).prepare(node, self.pipeline, lambda line: sink("build", [line]))
+        except BuildError as exc:
+            return self._end_attempt(st, "build_failed", message=f"build failed: {exc}")
+        except (OSError, PipeloomError) as exc:
+            return self._end_attempt(st, "failed", message=str(exc))
+        if self._cancel.is_set():
+            return self._end_attempt(st, "cancelled", message="cancelled before it started")
+        env.update(prepared.env)
+        try:
+            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink)
+        except OSError as exc:
+            return self._end_attempt(st, "failed", message=f"could not start `{prepared.argv[0]}`: {exc}")
+        with self._lock:
+            self._procs[node.id] = proc
+        try:
+            code = proc.wait(node.timeout)
+            timed_out = code is None
+            if timed_out:
+                log.meta(f"[pipeloom] timed out after {node.timeout:g}s; stopping the process group")
+                proc.kill_group()
+                code = proc.proc.returncode
+            proc.finish_reading()
+            proc.reap_group()
+        finally:
+            with self._lock:
+                self._procs.pop(node.id, None)
+        st.exit_code = code
+        if self._cancel.is_set():
+            return self._end_attempt(st, "cancelled", message="cancelled while running")
+        if timed_out:
+            return self._end_attempt(st, "timed_out", message=f"timed out after {node.timeout:g}s")
+        if code != 0:
+            return self._end_attempt(st, "failed", message=f"exited with code {code}")
+        missing = [p for p in node.outputs if not (workdir / p.file).is_file()]
+        if missing:
+            names = ", ".join(f"`{p.name}` ({p.file})" for p in missing)
+            return self._end_attempt(st, "failed", message=f"exited 0 but did not write its declared output {names}")
+        st.artifacts = {p.name: self._artifact(workdir / p.file, p.name, p.format) for p in node.outputs}
+        return self._end_attempt(st, "succeeded")
+
+    @staticmethod
+    def _end_attempt(st: NodeState, status: str, message: str | None = None) -> str:
+        st.status = status
+        st.finished_at = time.time()
+        if message:
+            st.message = message
+        return status
+
+    def _stage(self, node: Node, workdir: Path) -> dict[str, str]:
+        """Place inputs under their file names; return the node's environment."""
+        ports = {"inputs": {}, "outputs": {}}
+        env = dict(os.environ)
+        env.update(node.env)
+        for p in node.inputs:
+            dst = workdir / p.file
+            edge = next((e for e in self.pipeline.edges if e.dst_node == node.id and e.dst_port == p.name), None)
+            if edge is not None:
+                art = self.states[edge.src_node].artifacts[edge.src_port]
+                if art["format"] != p.format:
+                    formats.convert(art["path"], art["format"], dst, p.format)
+                else:
+                    link_or_copy(Path(art["path"]), dst)
+            elif p.path:
+                shutil.copyfile(Path(self.pipeline.base_dir or ".") / p.path, dst)
+            env[f"PIPELOOM_INPUT_{env_name(p.name)}"] = str(dst)
+            ports["inputs"][p.name] = {"path": str(dst), "format": p.format}
+        for p in node.outputs:
+            env[f"PIPELOOM_OUTPUT_{env_name(p.name)}"] = str(workdir / p.file)
+            ports["outputs"][p.name] = {"path": str(workdir / p.file), "format": p.format}
+        params = json.dumps(node.params, sort_keys=True)
+        (workdir / "params.json").write_text(params + "\n")
+        env.update({"PIPELOOM_PARAMS": params, "PIPELOOM_RUN_ID": self.run_id, "PIPELOOM_NODE_ID": node.id,
+                    "PIPELOOM_WORKDIR": str(workdir), "PIPELOOM_PORTS": json.dumps(ports)})
+        return env
+
+    def _artifact(self, path: Path, port: str, fmt: str) -> dict:
+        st = path.stat()
+        records = None
+        if st.st_size <= RECORD_COUNT_LIMIT:
+            try:
+                records = formats.count_records(path, fmt, max_bytes=RECORD_COUNT_LIMIT)
+            except Exception:
+                records = None
+        return {"port": port, "path": str(path), "format": fmt, "size": st.st_size, "sha256": file_sha256(path),
+                "mtime_ns": st.st_mtime_ns, "records": records}
+
+    def _publish_cached(self, nid: str, arts: list[dict], log: LogWriter) -> None:
+        """Reuse earlier outputs: link them into this run's folder; no process starts."""
+        st = self.states[nid]
+        workdir = self.layout.node_dir(self.run_id, nid)
+        workdir.mkdir(parents=True, exist_ok=True)
+        node = self.pipeline.node(nid)
+        fresh = {}
+        for a in arts:
+            port = node.output(a["port"])
+            if port is None:
+                continue
+            dst = workdir / port.file
+            link_or_copy(Path(a["path"]), dst)
+            s = dst.stat()
+            fresh[a["port"]] = {**a, "path": str(dst), "mtime_ns": s.st_mtime_ns, "size": s.st_size}
+        st.artifacts = fresh
+        st.started_at = st.finished_at = time.time()
+        log.meta(f"[pipeloom] cached: inputs, code and params unchanged (key {st.cache_key[:12]}); no process started")
+        self._finish(nid, "cached", message="unchanged since the last run", log=log)
+
+    def _publish_reused(self, nid: str) -> None:
+        st = self.states[nid]
+        st.started_at = st.finished_at = time.time()
+        self._finish(nid, "cached", message=st.message or "taken from the cache")
+
+    def _finish(self, nid: str, status: str, *, message: str | None = None, log: LogWriter | None = None) -> None:
+        st = self.states[nid]
+        st.status = status
+        if message:
+            st.message = message
+        if st.finished_at is None:
+            st.finished_at = time.time()
+        if log is not None:
+            if st.message and status not in DONE_OK:
+                log.meta(f"[pipeloom] {status}: {st.message}")
+            log.close()
+        arts = list(st.artifacts.values()) if status in DONE_OK else []
+        if status not in DONE_OK:
+            st.artifacts = {}
+        self.store.record_node(self.run_id, nid, status=status, started_at=st.started_at,
+                               finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
+                               attempts=st.attempts, message=st.message,
+                               log_path=str(log.path) if log else None,
+                               workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts)
+        self._emit_node(nid)
+        for a in arts:
+            self._emit(OutputReadyEvent(self.run_id, nid, a["port"], a["format"], a["size"], a["path"],
+                                        a.get("records")))
+
+    def _emit_node(self, nid: str, attempt: int | None = None) -> None:
+        st = self.states[nid]
+        self._emit(NodeStatusEvent(self.run_id, nid, st.status, st.exit_code, st.duration_s, st.message,
+                                   attempt or max(st.attempts, 1)))
+
+    def _emit(self, event: Event) -> None:
+        try:
+            self.listener(event)
+        except Exception:
+            import logging
+
+            logging.getLogger("pipeloom").exception("listener failed on %s", event.kind)
+
+
+def env_name(port: str) -> str:
+    """PIPELOOM_INPUT_<PORT>: upper-cased, anything but a letter or digit becomes `_`."""
+    return "".join(c if c.isalnum() and c.isascii() else "_" for c in port.upper())
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """Hard-link when possible (instant, no extra disk), else copy."""
+    if dst.exists() or dst.is_symlink():
+        dst.unlink()
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)

@@ -1,0 +1,378 @@
+"""The record of runs, node runs, output artifacts and pipeline versions (SQLModel).
+
+SQLite in WAL mode with a busy timeout by default, at
+`<workspace>/.pipeloom/pipeloom.db`; `PIPELOOM_DATABASE_URL` selects any
+SQLAlchemy URL (PostgreSQL included). Writes go through one lock and stay
+short, so a web server and a CLI run can share the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable
+
+from sqlalchemy import BigInteger, Column, Text, event, text
+from sqlmodel import Field, Session, SQLModel, create_engine, select
+
+from .errors import NotFoundError
+from .hashing import text_sha256
+from .paths import Layout
+
+
+class RunRow(SQLModel, table=True):
+    __tablename__ = "runs"
+    id: str = Field(primary_key=True)
+    pipeline_id: str = Field(index=True)
+    pipeline_name: str = ""
+    pipeline_path: str = ""
+    status: str = "pending"
+    created_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    pid: int | None = None
+    pid_start: str | None = None
+    host: str | None = None
+    options: str = "{}"
+    message: str | None = Field(default=None, sa_column=Column(Text))
+
+
+class NodeRunRow(SQLModel, table=True):
+    __tablename__ = "node_runs"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="runs.id")
+    node_id: str = Field(index=True)
+    status: str
+    started_at: float | None = None
+    finished_at: float | None = None
+    duration_s: float | None = None
+    exit_code: int | None = None
+    cache_key: str | None = Field(default=None, index=True)
+    attempts: int = 0
+    message: str | None = Field(default=None, sa_column=Column(Text))
+    log_path: str | None = None
+    workdir: str | None = None
+
+
+class ArtifactRow(SQLModel, table=True):
+    __tablename__ = "artifacts"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(index=True, foreign_key="runs.id")
+    node_id: str
+    port: str
+    path: str
+    format: str
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    sha256: str
+    mtime_ns: int = Field(sa_column=Column(BigInteger, nullable=False))
+    records: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+
+
+class VersionRow(SQLModel, table=True):
+    __tablename__ = "pipeline_versions"
+    id: int | None = Field(default=None, primary_key=True)
+    pipeline_id: str = Field(index=True)
+    version: int
+    path: str
+    sha256: str
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    note: str = ""
+    created_at: float = 0.0
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process, so a reused pid is not mistaken for a live run."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode(errors="replace")
+        return data.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(pid: int | None, start: str | None, host: str | None) -> bool:
+    if not pid:
+        return False
+    if host and host != socket.gethostname():
+        return True  # cannot tell from here; leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = process_start_time(pid)
+    return start is None or now is None or now == start
+
+
+class Store:
+    """Thread-safe access to Pipeloom's records."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self._lock = threading.RLock()
+        if url.startswith("sqlite"):
+            self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+            @event.listens_for(self.engine, "connect")
+            def _pragmas(dbapi_conn, _record):  # noqa: ANN001
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=NORMAL")
+                cur.execute("PRAGMA busy_timeout=30000")
+                cur.execute("PRAGMA foreign_keys=ON")
+                cur.close()
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True)
+        SQLModel.metadata.create_all(self.engine)
+        self.recover_interrupted()
+
+    @classmethod
+    def open(cls, workspace: str | os.PathLike) -> "Store":
+        """The store for a workspace: PIPELOOM_DATABASE_URL, or SQLite under .pipeloom/."""
+        url = os.environ.get("PIPELOOM_DATABASE_URL")
+        if not url:
+            layout = Layout(workspace)
+            layout.state.mkdir(parents=True, exist_ok=True)
+            url = f"sqlite:///{layout.db_path}"
+        return cls(url)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def session(self) -> Session:
+        return Session(self.engine, expire_on_commit=False)
+
+    # ------------------------------------------------------------ runs
+
+    def recover_interrupted(self) -> int:
+        """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many."""
+        with self._lock, self.session() as s:
+            rows = s.exec(select(RunRow).where(RunRow.status.in_(("pending", "running")))).all()
+            dead = [r for r in rows if not _alive(r.pid, r.pid_start, r.host)]
+            for r in dead:
+                r.status = "interrupted"
+                r.finished_at = r.finished_at or time.time()
+                r.message = "the process running this run stopped before it finished"
+                s.add(r)
+                for nr in s.exec(select(NodeRunRow).where(NodeRunRow.run_id == r.id,
+                                                          NodeRunRow.status.in_(("pending", "running")))).all():
+                    nr.status = "cancelled"
+                    nr.message = "interrupted: the run's process died"
+                    s.add(nr)
+            s.commit()
+            return len(dead)
+
+    def create_run(self, run_id: str, pipeline_id: str, name: str, path: str, options: dict) -> None:
+        row = RunRow(id=run_id, pipeline_id=pipeline_id, pipeline_name=name, pipeline_path=path, status="pending",
+                     created_at=time.time(), pid=os.getpid(), pid_start=process_start_time(os.getpid()),
+                     host=socket.gethostname(), options=json.dumps(options, sort_keys=True))
+        with self._lock, self.session() as s:
+            s.add(row)
+            s.commit()
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        with self._lock, self.session() as s:
+            row = s.get(RunRow, run_id)
+            if row is None:
+                raise NotFoundError(f"no run `{run_id}`")
+            for k, v in fields.items():
+                setattr(row, k, v)
+            s.add(row)
+            s.commit()
+
+    def record_node(self, run_id: str, node_id: str, *, status: str, started_at: float | None,
+                    finished_at: float | None, exit_code: int | None, cache_key: str | None, attempts: int,
+                    message: str | None, log_path: str | None, workdir: str | None,
+                    artifacts: Iterable[dict] = ()) -> None:
+        """Write one finished node run and its artifacts in one transaction."""
+        duration = (finished_at - started_at) if (started_at and finished_at) else None
+        with self._lock, self.session() as s:
+            s.add(NodeRunRow(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
+                             finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
+                             attempts=attempts, message=message, log_path=log_path, workdir=workdir))
+            for a in artifacts:
+                s.add(ArtifactRow(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"],
+                                  format=a["format"], size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"],
+                                  records=a.get("records")))
+            s.commit()
+
+    def find_cached(self, pipeline_id: str, node_id: str, cache_key: str) -> list[dict] | None:
+        """Artifacts of the newest successful run of this node with this key whose files are intact."""
+        with self.session() as s:
+            q = (select(NodeRunRow).join(RunRow, RunRow.id == NodeRunRow.run_id)
+                 .where(RunRow.pipeline_id == pipeline_id, NodeRunRow.node_id == node_id,
+                        NodeRunRow.cache_key == cache_key, NodeRunRow.status.in_(("succeeded", "cached")))
+                 .order_by(NodeRunRow.id.desc()).limit(3))
+            for nr in s.exec(q).all():
+                arts = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == nr.run_id,
+                                                        ArtifactRow.node_id == node_id)).all()
+                if all(_intact(a) for a in arts):
+                    return [_artifact_dict(a) for a in arts]
+        return None
+
+    def latest_outputs(self, pipeline_id: str, node_id: str) -> list[dict] | None:
+        """Artifacts of the newest successful run of a node, whatever its key (for --only/--from)."""
+        with self.session() as s:
+            q = (select(NodeRunRow).join(RunRow, RunRow.id == NodeRunRow.run_id)
+                 .where(RunRow.pipeline_id == pipeline_id, NodeRunRow.node_id == node_id,
+                        NodeRunRow.status.in_(("succeeded", "cached")))
+                 .order_by(NodeRunRow.id.desc()).limit(5))
+            for nr in s.exec(q).all():
+                arts = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == nr.run_id,
+                                                        ArtifactRow.node_id == node_id)).all()
+                if all(_intact(a) for a in arts):
+                    out = [_artifact_dict(a) for a in arts]
+                    for a in out:
+                        a["cache_key"] = nr.cache_key
+                    return out
+        return None
+
+    def set_records(self, run_id: str, node_id: str, port: str, count: int | None) -> None:
+        with self._lock, self.session() as s:
+            row = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id, ArtifactRow.node_id == node_id,
+                                                   ArtifactRow.port == port)).first()
+            if row is not None:
+                row.records = count
+                s.add(row)
+                s.commit()
+
+    def list_runs(self, pipeline_id: str | None = None, limit: int = 50) -> list[dict]:
+        with self.session() as s:
+            q = select(RunRow)
+            if pipeline_id:
+                q = q.where(RunRow.pipeline_id == pipeline_id)
+            rows = s.exec(q.order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)).all()
+            return [_run_summary(r) for r in rows]
+
+    def latest_run(self, pipeline_id: str) -> dict | None:
+        runs = self.list_runs(pipeline_id, limit=1)
+        return self.get_run(runs[0]["run_id"]) if runs else None
+
+    def get_run(self, run_id: str) -> dict:
+        with self.session() as s:
+            r = s.get(RunRow, run_id)
+            if r is None:
+                raise NotFoundError(f"no run `{run_id}`")
+            out = _run_summary(r)
+            out["pipeline_path"] = r.pipeline_path
+            out["message"] = r.message
+            out["options"] = json.loads(r.options or "{}")
+            nodes: dict[str, dict] = {}
+            for nr in s.exec(select(NodeRunRow).where(NodeRunRow.run_id == run_id).order_by(NodeRunRow.id)).all():
+                nodes[nr.node_id] = {
+                    "status": nr.status, "exit_code": nr.exit_code,
+                    "duration_s": round(nr.duration_s, 3) if nr.duration_s is not None else None,
+                    "started_at": iso(nr.started_at), "finished_at": iso(nr.finished_at),
+                    "message": nr.message, "attempts": nr.attempts, "cache_key": nr.cache_key,
+                    "outputs": {}, "artifacts": {},
+                }
+            for a in s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id)).all():
+                if a.node_id in nodes:
+                    nodes[a.node_id]["outputs"][a.port] = a.path
+                    nodes[a.node_id]["artifacts"][a.port] = _artifact_dict(a)
+            out["nodes"] = nodes
+            return out
+
+    def get_artifact(self, run_id: str, node_id: str, port: str) -> dict:
+        with self.session() as s:
+            a = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id, ArtifactRow.node_id == node_id,
+                                                 ArtifactRow.port == port)).first()
+            if a is None:
+                if s.get(RunRow, run_id) is None:
+                    raise NotFoundError(f"no run `{run_id}`")
+                raise NotFoundError(f"run `{run_id}` has no output `{port}` from node `{node_id}`")
+            return _artifact_dict(a)
+
+    def log_path(self, run_id: str, node_id: str) -> Path:
+        with self.session() as s:
+            if s.get(RunRow, run_id) is None:
+                raise NotFoundError(f"no run `{run_id}`")
+            nr = s.exec(select(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.node_id == node_id)).first()
+            if nr is not None and nr.log_path:
+                return Path(nr.log_path)
+            run = s.get(RunRow, run_id)
+        # a node still running has no record yet; its log lives at the standard place
+        ws = Path(run.pipeline_path).parent if run else Path(".")
+        opts = json.loads(run.options or "{}") if run else {}
+        if opts.get("workspace"):
+            ws = Path(opts["workspace"])
+        path = Layout(ws).log_path(run_id, node_id)
+        if path.exists():
+            return path
+        raise NotFoundError(f"run `{run_id}` has no log for node `{node_id}`")
+
+    # ------------------------------------------------------------ versions
+
+    def add_version(self, pipeline_id: str, path: str, text_: str, note: str = "") -> int:
+        with self._lock, self.session() as s:
+            last = s.exec(select(VersionRow).where(VersionRow.pipeline_id == pipeline_id)
+                          .order_by(VersionRow.version.desc()).limit(1)).first()
+            number = (last.version if last else 0) + 1
+            s.add(VersionRow(pipeline_id=pipeline_id, version=number, path=str(path), sha256=text_sha256(text_),
+                             text=text_, note=note, created_at=time.time()))
+            s.commit()
+            return number
+
+    def latest_version(self, pipeline_id: str) -> dict | None:
+        with self.session() as s:
+            row = s.exec(select(VersionRow).where(VersionRow.pipeline_id == pipeline_id)
+                         .order_by(VersionRow.version.desc()).limit(1)).first()
+            return _version_dict(row, with_text=True) if row else None
+
+    def list_versions(self, pipeline_id: str) -> list[dict]:
+        with self.session() as s:
+            rows = s.exec(select(VersionRow).where(VersionRow.pipeline_id == pipeline_id)
+                          .order_by(VersionRow.version.desc())).all()
+            return [_version_dict(r, with_text=False) for r in rows]
+
+    def get_version(self, pipeline_id: str, version: int) -> dict:
+        with self.session() as s:
+            row = s.exec(select(VersionRow).where(VersionRow.pipeline_id == pipeline_id,
+                                                  VersionRow.version == version)).first()
+            if row is None:
+                raise NotFoundError(f"pipeline `{pipeline_id}` has no version {version}")
+            return _version_dict(row, with_text=True)
+
+    def ping(self) -> bool:
+        with self.session() as s:
+            s.exec(text("SELECT 1"))
+        return True
+
+
+def _intact(a: ArtifactRow) -> bool:
+    try:
+        st = os.stat(a.path)
+    except OSError:
+        return False
+    return st.st_size == a.size and st.st_mtime_ns == a.mtime_ns
+
+
+def _artifact_dict(a: ArtifactRow) -> dict:
+    return {"port": a.port, "path": a.path, "format": a.format, "size": a.size, "sha256": a.sha256,
+            "mtime_ns": a.mtime_ns, "records": a.records}
+
+
+def _run_summary(r: RunRow) -> dict:
+    dur = (r.finished_at - r.started_at) if (r.started_at and r.finished_at) else None
+    return {"run_id": r.id, "pipeline_id": r.pipeline_id, "pipeline_name": r.pipeline_name, "status": r.status,
+            "created_at": iso(r.created_at), "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
+            "duration_s": round(dur, 3) if dur is not None else None}
+
+
+def _version_dict(r: VersionRow, *, with_text: bool) -> dict:
+    d = {"version": r.version, "sha256": r.sha256, "created_at": iso(r.created_at), "note": r.note, "path": r.path}
+    if with_text:
+        d["text"] = r.text
+    return d

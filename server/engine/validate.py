@@ -1,0 +1,170 @@
+"""Graph and environment checks: everything wrong with a pipeline, reported at once."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+from .errors import Problem, UnsafePathError
+from .model import Pipeline
+from .paths import safe_path
+from .runtimes import RUNTIMES, get_runtime
+from .runtimes.simple import CommandRuntime
+
+
+def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
+             structural_only: bool = False) -> list[Problem]:
+    """Every problem in the pipeline; each names the node, port or field."""
+    problems: list[Problem] = []
+    ids: dict[str, int] = defaultdict(int)
+    for n in pipeline.nodes:
+        ids[n.id] += 1
+    for nid, count in ids.items():
+        if count > 1:
+            problems.append(Problem(f"node `{nid}`", f"duplicate id: {count} nodes are called `{nid}`"))
+    nodes: dict = {}
+    for n in pipeline.nodes:
+        nodes.setdefault(n.id, n)
+    base = Path(pipeline.base_dir or workspace)
+
+    for n in pipeline.nodes:
+        where = f"node `{n.id}`"
+        rt = get_runtime(n.runtime) if n.runtime else None
+        if n.runtime and rt is None:
+            problems.append(Problem(where, f"unknown runtime `{n.runtime}` (known: {', '.join(RUNTIMES)})", n.line))
+        if rt is not None:
+            if rt.needs_source:
+                if not n.source:
+                    problems.append(Problem(where, f"runtime `{n.runtime}` needs `source`: the program file", n.line))
+                if n.command is not None:
+                    problems.append(Problem(where, "`command` is only for runtime `command`; use `source`", n.line))
+            else:
+                if n.command is None:
+                    problems.append(Problem(where, "runtime `command` needs `command`: the argv list, e.g. [tar, -czf, out.tgz, in.json]", n.line))
+                if n.source:
+                    problems.append(Problem(where, "runtime `command` takes no `source`; put the program in `command`", n.line))
+        if n.source:
+            _check_file(problems, where, "source", n.source, base, workspace, n.line)
+        if check_env and rt is not None:
+            missing = rt.missing_toolchain()
+            if isinstance(rt, CommandRuntime):
+                missing = rt.missing_program(n)
+            if missing:
+                problems.append(Problem(where, missing, n.line))
+        files_seen: dict[str, str] = {}
+        for kind, ports in (("input", n.inputs), ("output", n.outputs)):
+            for p in ports:
+                pw = f"{where}, {kind} `{p.name}`"
+                if p.file in files_seen:
+                    problems.append(Problem(pw, f"file `{p.file}` is also used by {files_seen[p.file]}; each port needs its own file", n.line))
+                else:
+                    files_seen[p.file] = f"{kind} `{p.name}`"
+                if not _known_format(p.format):
+                    problems.append(Problem(pw, f"unknown format `{p.format}` (known: {', '.join(_format_names())})", n.line))
+                if p.path:
+                    _check_file(problems, pw, "path", p.path, base, workspace, n.line)
+
+    fed: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for n in pipeline.nodes:
+        for p in n.inputs:
+            if p.path:
+                fed[(n.id, p.name)].append(f"the file `{p.path}`")
+    for e in pipeline.edges:
+        where = f"edge `{e.src_node}.{e.src_port} -> {e.dst_node}.{e.dst_port}`"
+        src, dst = nodes.get(e.src_node), nodes.get(e.dst_node)
+        ok = True
+        if src is None:
+            problems.append(Problem(where, f"no node called `{e.src_node}`", e.line))
+            ok = False
+        elif src.output(e.src_port) is None:
+            hint = " (it is an input of that node)" if src.input(e.src_port) else ""
+            outs = ", ".join(p.name for p in src.outputs) or "none"
+            problems.append(Problem(where, f"node `{e.src_node}` has no output `{e.src_port}`{hint}; its outputs: {outs}", e.line))
+            ok = False
+        if dst is None:
+            problems.append(Problem(where, f"no node called `{e.dst_node}`", e.line))
+            ok = False
+        elif dst.input(e.dst_port) is None:
+            hint = " (it is an output of that node)" if dst.output(e.dst_port) else ""
+            ins = ", ".join(p.name for p in dst.inputs) or "none"
+            problems.append(Problem(where, f"node `{e.dst_node}` has no input `{e.dst_port}`{hint}; its inputs: {ins}", e.line))
+            ok = False
+        if not ok:
+            continue
+        fed[(e.dst_node, e.dst_port)].append(f"`{e.src_node}.{e.src_port}`")
+        sfmt, dfmt = src.output(e.src_port).format, dst.input(e.dst_port).format
+        if sfmt != dfmt and _known_format(sfmt) and _known_format(dfmt):
+            okc, why = _can_convert(sfmt, dfmt)
+            if not okc:
+                problems.append(Problem(where, why or f"no conversion from {sfmt} to {dfmt}", e.line))
+
+    for n in pipeline.nodes:
+        for p in n.inputs:
+            sources = fed.get((n.id, p.name), [])
+            pw = f"node `{n.id}`, input `{p.name}`"
+            if len(sources) > 1:
+                problems.append(Problem(pw, f"fed twice, by {' and '.join(sources)}; an input takes one source", n.line))
+            elif not sources:
+                problems.append(Problem(pw, "fed by nothing: connect an edge to it or give it a `path`", n.line))
+
+    cycle = find_cycle(pipeline)
+    if cycle:
+        problems.append(Problem("edges", f"cycle: {' -> '.join(cycle)}; a pipeline must flow one way"))
+    return problems
+
+
+def _check_file(problems: list[Problem], where: str, field: str, rel: str, base: Path, workspace: Path,
+                line: int | None) -> None:
+    try:
+        resolved = safe_path(workspace, base / rel, what=f"`{field}`")
+    except UnsafePathError:
+        problems.append(Problem(where, f"`{field}` {rel} is outside the workspace {Path(workspace).resolve()} (symlinks are followed)", line))
+        return
+    if not resolved.is_file():
+        problems.append(Problem(where, f"`{field}` {rel} not found (looked in {base})", line))
+
+
+def find_cycle(pipeline: Pipeline) -> list[str] | None:
+    """One cycle as a closed list of node ids (`a -> b -> a`), or None."""
+    adj: dict[str, list[str]] = defaultdict(list)
+    for e in pipeline.edges:
+        adj[e.src_node].append(e.dst_node)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def dfs(u: str) -> list[str] | None:
+        state[u] = 1
+        stack.append(u)
+        for v in adj.get(u, []):
+            if state.get(v) == 1:
+                return stack[stack.index(v):] + [v]
+            if state.get(v) is None:
+                found = dfs(v)
+                if found:
+                    return found
+        stack.pop()
+        state[u] = 2
+        return None
+
+    for nid in [n.id for n in pipeline.nodes] + list(adj):
+        if state.get(nid) is None:
+            found = dfs(nid)
+            if found:
+                return found
+    return None
+
+
+def _format_names() -> list[str]:
+    from . import formats
+
+    return list(formats.FORMATS)
+
+
+def _known_format(name: str) -> bool:
+    return name in _format_names()
+
+
+def _can_convert(src: str, dst: str) -> tuple[bool, str | None]:
+    from . import formats
+
+    return formats.can_convert(src, dst)

@@ -1,0 +1,111 @@
+"""Domain errors become JSON responses here, and only here."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from flask import Flask, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from server.engine.errors import (
+    ConflictError, NotFoundError, PipeloomError, UnsafePathError, UsageError, ValidationError,
+)
+
+log = logging.getLogger("pipeloom.web")
+
+
+class StaleVersionError(ConflictError):
+    """A save based on an old version; carries the version the client should reload."""
+
+    def __init__(self, message: str, current_version: int | None):
+        super().__init__(message)
+        self.current_version = current_version
+
+
+class RunActiveError(ConflictError):
+    """A run of the pipeline is already going; carries its id."""
+
+    def __init__(self, message: str, run_id: str):
+        super().__init__(message)
+        self.run_id = run_id
+
+
+def error_body(message: str, details: list | None = None, **extra) -> dict:
+    body = {"error": message, "details": details or []}
+    body.update(extra)
+    return body
+
+
+def json_body() -> dict:
+    """The request body as a JSON object; an empty body is `{}`; anything else is a UsageError (400)."""
+    raw = request.get_data(cache=True)
+    if not raw or not raw.strip():
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise UsageError(f"the request body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError("the request body must be a JSON object")
+    return data
+
+
+def _wants_json() -> bool:
+    return request.path.startswith("/api/") or request.path == "/api" or request.accept_mimetypes.best == "application/json"
+
+
+def register_error_handlers(app: Flask) -> None:
+    """Map the engine's exception hierarchy to HTTP statuses with a JSON body."""
+
+    @app.errorhandler(ValidationError)
+    def _validation(exc: ValidationError):
+        return jsonify(error_body(str(exc), [p.to_dict() for p in exc.problems])), 422
+
+    @app.errorhandler(NotFoundError)
+    def _not_found(exc: NotFoundError):
+        return jsonify(error_body(str(exc))), 404
+
+    @app.errorhandler(ConflictError)
+    def _conflict(exc: ConflictError):
+        extra = {}
+        if isinstance(exc, StaleVersionError):
+            extra["current_version"] = exc.current_version
+        if isinstance(exc, RunActiveError):
+            extra["run_id"] = exc.run_id
+        return jsonify(error_body(str(exc), **extra)), 409
+
+    @app.errorhandler(UnsafePathError)
+    def _unsafe(exc: UnsafePathError):
+        return jsonify(error_body(str(exc))), 403
+
+    @app.errorhandler(UsageError)
+    def _usage(exc: UsageError):
+        return jsonify(error_body(str(exc))), 400
+
+    try:
+        from server.engine.preview import PreviewError
+    except ImportError:  # pragma: no cover - the preview module ships with the engine
+        PreviewError = None
+    if PreviewError is not None and not issubclass(PreviewError, PipeloomError):
+        @app.errorhandler(PreviewError)
+        def _preview(exc):
+            return jsonify(error_body(str(exc))), 400
+
+    @app.errorhandler(PipeloomError)
+    def _other_domain(exc: PipeloomError):
+        # PreviewError and any other deliberate engine error: the client asked for something it cannot have
+        return jsonify(error_body(str(exc))), 400
+
+    @app.errorhandler(HTTPException)
+    def _http(exc: HTTPException):
+        if not _wants_json():
+            return exc
+        return jsonify(error_body(exc.description or exc.name)), exc.code or 500
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        if _wants_json():
+            return jsonify(error_body("internal error; the server log has the details")), 500
+        return "Internal error; the server log has the details.", 500

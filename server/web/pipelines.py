@@ -1,0 +1,294 @@
+"""Pipelines as files: lookup by id, versions kept in step with the disk,
+saving, new files, and the index of node sources the watcher uses."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections import defaultdict
+from pathlib import Path
+from typing import Callable
+
+from server.engine.errors import ConflictError, NotFoundError, Problem, UsageError, ValidationError
+from server.engine.model import ID_RE, dump_document, load_pipeline, parse_text, pipeline_from_document
+from server.engine.paths import (
+    atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path, strip_pipeline_suffix,
+)
+
+from .errors import StaleVersionError
+
+log = logging.getLogger("pipeloom.web")
+
+NOTE_FIRST_SEEN = "first seen"
+NOTE_ON_DISK = "changed on disk"
+NOTE_SAVED = "saved in the studio"
+NOTE_CREATED = "created in the studio"
+
+
+def is_json_file(path: Path) -> bool:
+    return path.name.endswith(".json")
+
+
+def read_text(path: Path) -> str:
+    """A pipeline file's text; a vanished or non-UTF-8 file becomes a domain error."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise NotFoundError(f"`{path.name}` no longer exists") from None
+    except UnicodeDecodeError:
+        raise ValidationError([Problem("", "the file is not UTF-8 text")], str(path)) from None
+
+
+class Pipelines:
+    """Every pipeline file of one workspace, seen through the store's versions."""
+
+    def __init__(self, workspace: Path, store, on_changed: Callable[[str, int | None], None] | None = None):
+        self.ws = Path(workspace).resolve()
+        self.store = store
+        self.on_changed = on_changed or (lambda pid, version: None)
+        self._locks: dict[str, threading.RLock] = defaultdict(threading.RLock)
+        self._locks_guard = threading.Lock()
+        self._autorun: dict[str, bool] = {}
+        self._index: dict[str, list[tuple[str, str]]] | None = None
+        self._index_lock = threading.Lock()
+
+    # ------------------------------------------------------------ lookup
+
+    def lock(self, pipeline_id: str) -> threading.RLock:
+        with self._locks_guard:
+            return self._locks[pipeline_id]
+
+    def rel(self, path: Path) -> str:
+        return Path(path).resolve().relative_to(self.ws).as_posix()
+
+    def all_paths(self) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        for p in find_pipelines(self.ws):
+            out.setdefault(pipeline_id_for(self.ws, p), p)
+        return out
+
+    def path_for(self, pipeline_id: str) -> Path:
+        """The file of a pipeline id, or NotFoundError."""
+        path = self.all_paths().get(pipeline_id)
+        if path is None:
+            raise NotFoundError(f"no pipeline `{pipeline_id}` in this workspace")
+        return safe_path(self.ws, path, what="pipeline file")
+
+    def list(self) -> list[dict]:
+        """Summaries of every pipeline: {id, name, path, description, nodes, error}."""
+        items = []
+        for pid, path in self.all_paths().items():
+            item = {"id": pid, "name": pid, "path": self.rel(path), "description": None, "nodes": 0,
+                    "format": "json" if is_json_file(path) else "yaml", "error": None}
+            try:
+                doc, _ = parse_text(path.read_text(encoding="utf-8"), json_syntax=is_json_file(path))
+                if isinstance(doc.get("name"), str) and doc["name"].strip():
+                    item["name"] = doc["name"]
+                if isinstance(doc.get("description"), str):
+                    item["description"] = doc["description"]
+                if isinstance(doc.get("nodes"), list):
+                    item["nodes"] = len(doc["nodes"])
+            except ValidationError as exc:
+                item["error"] = "; ".join(str(p) for p in exc.problems) or str(exc)
+            except (OSError, UnicodeDecodeError) as exc:
+                item["error"] = f"cannot read the file: {exc}"
+            items.append(item)
+        return items
+
+    # ------------------------------------------------------------ versions
+
+    def sync(self, pipeline_id: str, path: Path | None = None) -> dict:
+        """Make sure the latest stored version is the file on disk; record a
+        "changed on disk" version (and announce it) when it is not."""
+        path = path or self.path_for(pipeline_id)
+        with self.lock(pipeline_id):
+            text = read_text(path)
+            latest = self.store.latest_version(pipeline_id)
+            if latest is not None and latest.get("text") == text:
+                return latest
+            note = NOTE_FIRST_SEEN if latest is None else NOTE_ON_DISK
+            self.store.add_version(pipeline_id, self.rel(path), text, note)
+            self.invalidate_index()
+            new = self.store.latest_version(pipeline_id)
+        if latest is not None:
+            self.on_changed(pipeline_id, new["version"])
+        return new
+
+    def describe(self, pipeline_id: str) -> dict:
+        """The GET shape: {id, name, path, format, document, version, sha256, problems, autorun}."""
+        path = self.path_for(pipeline_id)
+        latest = self.sync(pipeline_id, path)
+        json_syntax = is_json_file(path)
+        document = None
+        problems: list[Problem] = []
+        try:
+            document, _ = parse_text(latest["text"], json_syntax=json_syntax, source=self.rel(path))
+        except ValidationError as exc:
+            problems = exc.problems
+        if document is not None:
+            try:
+                load_pipeline(path, workspace=self.ws)
+            except ValidationError as exc:
+                problems = exc.problems
+        name = document.get("name") if isinstance(document, dict) else None
+        return {
+            "id": pipeline_id,
+            "name": name if isinstance(name, str) and name else pipeline_id,
+            "path": self.rel(path),
+            "format": "json" if json_syntax else "yaml",
+            "document": document,
+            "version": latest["version"],
+            "sha256": latest.get("sha256"),
+            "problems": [p.to_dict() for p in problems],
+            "autorun": self.autorun(pipeline_id),
+        }
+
+    def check_document(self, document, path: Path):
+        """Validate a document as if it were saved at `path` (sources must stay in the workspace)."""
+        if not isinstance(document, dict):
+            raise UsageError("`document` must be a JSON object (the pipeline document)")
+        pipeline = pipeline_from_document(document, base_dir=path.parent, workspace=self.ws, path=path,
+                                          check_env=False)
+        base = path.parent
+        for node in pipeline.nodes:
+            if node.source:
+                safe_path(self.ws, base / node.source, what=f"source of node `{node.id}`")
+            for port in node.inputs:
+                if port.path:
+                    safe_path(self.ws, base / port.path, what=f"input `{node.id}.{port.name}`")
+        return pipeline
+
+    def save(self, pipeline_id: str, document, version) -> dict:
+        """Write a document over the pipeline file as a new version; 409 when stale, 422 when invalid."""
+        if isinstance(version, bool) or not isinstance(version, int):
+            raise UsageError("`version` is required: the version number the edit is based on")
+        path = self.path_for(pipeline_id)
+        with self.lock(pipeline_id):
+            latest = self.sync(pipeline_id, path)
+            if version != latest["version"]:
+                raise StaleVersionError(
+                    f"the pipeline changed since version {version} was loaded (now version {latest['version']}); "
+                    "reload it and apply the edit again", latest["version"])
+            self.check_document(document, path)
+            text = dump_document(document, json_syntax=is_json_file(path))
+            if text != latest["text"]:
+                atomic_write_text(path, text)
+                self.store.add_version(pipeline_id, self.rel(path), text, NOTE_SAVED)
+                self.invalidate_index()
+        return self.describe(pipeline_id)
+
+    def restore(self, pipeline_id: str, number: int) -> dict:
+        """Write an earlier version back to the file as a new version."""
+        path = self.path_for(pipeline_id)
+        with self.lock(pipeline_id):
+            self.sync(pipeline_id, path)
+            old = self.store.get_version(pipeline_id, number)
+            atomic_write_text(path, old["text"])
+            self.store.add_version(pipeline_id, self.rel(path), old["text"], f"restored version {number}")
+            self.invalidate_index()
+        return self.describe(pipeline_id)
+
+    def version_document(self, pipeline_id: str, number: int) -> dict:
+        path = self.path_for(pipeline_id)
+        v = self.store.get_version(pipeline_id, number)
+        try:
+            document, _ = parse_text(v["text"], json_syntax=is_json_file(path))
+        except ValidationError:
+            document = None
+        return {"version": v["version"], "created_at": v.get("created_at"), "note": v.get("note"),
+                "sha256": v.get("sha256"), "document": document, "text": v["text"]}
+
+    def create(self, rel_path, document=None, name=None) -> tuple[str, Path]:
+        """Create a new pipeline file; returns (id, path)."""
+        if not isinstance(rel_path, str) or not rel_path.strip():
+            raise UsageError("`path` is required, e.g. `etl.pipeline.yaml`")
+        if not is_pipeline_file(Path(rel_path).name):
+            raise UsageError(f"`{rel_path}` must end with .pipeline.yaml, .pipeline.yml or .pipeline.json")
+        path = safe_path(self.ws, rel_path, what="new pipeline")
+        if any(part.startswith(".") for part in path.relative_to(self.ws).parts):
+            raise UsageError("a pipeline cannot live in a hidden folder (it would not be listed)")
+        if document is None:
+            title = name if isinstance(name, str) and name.strip() else strip_pipeline_suffix(path.name)
+            document = {"version": 1, "name": title, "nodes": [], "edges": []}
+        self.check_document(document, path)
+        pid = pipeline_id_for(self.ws, path)
+        if pid in self.all_paths() or path.exists():
+            raise ConflictError(f"`{self.rel(path)}` already exists")
+        text = dump_document(document, json_syntax=is_json_file(path))
+        with self.lock(pid):
+            atomic_write_text(path, text)
+            self.store.add_version(pid, self.rel(path), text, NOTE_CREATED)
+        self.invalidate_index()
+        return pid, path
+
+    # ------------------------------------------------------------ nodes and sources
+
+    def node_document(self, pipeline_id: str, node_id: str) -> tuple[dict, Path]:
+        """The raw document dict of one node (no full validation) and the pipeline path."""
+        path = self.path_for(pipeline_id)
+        doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
+        for raw in doc.get("nodes") or []:
+            if isinstance(raw, dict) and raw.get("id") == node_id:
+                return raw, path
+        raise NotFoundError(f"pipeline `{pipeline_id}` has no node `{node_id}`")
+
+    def source_path(self, pipeline_id: str, node_id: str) -> Path | None:
+        raw, path = self.node_document(pipeline_id, node_id)
+        src = raw.get("source")
+        if not isinstance(src, str) or not src:
+            return None
+        return safe_path(self.ws, path.parent / src, what=f"source of node `{node_id}`")
+
+    def new_node_file(self, pipeline_id: str, rel_source: str, text: str) -> Path:
+        path = self.path_for(pipeline_id)
+        target = safe_path(self.ws, path.parent / rel_source, what="new node source")
+        if target.exists():
+            raise ConflictError(f"`{target.relative_to(self.ws).as_posix()}` already exists; pick another node id")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        # exclusive create: never overwrite a file that appeared meanwhile
+        with open(target, "x", encoding="utf-8") as fh:
+            fh.write(text)
+        self.invalidate_index()
+        return target
+
+    def invalidate_index(self) -> None:
+        with self._index_lock:
+            self._index = None
+
+    def _build_index(self) -> dict[str, list[tuple[str, str]]]:
+        index: dict[str, list[tuple[str, str]]] = {}
+        for pid, path in self.all_paths().items():
+            try:
+                doc, _ = parse_text(path.read_text(encoding="utf-8"), json_syntax=is_json_file(path))
+            except (ValidationError, OSError, UnicodeDecodeError):
+                continue
+            for raw in doc.get("nodes") or []:
+                if not isinstance(raw, dict):
+                    continue
+                src, nid = raw.get("source"), raw.get("id")
+                if isinstance(src, str) and src and isinstance(nid, str) and ID_RE.match(nid):
+                    key = os.path.realpath(path.parent / src)
+                    index.setdefault(key, []).append((pid, nid))
+        return index
+
+    def nodes_for_source(self, file_path: Path) -> list[tuple[str, str]]:
+        """Every (pipeline_id, node_id) whose source is this file."""
+        with self._index_lock:
+            if self._index is None:
+                self._index = self._build_index()
+            index = self._index
+        return list(index.get(os.path.realpath(file_path), []))
+
+    # ------------------------------------------------------------ autorun
+
+    def autorun(self, pipeline_id: str) -> bool:
+        return self._autorun.get(pipeline_id, False)
+
+    def set_autorun(self, pipeline_id: str, enabled: bool) -> None:
+        self.path_for(pipeline_id)
+        self._autorun[pipeline_id] = bool(enabled)
+
+    def load(self, pipeline_id: str):
+        """The validated Pipeline, ready to run (ValidationError lists the problems)."""
+        return load_pipeline(self.path_for(pipeline_id), workspace=self.ws)

@@ -1,0 +1,396 @@
+"""Active runs of the studio and the bridge from engine events to Socket.IO.
+
+Log lines are buffered per node and flushed by one background thread, at
+most ~20 emits a second per run; a node printing faster than a browser can
+show loses lines *live only* (a marker says how many), never on disk.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable
+
+from server.engine.errors import NotFoundError, PipeloomError
+from server.engine.events import LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent
+
+from .errors import RunActiveError
+
+log = logging.getLogger("pipeloom.web")
+
+TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+SNAPSHOT_LOG_LINES = 200
+MAX_LIVE_LINE = 4000
+
+Emit = Callable[[str, dict, list[str]], None]
+
+
+def rooms_for(run_id: str, pipeline_id: str) -> list[str]:
+    return [f"run:{run_id}", f"pipeline:{pipeline_id}"]
+
+
+class LiveRun:
+    """One run in progress: its runner, thread and the log lines not yet sent."""
+
+    def __init__(self, pipeline_id: str, cap: int):
+        self.pipeline_id = pipeline_id
+        self.run_id: str = ""
+        self.runner = None
+        self.thread: threading.Thread | None = None
+        self.cap = cap
+        self.pending: dict[str, list[dict]] = {}  # insertion order = oldest first
+        self.dropped: dict[str, int] = {}
+        self.buf_lock = threading.Lock()
+        self.emit_lock = threading.Lock()  # keeps batches of one run in order
+        self.next_flush = 0.0
+        self.done = threading.Event()
+        self.emits = 0
+
+    def add_lines(self, node_id: str, lines: list[dict]) -> None:
+        with self.buf_lock:
+            buf = self.pending.setdefault(node_id, [])
+            room = self.cap - len(buf)
+            if room > 0:
+                for line in lines[:room]:
+                    text = line.get("text", "")
+                    if isinstance(text, str) and len(text) > MAX_LIVE_LINE:
+                        line = dict(line, text=text[:MAX_LIVE_LINE] + " …")
+                    buf.append(line)
+            if len(lines) > room:
+                self.dropped[node_id] = self.dropped.get(node_id, 0) + len(lines) - max(room, 0)
+
+    def take(self, node_id: str | None = None) -> list[tuple[str, list[dict]]]:
+        """Remove and return pending batches (one node, or all), each ending with a drop marker if needed."""
+        with self.buf_lock:
+            ids = [node_id] if node_id is not None else list(self.pending)
+            out = []
+            for nid in ids:
+                lines = self.pending.pop(nid, None)
+                dropped = self.dropped.pop(nid, 0)
+                if not lines and not dropped:
+                    continue
+                lines = lines or []
+                if dropped:
+                    lines.append({"stream": "meta", "ts": time.time(),
+                                  "text": f"… {dropped:,} lines not shown live; open the full log"})
+                out.append((nid, lines))
+            return out
+
+    def has_pending(self) -> bool:
+        with self.buf_lock:
+            return bool(self.pending) or bool(self.dropped)
+
+
+class RunManager:
+    """Starts runs in the background and forwards their events to rooms."""
+
+    def __init__(self, workspace: Path, store, emit: Emit, *, flush_interval: float = 0.05,
+                 batch_cap: int = 2000, count_limit: int = 256 * 1024 * 1024,
+                 load_pipeline: Callable[[str], object] | None = None,
+                 autorun_enabled: Callable[[str], bool] | None = None):
+        self.ws = Path(workspace).resolve()
+        self.store = store
+        self.emit = emit
+        self.flush_interval = flush_interval
+        self.batch_cap = batch_cap
+        self.count_limit = count_limit
+        self.load_pipeline = load_pipeline
+        self.autorun_enabled = autorun_enabled or (lambda pid: False)
+        self._runs: dict[str, LiveRun] = {}
+        self._by_pipeline: dict[str, str] = {}
+        self._queued: dict[str, set[str]] = {}
+        self._lock = threading.RLock()
+        self._stop = threading.Event()
+        self._flusher: threading.Thread | None = None
+        self._counter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeloom-count")
+
+    # ------------------------------------------------------------ starting and stopping
+
+    def start(self, pipeline, pipeline_id: str, *, only: str | None = None, from_node: str | None = None,
+              force: bool = False, jobs: int | None = None) -> str:
+        """Start a run in the background and return its id (RunActiveError if one is going)."""
+        from server.engine.runner import RunOptions, Runner
+
+        with self._lock:
+            active = self._by_pipeline.get(pipeline_id)
+            if active:
+                raise RunActiveError(f"pipeline `{pipeline_id}` is already running (run {active}); "
+                                     "cancel it or wait for it to finish", active)
+            live = LiveRun(pipeline_id, self.batch_cap)
+            options = RunOptions(jobs=jobs, force=force, only=only, from_node=from_node)
+            runner = Runner(pipeline, store=self.store, workspace=self.ws, options=options,
+                            listener=lambda ev: self._on_event(live, ev))
+            live.runner = runner
+            live.run_id = runner.run_id
+            self._runs[live.run_id] = live
+            self._by_pipeline[pipeline_id] = live.run_id
+            self._ensure_flusher()
+            live.thread = threading.Thread(target=self._run, args=(live,), name=f"pipeloom-run-{live.run_id}",
+                                           daemon=True)
+            live.thread.start()
+        return live.run_id
+
+    def _run(self, live: LiveRun) -> None:
+        try:
+            live.runner.run()
+        except Exception as exc:  # the engine reports its own failures; this is the last resort
+            log.exception("run %s crashed", live.run_id)
+            self._flush(live)
+            self.emit("run_status", {"run_id": live.run_id, "pipeline_id": live.pipeline_id,
+                                     "status": "failed", "message": str(exc)},
+                      rooms_for(live.run_id, live.pipeline_id))
+        finally:
+            self._flush(live)
+            with self._lock:
+                self._runs.pop(live.run_id, None)
+                if self._by_pipeline.get(live.pipeline_id) == live.run_id:
+                    del self._by_pipeline[live.pipeline_id]
+                queued = self._queued.pop(live.pipeline_id, None)
+            live.done.set()
+            if queued and not self._stop.is_set():
+                self._start_autorun(live.pipeline_id, queued)
+
+    def cancel(self, run_id: str) -> bool:
+        """Cancel an active run; False when it is not active here."""
+        with self._lock:
+            live = self._runs.get(run_id)
+        if live is None:
+            return False
+        live.runner.cancel()
+        return True
+
+    def active_run(self, pipeline_id: str) -> str | None:
+        with self._lock:
+            return self._by_pipeline.get(pipeline_id)
+
+    def is_active(self, run_id: str) -> bool:
+        with self._lock:
+            return run_id in self._runs
+
+    def wait(self, run_id: str, timeout: float | None = None) -> bool:
+        with self._lock:
+            live = self._runs.get(run_id)
+        return True if live is None else live.done.wait(timeout)
+
+    def shutdown(self, timeout: float = 10.0) -> None:
+        """Cancel every active run and wait for them to end."""
+        self._stop.set()
+        with self._lock:
+            lives = list(self._runs.values())
+            self._queued.clear()
+        for live in lives:
+            try:
+                live.runner.cancel()
+            except Exception:
+                log.exception("cancelling run %s", live.run_id)
+        deadline = time.monotonic() + timeout
+        for live in lives:
+            live.done.wait(max(0.0, deadline - time.monotonic()))
+        self._counter.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------ autorun
+
+    def request_autorun(self, pipeline_id: str, node_ids: set[str]) -> str | None:
+        """Re-run from changed nodes; while a run is going, queue one re-run for after it."""
+        with self._lock:
+            if self._stop.is_set():
+                return None
+            if pipeline_id in self._by_pipeline:
+                self._queued.setdefault(pipeline_id, set()).update(node_ids)
+                return None
+        return self._start_autorun(pipeline_id, set(node_ids))
+
+    def _start_autorun(self, pipeline_id: str, nodes: set[str]) -> str | None:
+        if not self.autorun_enabled(pipeline_id) or self.load_pipeline is None:
+            return None
+        try:
+            pipeline = self.load_pipeline(pipeline_id)
+        except PipeloomError as exc:
+            log.warning("auto-run of %s skipped: %s", pipeline_id, exc)
+            return None
+        present = [n for n in nodes if pipeline.node(n) is not None]
+        if not present:
+            return None
+        from_node = None
+        for cand in present:
+            if set(present) <= pipeline.downstream_of(cand):
+                from_node = cand  # one changed node leads to all the others
+                break
+        try:
+            # without a single start node, a plain run re-runs exactly the changed nodes (cache misses)
+            return self.start(pipeline, pipeline_id, from_node=from_node)
+        except RunActiveError:
+            with self._lock:
+                self._queued.setdefault(pipeline_id, set()).update(present)
+            return None
+        except PipeloomError as exc:
+            log.warning("auto-run of %s failed to start: %s", pipeline_id, exc)
+            return None
+
+    # ------------------------------------------------------------ events
+
+    def _on_event(self, live: LiveRun, ev) -> None:
+        rooms = rooms_for(live.run_id or getattr(ev, "run_id", ""), live.pipeline_id)
+        if isinstance(ev, LogEvent):
+            live.add_lines(ev.node_id, ev.lines)
+            return
+        if isinstance(ev, NodeStatusEvent):
+            self._flush(live, ev.node_id)
+            self.emit("node_status", ev.to_dict(), rooms)
+            return
+        if isinstance(ev, OutputReadyEvent):
+            payload = {"run_id": ev.run_id, "node_id": ev.node_id, "port": ev.port, "format": ev.format,
+                       "size": ev.size, "records": ev.records}
+            self.emit("output_ready", payload, rooms)
+            if ev.records is None and ev.path and ev.size <= self.count_limit:
+                self._counter.submit(self._count, payload, ev.path, rooms)
+            return
+        if isinstance(ev, RunStatusEvent):
+            if ev.status in TERMINAL_RUN:
+                self._flush(live)
+            payload = ev.to_dict()
+            payload["pipeline_id"] = live.pipeline_id
+            self.emit("run_status", payload, rooms)
+            return
+        self.emit(ev.kind, ev.to_dict(), rooms)
+
+    def _count(self, payload: dict, path: str, rooms: list[str]) -> None:
+        from server.engine.formats import count_records
+
+        try:
+            n = count_records(path, payload["format"])
+        except Exception as exc:  # a malformed output is the node's problem, shown in its preview
+            log.info("cannot count records of %s: %s", path, exc)
+            return
+        if n is None:
+            return
+        try:
+            self.store.set_records(payload["run_id"], payload["node_id"], payload["port"], n)
+        except PipeloomError as exc:
+            log.info("cannot store the record count of %s: %s", path, exc)
+        self.emit("output_ready", dict(payload, records=n), rooms)
+
+    # ------------------------------------------------------------ log batching
+
+    def _ensure_flusher(self) -> None:
+        if self._flusher is None or not self._flusher.is_alive():
+            self._flusher = threading.Thread(target=self._flush_loop, name="pipeloom-log-flush", daemon=True)
+            self._flusher.start()
+
+    def _flush_loop(self) -> None:
+        while not self._stop.wait(self.flush_interval):
+            with self._lock:
+                lives = list(self._runs.values())
+            now = time.monotonic()
+            for live in lives:
+                if now >= live.next_flush and live.has_pending():
+                    try:
+                        self._flush(live)
+                    except Exception:
+                        log.exception("flushing logs of run %s", live.run_id)
+
+    def _flush(self, live: LiveRun, node_id: str | None = None) -> None:
+        with live.emit_lock:
+            batches = live.take(node_id)
+            if not batches:
+                return
+            rooms = rooms_for(live.run_id, live.pipeline_id)
+            for nid, lines in batches:
+                self.emit("log", {"run_id": live.run_id, "node_id": nid, "lines": lines}, rooms)
+            live.emits += len(batches)
+            # several nodes flushed at once push the next timed flush back, keeping ~20 emits/s per run
+            live.next_flush = time.monotonic() + self.flush_interval * len(batches)
+
+    # ------------------------------------------------------------ snapshots
+
+    def snapshot(self, *, pipeline_id: str | None = None, run_id: str | None = None) -> dict:
+        """Statuses and the last log lines of the active (or latest) run."""
+        live = None
+        with self._lock:
+            if run_id is None and pipeline_id is not None:
+                run_id = self._by_pipeline.get(pipeline_id)
+            if run_id is not None:
+                live = self._runs.get(run_id)
+        if run_id is None and pipeline_id is not None:
+            runs = self.store.list_runs(pipeline_id=pipeline_id, limit=1)
+            run_id = runs[0]["run_id"] if runs else None
+        base: dict = {"run_id": None, "status": None, "nodes": {}, "logs": {}, "active": False}
+        if pipeline_id is not None:
+            base["pipeline_id"] = pipeline_id
+        if run_id is None:
+            return base
+        stored = None
+        try:
+            stored = self.store.get_run(run_id)
+        except NotFoundError:
+            if live is None:
+                raise
+        if live is not None:
+            snap = live.runner.snapshot()
+            nodes = {nid: dict(info) for nid, info in (snap.get("nodes") or {}).items()}
+            status = snap.get("status")
+        else:
+            nodes = {nid: {"status": info.get("status"), "exit_code": info.get("exit_code"),
+                           "duration_s": info.get("duration_s")}
+                     for nid, info in (stored.get("nodes") or {}).items()}
+            status = stored.get("status")
+        if stored is not None:
+            for nid, info in (stored.get("nodes") or {}).items():
+                arts = info.get("artifacts") or {}
+                if nid in nodes and arts:
+                    nodes[nid]["outputs"] = {port: {"format": a.get("format"), "size": a.get("size"),
+                                                    "records": a.get("records")} for port, a in arts.items()}
+        base.update(run_id=run_id, status=status, nodes=nodes, active=live is not None)
+        base["pipeline_id"] = pipeline_id or (stored or {}).get("pipeline_id") or (live.pipeline_id if live else None)
+        base["logs"] = {nid: self.tail_log(run_id, nid) for nid in nodes}
+        return base
+
+    def tail_log(self, run_id: str, node_id: str, lines: int = SNAPSHOT_LOG_LINES) -> list[dict]:
+        """The last `lines` lines of a node's log file, read from its end."""
+        from server.engine.logs import read_log
+
+        try:
+            path = Path(self.store.log_path(run_id, node_id))
+        except (NotFoundError, PipeloomError):
+            return []
+        try:
+            size = path.stat().st_size
+        except OSError:
+            return []
+        window = 64 * 1024
+        while True:
+            start = max(0, size - window)
+            offset = _next_line_start(path, start) if start else 0
+            tail: deque = deque(maxlen=lines)
+            seen = 0
+            while offset < size:
+                got, nxt = read_log(path, offset=offset, limit=1000)
+                tail.extend(got)
+                seen += len(got)
+                if not got or nxt <= offset:
+                    break
+                offset = nxt
+            if seen >= lines or start == 0 or window >= 16 * 1024 * 1024:
+                return list(tail)
+            window *= 4
+
+
+def _next_line_start(path: Path, offset: int) -> int:
+    """The byte offset of the first line starting at or after `offset`."""
+    with open(path, "rb") as fh:
+        fh.seek(offset - 1)
+        chunk = fh.read(1)
+        if chunk == b"\n":
+            return offset
+        while True:
+            block = fh.read(65536)
+            if not block:
+                return os.fstat(fh.fileno()).st_size
+            i = block.find(b"\n")
+            if i >= 0:
+                return fh.tell() - len(block) + i + 1

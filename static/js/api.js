@@ -1,0 +1,59 @@
+// The REST client: every request carries the page's token and speaks JSON.
+
+const meta = document.querySelector('meta[name="pipeloom-token"]');
+export const token = meta ? meta.content : "";
+
+/** An error answer from the API: `message` is the server's own text. */
+export class ApiError extends Error {
+  constructor(status, body) {
+    super((body && body.error) || `request failed (HTTP ${status})`);
+    this.status = status;
+    this.body = body || {};
+    this.details = Array.isArray(this.body.details) ? this.body.details : [];
+  }
+}
+
+/** Send a request; resolve with the parsed JSON body, or reject with ApiError. */
+export async function request(method, url, body) {
+  const headers = { Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const init = { method, headers, credentials: "same-origin" };
+  if (body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let response;
+  try {
+    response = await fetch(url, init);
+  } catch (err) {
+    throw new ApiError(0, { error: "The Pipeloom server cannot be reached. Is it still running?" });
+  }
+  let data = null;
+  const text = await response.text();
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = { error: text.slice(0, 300) };
+    }
+  }
+  if (!response.ok) throw new ApiError(response.status, data);
+  return data;
+}
+
+export const get = (url) => request("GET", url);
+export const post = (url, body = {}) => request("POST", url, body);
+export const put = (url, body = {}) => request("PUT", url, body);
+
+/** Encode one path segment (pipeline ids contain dots, node ids dashes). */
+export const seg = (value) => encodeURIComponent(String(value));
+
+/** Describe an ApiError's details as readable lines: "node `parse`: message (line 12)". */
+export function detailLines(err) {
+  return (err.details || []).map((d) => {
+    if (typeof d === "string") return d;
+    const where = d.where ? `${d.where}: ` : "";
+    const line = d.line ? ` (line ${d.line})` : "";
+    return `${where}${d.message || JSON.stringify(d)}${line}`;
+  });
+}

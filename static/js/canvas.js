@@ -1,0 +1,694 @@
+// The pipeline canvas: HTML node cards and one SVG edge layer inside a single
+// CSS-transformed viewport. Geometry comes from the document (geometry.js),
+// so moving a card redraws only the edges that touch it.
+import { h, svg, clear, formatDuration, formatRecords, textColorFor, rafThrottle } from "./dom.js";
+import { nodesOf, edgesOf, portsOf } from "./doc.js";
+import { cardMetrics, portPoint, edgeCurve, CARD_W } from "./geometry.js";
+import { describeStatus } from "./status.js";
+
+const MIN_ZOOM = 0.08;
+const MAX_ZOOM = 2;
+const DRAG_THRESHOLD = 4;
+const GRID = 8;
+
+export class Canvas {
+  /**
+   * root: the element to draw into. runtimes: {name: {label, color}}.
+   * handlers: onSelect(nodeIds, edgeKey), onMove(positions), onConnect(src, srcPort, dst, dstPort),
+   * onDelete(nodeIds, edgeKeys), onDropRuntime(runtime, point), onActivate(nodeId).
+   */
+  constructor(root, { runtimes = {}, handlers = {} } = {}) {
+    this.root = root;
+    this.runtimes = runtimes;
+    this.handlers = handlers;
+    this.doc = { nodes: [], edges: [] };
+    this.items = new Map(); // node id -> {node, pos, metrics, el, ...}
+    this.edges = new Map(); // edge key -> {edge, g, line, hit, label, text, rect}
+    this.touching = new Map(); // node id -> Set of edge keys
+    this.statuses = new Map(); // node id -> {status, duration_s, exit_code}
+    this.records = new Map(); // "node.port" -> records
+    this.selected = new Set();
+    this.selectedEdge = null;
+    this.view = { x: 40, y: 40, k: 1 };
+    this.running = false;
+    this.spaceDown = false;
+    this.wire = null; // an unfinished connection
+    this.build();
+  }
+
+  build() {
+    clear(this.root);
+    this.root.classList.add("canvas");
+    this.viewport = h("div", { class: "viewport" });
+    this.svg = svg("svg", { class: "edges", width: 1, height: 1, "aria-hidden": "true" });
+    this.edgeLayer = svg("g", { class: "edge-layer" });
+    this.wirePath = svg("path", { class: "wire", d: "" });
+    this.svg.append(this.edgeLayer, this.wirePath);
+    this.cardLayer = h("div", { class: "cards", role: "list", "aria-label": "Steps of the pipeline" });
+    this.viewport.append(this.svg, this.cardLayer);
+    this.empty = h("div", { class: "canvas-empty", hidden: true },
+      h("div", { class: "canvas-empty-title" }, "Drag a node from the palette"),
+      h("div", { class: "canvas-empty-hint" }, "Each node is one step: a small program that reads files and writes files."));
+    this.root.append(this.viewport, this.empty);
+    this.applyView = rafThrottle(() => {
+      const { x, y, k } = this.view;
+      this.viewport.style.transform = `translate(${x}px, ${y}px) scale(${k})`;
+      this.root.style.setProperty("--zoom", String(k));
+      this.root.style.backgroundPosition = `${x}px ${y}px`;
+      this.root.style.backgroundSize = `${24 * k}px ${24 * k}px`;
+    });
+    this.bindEvents();
+    this.applyView();
+  }
+
+  // ------------------------------------------------------------ rendering
+
+  /** Draw a whole document (used on load, reload, undo and redo). */
+  setDocument(doc, { keepView = true } = {}) {
+    this.doc = doc;
+    clear(this.cardLayer);
+    clear(this.edgeLayer);
+    this.items.clear();
+    this.edges.clear();
+    this.touching.clear();
+    const fragment = document.createDocumentFragment();
+    for (const node of nodesOf(doc)) {
+      const pos = node.position ? { x: node.position.x, y: node.position.y } : { x: 0, y: 0 };
+      const item = { node, pos, metrics: cardMetrics(node) };
+      item.el = this.renderCard(item);
+      this.items.set(node.id, item);
+      this.touching.set(node.id, new Set());
+      fragment.append(item.el);
+    }
+    this.cardLayer.append(fragment);
+    const edgeFragment = document.createDocumentFragment();
+    for (const edge of edgesOf(doc)) {
+      const rec = this.renderEdge(edge);
+      if (!rec) continue;
+      edgeFragment.append(rec.g);
+    }
+    this.edgeLayer.append(edgeFragment);
+    for (const id of [...this.selected]) if (!this.items.has(id)) this.selected.delete(id);
+    if (this.selectedEdge && !this.edges.has(this.selectedEdge)) this.selectedEdge = null;
+    this.refreshSelection();
+    this.empty.hidden = this.items.size > 0;
+    if (!keepView) this.fit();
+  }
+
+  renderCard(item) {
+    const { node, pos, metrics } = item;
+    const rt = this.runtimes[node.runtime] || { label: node.runtime || "unknown", color: "#6e7781" };
+    const title = node.title || node.id;
+    const statusEl = h("span", { class: "status-word" });
+    const iconEl = h("span", { class: "status-icon", "aria-hidden": "true" });
+    const markEl = h("span", { class: "status-mark" });
+    const durationEl = h("span", { class: "card-duration" });
+    const inputs = portsOf(node, "inputs");
+    const outputs = portsOf(node, "outputs");
+    const port = (kind, p) => h("button", {
+      type: "button",
+      class: `port port-${kind === "inputs" ? "in" : "out"}`,
+      "data-kind": kind,
+      "data-port": p.name,
+      "data-format": p.format,
+      title: `${kind === "inputs" ? "Input" : "Output"} “${p.name}”, ${p.format}` +
+        (kind === "outputs" ? ". Drag to an input to connect." : ""),
+      "aria-label": `${kind === "inputs" ? "input" : "output"} ${p.name} (${p.format}) of ${title}`,
+    },
+    h("span", { class: "port-dot", "aria-hidden": "true" }),
+    h("span", { class: "port-name" }, p.name),
+    h("span", { class: "port-format" }, p.format));
+    const el = h("div", {
+      class: "card",
+      role: "listitem",
+      tabindex: "0",
+      "data-node-id": node.id,
+      "data-status": "",
+      "data-runtime": node.runtime || "",
+      style: { width: `${CARD_W}px`, height: `${metrics.height}px`, transform: `translate(${pos.x}px, ${pos.y}px)` },
+    },
+    h("div", { class: "card-head" },
+      h("span", { class: "badge", style: { background: rt.color, color: textColorFor(rt.color) } }, rt.label),
+      h("span", { class: "card-title", title }, title)),
+    metrics.descLines
+      ? h("div", { class: "card-desc", style: { height: `${metrics.descH}px`, "-webkit-line-clamp": String(metrics.descLines) }, title: node.description }, node.description)
+      : null,
+    metrics.portsH
+      ? h("div", { class: "card-ports", style: { height: `${metrics.portsH}px` } },
+        h("div", { class: "ports-in" }, inputs.map((p) => port("inputs", p))),
+        h("div", { class: "ports-out" }, outputs.map((p) => port("outputs", p))))
+      : null,
+    h("div", { class: "card-foot" },
+      h("span", { class: "status" }, iconEl, statusEl, markEl),
+      durationEl));
+    item.statusEl = statusEl;
+    item.iconEl = iconEl;
+    item.markEl = markEl;
+    item.durationEl = durationEl;
+    item.title = title;
+    item.runtimeLabel = rt.label;
+    this.paintStatus(item, this.statuses.get(node.id));
+    return el;
+  }
+
+  renderEdge(edge) {
+    const a = this.items.get(edge.src);
+    const b = this.items.get(edge.dst);
+    if (!a || !b) return null;
+    const srcPort = portsOf(a.node, "outputs").find((p) => p.name === edge.srcPort);
+    const dstPort = portsOf(b.node, "inputs").find((p) => p.name === edge.dstPort);
+    const g = svg("g", { class: "edge", "data-edge": edge.key });
+    const hit = svg("path", { class: "edge-hit" });
+    const line = svg("path", { class: "edge-line" });
+    const label = svg("g", { class: "edge-label" });
+    const rect = svg("rect", { rx: 9, ry: 9, height: 18, y: -9 });
+    const text = svg("text", { "text-anchor": "middle", dy: "0.35em" });
+    label.append(rect, text);
+    const title = svg("title");
+    g.append(title, hit, line, label);
+    const rec = {
+      edge, g, hit, line, label, rect, text, title,
+      srcFormat: srcPort ? srcPort.format : "?",
+      dstFormat: dstPort ? dstPort.format : "?",
+    };
+    this.edges.set(edge.key, rec);
+    this.touching.get(edge.src).add(edge.key);
+    this.touching.get(edge.dst).add(edge.key);
+    this.paintEdgeLabel(rec);
+    this.drawEdge(rec);
+    this.paintEdgeFlow(rec);
+    return rec;
+  }
+
+  drawEdge(rec) {
+    const a = this.items.get(rec.edge.src);
+    const b = this.items.get(rec.edge.dst);
+    const p1 = portPoint(a.node, a.pos, "outputs", rec.edge.srcPort, a.metrics);
+    const p2 = portPoint(b.node, b.pos, "inputs", rec.edge.dstPort, b.metrics);
+    const { d, mid } = edgeCurve(p1, p2);
+    rec.line.setAttribute("d", d);
+    rec.hit.setAttribute("d", d);
+    rec.label.setAttribute("transform", `translate(${Math.round(mid.x)},${Math.round(mid.y)})`);
+  }
+
+  paintEdgeLabel(rec) {
+    const fmt = rec.srcFormat === rec.dstFormat ? rec.srcFormat : `${rec.srcFormat} → ${rec.dstFormat}`;
+    const n = this.records.get(`${rec.edge.src}.${rec.edge.srcPort}`);
+    const textValue = n === undefined || n === null ? fmt : `${fmt} · ${formatRecords(n)}`;
+    rec.text.textContent = textValue;
+    rec.title.textContent = `${rec.edge.src}.${rec.edge.srcPort} → ${rec.edge.dst}.${rec.edge.dstPort}: ${textValue}`;
+    // Monospace at 11px: about 6.6px a character, so the pill fits without measuring.
+    const width = Math.ceil(textValue.length * 6.7) + 14;
+    rec.rect.setAttribute("width", String(width));
+    rec.rect.setAttribute("x", String(-width / 2));
+    rec.g.classList.toggle("has-records", n !== undefined && n !== null);
+  }
+
+  paintEdgeFlow(rec) {
+    const s = (this.statuses.get(rec.edge.src) || {}).status;
+    const t = (this.statuses.get(rec.edge.dst) || {}).status;
+    const flowing = this.running && (s === "running" || t === "running");
+    rec.g.classList.toggle("flowing", flowing);
+    rec.g.classList.toggle("done", ["succeeded", "cached"].includes(s) && ["succeeded", "cached", "running"].includes(t));
+  }
+
+  paintStatus(item, info) {
+    const status = (info && info.status) || "";
+    const d = describeStatus(status);
+    item.el.dataset.status = status;
+    item.iconEl.textContent = d.icon;
+    item.statusEl.textContent = d.word;
+    item.markEl.textContent = d.mark || "";
+    item.markEl.hidden = !d.mark;
+    const duration = info && info.duration_s !== null && info.duration_s !== undefined && status !== "running"
+      ? formatDuration(info.duration_s) : "";
+    item.durationEl.textContent = duration;
+    let exitNote = "";
+    if (info && status === "failed" && info.exit_code !== null && info.exit_code !== undefined) {
+      exitNote = `exit code ${info.exit_code}`;
+      item.durationEl.textContent = [duration, exitNote].filter(Boolean).join(" · ");
+    }
+    item.el.setAttribute("aria-label",
+      `${item.title}, ${item.runtimeLabel} step, ${d.word.toLowerCase()}${d.mark ? ` (${d.mark})` : ""}` +
+      (duration ? `, took ${duration}` : "") + (exitNote ? `, ${exitNote}` : ""));
+  }
+
+  // ------------------------------------------------------------ run state
+
+  /** Replace every node's status: {id: {status, duration_s, exit_code}}. */
+  setStatuses(nodes) {
+    this.statuses.clear();
+    for (const [id, info] of Object.entries(nodes || {})) this.statuses.set(id, info);
+    for (const [id, item] of this.items) this.paintStatus(item, this.statuses.get(id));
+    for (const rec of this.edges.values()) this.paintEdgeFlow(rec);
+  }
+
+  /** Update one node's status and the flow on its edges. */
+  setStatus(id, info) {
+    this.statuses.set(id, info);
+    const item = this.items.get(id);
+    if (item) this.paintStatus(item, info);
+    for (const key of this.touching.get(id) || []) this.paintEdgeFlow(this.edges.get(key));
+  }
+
+  /** Mark the run as on or off (edges animate while it is on). */
+  setRunning(running) {
+    this.running = running;
+    this.root.classList.toggle("run-active", running);
+    for (const rec of this.edges.values()) this.paintEdgeFlow(rec);
+  }
+
+  /** Replace every record count: {"node.port": n}. */
+  setRecords(map) {
+    this.records.clear();
+    for (const [k, v] of Object.entries(map || {})) this.records.set(k, v);
+    for (const rec of this.edges.values()) this.paintEdgeLabel(rec);
+  }
+
+  /** Set the record count of one output port. */
+  setRecord(nodeId, port, count) {
+    this.records.set(`${nodeId}.${port}`, count);
+    for (const key of this.touching.get(nodeId) || []) {
+      const rec = this.edges.get(key);
+      if (rec.edge.src === nodeId && rec.edge.srcPort === port) this.paintEdgeLabel(rec);
+    }
+  }
+
+  // ------------------------------------------------------------ selection
+
+  /** Select nodes (and clear any edge selection). */
+  select(ids, { notify = true, focus = false } = {}) {
+    this.selected = new Set(ids);
+    this.selectedEdge = null;
+    this.refreshSelection();
+    if (focus && ids.length === 1) {
+      const item = this.items.get(ids[0]);
+      if (item) {
+        item.el.focus({ preventScroll: true });
+        this.reveal(ids[0]);
+      }
+    }
+    if (notify) this.notifySelect();
+  }
+
+  selectEdge(key) {
+    this.selected.clear();
+    this.selectedEdge = key;
+    this.refreshSelection();
+    this.notifySelect();
+  }
+
+  notifySelect() {
+    if (this.handlers.onSelect) this.handlers.onSelect([...this.selected], this.selectedEdge);
+  }
+
+  refreshSelection() {
+    for (const [id, item] of this.items) {
+      const on = this.selected.has(id);
+      if (item.el.classList.contains("selected") !== on) {
+        item.el.classList.toggle("selected", on);
+        item.el.setAttribute("aria-selected", on ? "true" : "false");
+      }
+    }
+    for (const [key, rec] of this.edges) rec.g.classList.toggle("selected", key === this.selectedEdge);
+  }
+
+  // ------------------------------------------------------------ view
+
+  /** Fit every node into view (never zooming in past 100%). */
+  fit() {
+    const rect = this.root.getBoundingClientRect();
+    if (!this.items.size || !rect.width) {
+      this.view = { x: 40, y: 40, k: 1 };
+      this.applyView();
+      return;
+    }
+    const b = this.bounds();
+    const pad = 48;
+    const k = Math.max(MIN_ZOOM, Math.min(1, (rect.width - pad * 2) / (b.w || 1), (rect.height - pad * 2) / (b.h || 1)));
+    this.view = {
+      k,
+      x: (rect.width - b.w * k) / 2 - b.x * k,
+      y: (rect.height - b.h * k) / 2 - b.y * k,
+    };
+    this.applyView();
+  }
+
+  bounds() {
+    let x1 = Infinity; let y1 = Infinity; let x2 = -Infinity; let y2 = -Infinity;
+    for (const { pos, metrics } of this.items.values()) {
+      x1 = Math.min(x1, pos.x);
+      y1 = Math.min(y1, pos.y);
+      x2 = Math.max(x2, pos.x + metrics.width);
+      y2 = Math.max(y2, pos.y + metrics.height);
+    }
+    return { x: x1, y: y1, w: x2 - x1, h: y2 - y1 };
+  }
+
+  /** Zoom by a factor around a point on screen (default: the centre). */
+  zoomBy(factor, clientX, clientY) {
+    const rect = this.root.getBoundingClientRect();
+    const cx = clientX === undefined ? rect.width / 2 : clientX - rect.left;
+    const cy = clientY === undefined ? rect.height / 2 : clientY - rect.top;
+    const k = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, this.view.k * factor));
+    const wx = (cx - this.view.x) / this.view.k;
+    const wy = (cy - this.view.y) / this.view.k;
+    this.view = { k, x: cx - wx * k, y: cy - wy * k };
+    this.applyView();
+  }
+
+  /** Scroll so a node is visible. */
+  reveal(id) {
+    const item = this.items.get(id);
+    if (!item) return;
+    const rect = this.root.getBoundingClientRect();
+    const { x, y, k } = this.view;
+    const left = item.pos.x * k + x;
+    const top = item.pos.y * k + y;
+    const right = left + item.metrics.width * k;
+    const bottom = top + item.metrics.height * k;
+    if (left >= 0 && top >= 0 && right <= rect.width && bottom <= rect.height) return;
+    this.view = {
+      k,
+      x: rect.width / 2 - (item.pos.x + item.metrics.width / 2) * k,
+      y: rect.height / 2 - (item.pos.y + item.metrics.height / 2) * k,
+    };
+    this.applyView();
+  }
+
+  /** Screen point -> canvas coordinates. */
+  toCanvas(clientX, clientY, rect = this.root.getBoundingClientRect()) {
+    return { x: (clientX - rect.left - this.view.x) / this.view.k, y: (clientY - rect.top - this.view.y) / this.view.k };
+  }
+
+  /** The canvas point at the centre of the visible area. */
+  centre() {
+    const rect = this.root.getBoundingClientRect();
+    return this.toCanvas(rect.left + rect.width / 2, rect.top + rect.height / 2, rect);
+  }
+
+  /** Current positions of every node: {id: {x, y}}. */
+  positions() {
+    const out = {};
+    for (const [id, item] of this.items) out[id] = { x: item.pos.x, y: item.pos.y };
+    return out;
+  }
+
+  /** Move nodes on screen (no edit is recorded). */
+  moveNodes(positions) {
+    const dirty = new Set();
+    for (const [id, p] of Object.entries(positions)) {
+      const item = this.items.get(id);
+      if (!item) continue;
+      item.pos = { x: p.x, y: p.y };
+      item.el.style.transform = `translate(${p.x}px, ${p.y}px)`;
+      for (const key of this.touching.get(id)) dirty.add(key);
+    }
+    for (const key of dirty) this.drawEdge(this.edges.get(key));
+  }
+
+  // ------------------------------------------------------------ input
+
+  bindEvents() {
+    const root = this.root;
+    root.addEventListener("pointerdown", (e) => this.onPointerDown(e));
+    root.addEventListener("wheel", (e) => {
+      e.preventDefault();
+      if (e.ctrlKey || e.metaKey || !e.shiftKey) {
+        const delta = e.deltaMode === 1 ? e.deltaY * 16 : e.deltaY;
+        this.zoomBy(Math.exp(-delta * 0.0015), e.clientX, e.clientY);
+      } else {
+        this.view.x -= e.deltaY;
+        this.applyView();
+      }
+    }, { passive: false });
+    root.addEventListener("focusin", (e) => {
+      const card = e.target.closest && e.target.closest(".card");
+      if (card && e.target === card && !this.selected.has(card.dataset.nodeId) && !this.pointerBusy) {
+        this.select([card.dataset.nodeId]);
+      }
+    });
+    root.addEventListener("keydown", (e) => this.onKeyDown(e));
+    root.addEventListener("dblclick", (e) => {
+      const card = e.target.closest(".card");
+      if (card && this.handlers.onActivate) this.handlers.onActivate(card.dataset.nodeId);
+    });
+    root.addEventListener("click", (e) => {
+      const portEl = e.target.closest(".port");
+      // A click without a drag: keyboard Enter/Space on a port lands here too.
+      if (portEl && e.detail === 0) this.onPortActivate(portEl);
+    });
+    root.addEventListener("dragover", (e) => {
+      if (e.dataTransfer && [...e.dataTransfer.types].includes("application/x-pipeloom-runtime")) {
+        e.preventDefault();
+        e.dataTransfer.dropEffect = "copy";
+      }
+    });
+    root.addEventListener("drop", (e) => {
+      const runtime = e.dataTransfer && e.dataTransfer.getData("application/x-pipeloom-runtime");
+      if (!runtime) return;
+      e.preventDefault();
+      const p = this.toCanvas(e.clientX, e.clientY);
+      if (this.handlers.onDropRuntime) this.handlers.onDropRuntime(runtime, { x: p.x - CARD_W / 2, y: p.y - 30 });
+    });
+    window.addEventListener("keydown", (e) => {
+      if (e.code === "Space" && !isTyping(e.target)) {
+        if (!this.spaceDown) root.classList.add("space-pan");
+        this.spaceDown = true;
+        if (root.contains(e.target) || e.target === document.body) e.preventDefault();
+      }
+    });
+    window.addEventListener("keyup", (e) => {
+      if (e.code === "Space") {
+        this.spaceDown = false;
+        root.classList.remove("space-pan");
+      }
+    });
+  }
+
+  onPointerDown(e) {
+    if (e.button !== 0 && e.button !== 1) return;
+    const target = e.target;
+    if (this.wire && this.wire.armed) {
+      const inPort = target.closest && target.closest(".port[data-kind=inputs]");
+      this.finishWire(inPort);
+      e.preventDefault();
+      return;
+    }
+    if (this.spaceDown || e.button === 1) return this.startPan(e);
+    const port = target.closest(".port");
+    if (port && port.dataset.kind === "outputs") return this.startWire(e, port);
+    const card = target.closest(".card");
+    if (card) return this.startDrag(e, card);
+    const edgeEl = target.closest(".edge");
+    if (edgeEl) {
+      this.selectEdge(edgeEl.dataset.edge);
+      return;
+    }
+    if (target.closest(".canvas-tools")) return;
+    this.startPan(e, true);
+  }
+
+  startPan(e, clearOnClick = false) {
+    e.preventDefault();
+    const start = { x: e.clientX, y: e.clientY, vx: this.view.x, vy: this.view.y };
+    let moved = false;
+    this.root.classList.add("panning");
+    this.track(e, (ev) => {
+      const dx = ev.clientX - start.x;
+      const dy = ev.clientY - start.y;
+      if (!moved && Math.hypot(dx, dy) < DRAG_THRESHOLD) return;
+      moved = true;
+      this.view.x = start.vx + dx;
+      this.view.y = start.vy + dy;
+      this.applyView();
+    }, () => {
+      this.root.classList.remove("panning");
+      if (!moved && clearOnClick) {
+        this.root.focus({ preventScroll: true });
+        this.select([]);
+      }
+    });
+  }
+
+  startDrag(e, card) {
+    const id = card.dataset.nodeId;
+    const additive = e.shiftKey || e.metaKey || e.ctrlKey;
+    if (additive) {
+      const next = new Set(this.selected);
+      if (next.has(id)) next.delete(id);
+      else next.add(id);
+      this.select([...next]);
+      return;
+    }
+    if (!this.selected.has(id)) this.select([id]);
+    this.pointerBusy = true;
+    card.focus({ preventScroll: true });
+    this.pointerBusy = false;
+    e.preventDefault();
+    const rect = this.root.getBoundingClientRect();
+    const origin = this.toCanvas(e.clientX, e.clientY, rect);
+    const moving = [...this.selected].filter((n) => this.items.has(n));
+    const starts = Object.fromEntries(moving.map((n) => [n, { ...this.items.get(n).pos }]));
+    let moved = false;
+    const move = rafThrottle((ev) => {
+      const p = this.toCanvas(ev.clientX, ev.clientY, rect);
+      const dx = p.x - origin.x;
+      const dy = p.y - origin.y;
+      if (!moved && Math.hypot(dx * this.view.k, dy * this.view.k) < DRAG_THRESHOLD) return;
+      if (!moved) this.root.classList.add("dragging");
+      moved = true;
+      const next = {};
+      for (const n of moving) next[n] = { x: starts[n].x + dx, y: starts[n].y + dy };
+      this.moveNodes(next);
+    });
+    this.track(e, move, (ev) => {
+      move(ev);
+      requestAnimationFrame(() => {
+        this.root.classList.remove("dragging");
+        if (moved) {
+          const snapped = {};
+          for (const n of moving) {
+            const p = this.items.get(n).pos;
+            snapped[n] = { x: Math.round(p.x / GRID) * GRID, y: Math.round(p.y / GRID) * GRID };
+          }
+          this.moveNodes(snapped);
+          if (this.handlers.onMove) this.handlers.onMove(snapped);
+        } else if (this.selected.size > 1) {
+          this.select([id]);
+        }
+      });
+    });
+  }
+
+  startWire(e, portEl) {
+    e.preventDefault();
+    e.stopPropagation();
+    const card = portEl.closest(".card");
+    const item = this.items.get(card.dataset.nodeId);
+    const from = portPoint(item.node, item.pos, "outputs", portEl.dataset.port, item.metrics);
+    this.wire = { src: item.node.id, srcPort: portEl.dataset.port, from, armed: false, portEl };
+    portEl.classList.add("wiring");
+    this.root.classList.add("connecting");
+    const startX = e.clientX;
+    const startY = e.clientY;
+    let moved = false;
+    this.track(e, (ev) => {
+      if (!moved && Math.hypot(ev.clientX - startX, ev.clientY - startY) >= DRAG_THRESHOLD) moved = true;
+      this.drawWire(ev);
+    }, (ev) => {
+      if (!moved) {
+        // A plain click arms the wire: the next click on an input finishes it.
+        this.wire.armed = true;
+        this.armMove = (mv) => this.drawWire(mv);
+        window.addEventListener("pointermove", this.armMove);
+        return;
+      }
+      const under = document.elementFromPoint(ev.clientX, ev.clientY);
+      this.finishWire(under && under.closest(".port[data-kind=inputs]"));
+    });
+  }
+
+  drawWire(ev) {
+    if (!this.wire) return;
+    const p = this.toCanvas(ev.clientX, ev.clientY);
+    this.wirePath.setAttribute("d", edgeCurve(this.wire.from, p).d);
+    const under = document.elementFromPoint(ev.clientX, ev.clientY);
+    const target = under && under.closest(".port[data-kind=inputs]");
+    if (this.wireHover && this.wireHover !== target) this.wireHover.classList.remove("drop-target");
+    if (target) target.classList.add("drop-target");
+    this.wireHover = target;
+  }
+
+  finishWire(inPort) {
+    const wire = this.wire;
+    this.cancelWire();
+    if (!wire || !inPort) return;
+    const dst = inPort.closest(".card").dataset.nodeId;
+    if (this.handlers.onConnect) this.handlers.onConnect(wire.src, wire.srcPort, dst, inPort.dataset.port);
+  }
+
+  cancelWire() {
+    if (this.armMove) window.removeEventListener("pointermove", this.armMove);
+    this.armMove = null;
+    if (this.wire && this.wire.portEl) this.wire.portEl.classList.remove("wiring");
+    if (this.wireHover) this.wireHover.classList.remove("drop-target");
+    this.wireHover = null;
+    this.wire = null;
+    this.wirePath.setAttribute("d", "");
+    this.root.classList.remove("connecting");
+  }
+
+  /** Keyboard connect: Enter on an output arms a wire, Enter on an input finishes it. */
+  onPortActivate(portEl) {
+    if (portEl.dataset.kind === "outputs") {
+      const card = portEl.closest(".card");
+      const item = this.items.get(card.dataset.nodeId);
+      this.cancelWire();
+      const from = portPoint(item.node, item.pos, "outputs", portEl.dataset.port, item.metrics);
+      this.wire = { src: item.node.id, srcPort: portEl.dataset.port, from, armed: true, portEl };
+      portEl.classList.add("wiring");
+      this.root.classList.add("connecting");
+      if (this.handlers.onHint) this.handlers.onHint("Now choose an input to connect to (Enter on it), or press Escape.");
+    } else if (this.wire) {
+      this.finishWire(portEl);
+    }
+  }
+
+  track(e, onMove, onUp) {
+    const pointerId = e.pointerId;
+    const el = this.root;
+    try { el.setPointerCapture(pointerId); } catch { /* pointer already gone */ }
+    const move = (ev) => { if (ev.pointerId === pointerId) onMove(ev); };
+    const up = (ev) => {
+      if (ev.pointerId !== pointerId) return;
+      el.removeEventListener("pointermove", move);
+      el.removeEventListener("pointerup", up);
+      el.removeEventListener("pointercancel", up);
+      try { el.releasePointerCapture(pointerId); } catch { /* already released */ }
+      onUp(ev);
+    };
+    el.addEventListener("pointermove", move);
+    el.addEventListener("pointerup", up);
+    el.addEventListener("pointercancel", up);
+  }
+
+  onKeyDown(e) {
+    if (isTyping(e.target)) return;
+    if (e.key === "Escape") {
+      if (this.wire) this.cancelWire();
+      else this.select([]);
+      return;
+    }
+    if (e.key === "Delete" || e.key === "Backspace") {
+      if (!this.selected.size && !this.selectedEdge) return;
+      e.preventDefault();
+      if (this.handlers.onDelete) this.handlers.onDelete([...this.selected], this.selectedEdge ? [this.selectedEdge] : []);
+      return;
+    }
+    const card = e.target.closest && e.target.closest(".card");
+    const arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+    if (card && e.target === card && arrows[e.key] && this.selected.size) {
+      e.preventDefault();
+      const step = e.shiftKey ? GRID * 8 : GRID * 2;
+      const [dx, dy] = arrows[e.key];
+      const next = {};
+      for (const id of this.selected) {
+        const p = this.items.get(id).pos;
+        next[id] = { x: p.x + dx * step, y: p.y + dy * step };
+      }
+      this.moveNodes(next);
+      if (this.handlers.onMove) this.handlers.onMove(next);
+      return;
+    }
+    if (card && e.target === card && e.key === "Enter" && this.handlers.onActivate) {
+      this.handlers.onActivate(card.dataset.nodeId);
+    }
+    if ((e.key === "+" || e.key === "=") && !e.ctrlKey && !e.metaKey) this.zoomBy(1.2);
+    if (e.key === "-" && !e.ctrlKey && !e.metaKey) this.zoomBy(1 / 1.2);
+  }
+}
+
+function isTyping(el) {
+  return !!(el && el.closest && el.closest("input, textarea, select, [contenteditable=true], dialog"));
+}

@@ -1,0 +1,46 @@
+"""Small builders for pipelines in a test workspace."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+
+
+def write_files(ws: Path, files: dict[str, str]) -> None:
+    for rel, text in files.items():
+        p = ws / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_text(text)
+
+
+def write_pipeline(ws: Path, doc: dict, files: dict[str, str] | None = None,
+                   name: str = "test.pipeline.yaml") -> Path:
+    write_files(ws, files or {})
+    path = ws / name
+    if name.endswith(".json"):
+        path.write_text(json.dumps(doc, indent=2))
+    else:
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return path
+
+
+def shell_node(nid: str, script: str, *, inputs=(), outputs=("out",), **extra) -> tuple[dict, dict[str, str]]:
+    """A shell node plus its script file."""
+    node = {"id": nid, "runtime": "shell", "source": f"{nid}.sh",
+            "inputs": [{"name": i} if isinstance(i, str) else i for i in inputs],
+            "outputs": [{"name": o} if isinstance(o, str) else o for o in outputs], **extra}
+    return node, {f"{nid}.sh": script}
+
+
+def chain(ws: Path, specs: list[tuple[str, str]], **doc_extra) -> Path:
+    """A linear pipeline of shell nodes; each spec is (id, script). Node i feeds node i+1 via `out`->`in`."""
+    nodes, files, edges = [], {}, []
+    for i, (nid, script) in enumerate(specs):
+        node, f = shell_node(nid, script, inputs=("in",) if i else ())
+        nodes.append(node)
+        files.update(f)
+        if i:
+            edges.append({"from": f"{specs[i - 1][0]}.out", "to": f"{nid}.in"})
+    return write_pipeline(ws, {"version": 1, "name": "chain", "nodes": nodes, "edges": edges, **doc_extra}, files)
