@@ -116,7 +116,9 @@ def postgres_url(tmp_path_factory):
         import psycopg  # noqa: F401
     except ImportError:
         require(False, "the psycopg package is not installed (pip install 'pipeloom[postgres]')")
-    base = tmp_path_factory.mktemp("pg")
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="pipeloom-pg-"))  # outside pytest's 0700 tmp root
     data, sock = base / "data", base / "sock"
     sock.mkdir()
     prefix: list[str] = []
@@ -125,12 +127,11 @@ def postgres_url(tmp_path_factory):
         require(runuser is not None and _user_exists("postgres"),
                 "running as root needs the `postgres` user and runuser to start a test cluster")
         prefix = [runuser, "-u", "postgres", "--"]
-        os.chmod(base, 0o777)
+        shutil.chown(base, "postgres")
         shutil.chown(sock, "postgres")
-        os.chmod(base.parent, 0o777)
     env = {k: v for k, v in os.environ.items() if k != "PIPELOOM_TEST_TAG"}
     env["LC_ALL"] = "C"
-    subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "pipeloom"], check=True,
+    subprocess.run(prefix + [initdb, "-D", str(data), "-A", "trust", "-U", "pipeloom", "-E", "UTF8"], check=True,
                    capture_output=True, env=env)
     port = _free_port()
     subprocess.run(prefix + [pg_ctl, "-D", str(data), "-w", "-l", str(base / "pg.log"), "-o",
@@ -140,6 +141,7 @@ def postgres_url(tmp_path_factory):
         yield f"postgresql+psycopg://pipeloom@/postgres?host={sock}&port={port}"
     finally:
         subprocess.run(prefix + [pg_ctl, "-D", str(data), "-m", "immediate", "stop"], capture_output=True, env=env)
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def _user_exists(name: str) -> bool:

@@ -173,11 +173,17 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
+_ENCODER = json.JSONEncoder(ensure_ascii=False, default=jsonable)
+_COMPACT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=jsonable, separators=(",", ":"))
+
+
 def json_text(value: Any, *, compact: bool = False) -> str:
     """JSON text for one value, UTF-8 friendly (no \\u escapes)."""
-    if compact:
-        return json.dumps(value, ensure_ascii=False, default=jsonable, separators=(",", ":"))
-    return json.dumps(value, ensure_ascii=False, default=jsonable)
+    return (_COMPACT_ENCODER if compact else _ENCODER).encode(value)
+
+
+# Types the csv module already writes as csv_cell would (None as "", numbers via str()).
+_CSV_NATIVE = frozenset({str, int, float, type(None)})
 
 
 def csv_cell(value: Any) -> str:
@@ -531,7 +537,8 @@ class RecordWriter:
                     f"{self.path.name} record {self.count}: field `{k}` is not among the CSV columns"
                     f" ({', '.join(self.columns) or 'none'}); pass columns= with every field"
                 )
-        self._csv.writerow([csv_cell(record.get(c)) for c in self.columns])
+        get = record.get
+        self._csv.writerow([v if type(v) in _CSV_NATIVE else csv_cell(v) for v in map(get, self.columns)])
 
     def _flush_parquet(self) -> None:
         import pyarrow as pa

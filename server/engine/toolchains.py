@@ -21,7 +21,9 @@ def resolve(tool: str) -> str | None:
     found = shutil.which(tool)
     if not found:
         return None
-    real = os.path.realpath(found)
+    # Keep the PATH entry's name: rustup-style multiplexers pick the tool from argv[0],
+    # so following the symlink to `rustup` would break `cargo`.
+    real = os.path.abspath(found)
     if "/shims/" in found and shutil.which("pyenv"):
         try:
             out = subprocess.run(["pyenv", "which", tool], capture_output=True, text=True, timeout=10)

@@ -129,11 +129,8 @@ class WebState:
 
         raw, pfile = self.pipelines.node_document(pipeline_id, node_id)
         runtime = raw.get("runtime")
-        language = None
-        try:
-            language = get_runtime(runtime).language if isinstance(runtime, str) else None
-        except (PipeloomError, KeyError, LookupError):
-            language = None
+        rt = get_runtime(runtime) if isinstance(runtime, str) else None
+        language = rt.language if rt is not None else None
         path = self.pipelines.source_path(pipeline_id, node_id)
         if path is None:
             command = raw.get("command")

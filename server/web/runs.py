@@ -8,15 +8,13 @@ show loses lines *live only* (a marker says how many), never on disk.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
-from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
 
-from server.engine.errors import NotFoundError, PipeloomError
+from server.engine.errors import NotFoundError, PipeloomError, UsageError
 from server.engine.events import LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent
 
 from .errors import RunActiveError
@@ -172,6 +170,12 @@ class RunManager:
         with self._lock:
             return run_id in self._runs
 
+    def live_snapshot(self, run_id: str) -> dict | None:
+        """The runner's own snapshot of an active run, or None."""
+        with self._lock:
+            live = self._runs.get(run_id)
+        return live.runner.snapshot() if live is not None else None
+
     def wait(self, run_id: str, timeout: float | None = None) -> bool:
         with self._lock:
             live = self._runs.get(run_id)
@@ -223,7 +227,13 @@ class RunManager:
                 break
         try:
             # without a single start node, a plain run re-runs exactly the changed nodes (cache misses)
-            return self.start(pipeline, pipeline_id, from_node=from_node)
+            try:
+                return self.start(pipeline, pipeline_id, from_node=from_node)
+            except UsageError:
+                if from_node is None:
+                    raise
+                # upstream never ran: a plain run builds it and still re-runs only what changed
+                return self.start(pipeline, pipeline_id)
         except RunActiveError:
             with self._lock:
                 self._queued.setdefault(pipeline_id, set()).update(present)
@@ -263,7 +273,7 @@ class RunManager:
         from server.engine.formats import count_records
 
         try:
-            n = count_records(path, payload["format"])
+            n = count_records(path, payload["format"], max_bytes=self.count_limit)
         except Exception as exc:  # a malformed output is the node's problem, shown in its preview
             log.info("cannot count records of %s: %s", path, exc)
             return
@@ -352,45 +362,10 @@ class RunManager:
 
     def tail_log(self, run_id: str, node_id: str, lines: int = SNAPSHOT_LOG_LINES) -> list[dict]:
         """The last `lines` lines of a node's log file, read from its end."""
-        from server.engine.logs import read_log
+        from server.engine.logs import tail_log
 
         try:
             path = Path(self.store.log_path(run_id, node_id))
-        except (NotFoundError, PipeloomError):
+        except PipeloomError:
             return []
-        try:
-            size = path.stat().st_size
-        except OSError:
-            return []
-        window = 64 * 1024
-        while True:
-            start = max(0, size - window)
-            offset = _next_line_start(path, start) if start else 0
-            tail: deque = deque(maxlen=lines)
-            seen = 0
-            while offset < size:
-                got, nxt = read_log(path, offset=offset, limit=1000)
-                tail.extend(got)
-                seen += len(got)
-                if not got or nxt <= offset:
-                    break
-                offset = nxt
-            if seen >= lines or start == 0 or window >= 16 * 1024 * 1024:
-                return list(tail)
-            window *= 4
-
-
-def _next_line_start(path: Path, offset: int) -> int:
-    """The byte offset of the first line starting at or after `offset`."""
-    with open(path, "rb") as fh:
-        fh.seek(offset - 1)
-        chunk = fh.read(1)
-        if chunk == b"\n":
-            return offset
-        while True:
-            block = fh.read(65536)
-            if not block:
-                return os.fstat(fh.fileno()).st_size
-            i = block.find(b"\n")
-            if i >= 0:
-                return fh.tell() - len(block) + i + 1
+        return tail_log(path, max_lines=lines)

@@ -68,8 +68,10 @@ class RustRuntime(Runtime):
 
     def project_manifest(self, node: Node, pipeline: Pipeline) -> Path | None:
         folder = self.source_path(node, pipeline).parent
-        m = folder / "Cargo.toml"
-        return m if m.is_file() else None
+        for cand in (folder, folder.parent if folder.name == "src" else None):
+            if cand is not None and (cand / "Cargo.toml").is_file():
+                return cand / "Cargo.toml"
+        return None
 
     def project_files(self, manifest: Path) -> list[Path]:
         root = manifest.parent

@@ -84,7 +84,7 @@ func envKey(name string) string {
 	return b.String()
 }
 
-func resolve(name, kind string) (Port, error) {
+func resolve(name, kind, hint string) (Port, error) {
 	if raw := os.Getenv("PIPELOOM_PORTS"); raw != "" {
 		var doc portsDoc
 		if err := json.Unmarshal([]byte(raw), &doc); err != nil {
@@ -133,14 +133,17 @@ func resolve(name, kind string) (Port, error) {
 		return Port{}, fmt.Errorf("input `%s` not found: PIPELOOM_PORTS does not declare it and none of %s, ... exists in %s",
 			name, strings.Join(tried, ", "), base)
 	}
-	return Port{name, filepath.Join(base, name+".json"), "json", kind}, nil
+	if hint == "" {
+		hint = "json"
+	}
+	return Port{name, filepath.Join(base, name+formatExtension[hint]), hint, kind}, nil
 }
 
 // Input resolves input port `name`.
-func Input(name string) (Port, error) { return resolve(name, "input") }
+func Input(name string) (Port, error) { return resolve(name, "input", "") }
 
 // Output resolves output port `name`.
-func Output(name string) (Port, error) { return resolve(name, "output") }
+func Output(name string) (Port, error) { return resolve(name, "output", "") }
 
 // InputPath is the absolute path of input `name`.
 func InputPath(name string) (string, error) {
