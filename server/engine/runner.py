@@ -29,7 +29,7 @@ from .model import Node, Pipeline
 from .paths import Layout, atomic_write_text, pipeline_id_for
 from .process import NodeProcess
 from .runtimes import get_runtime
-from .store import Store, iso
+from .store import Store, intact, iso
 
 CACHE_VERSION = 1
 RECORD_COUNT_LIMIT = 32 * 1024 * 1024
@@ -149,6 +149,7 @@ class Runner:
         self.order = topo_order(pipeline, needed)
         self.reuse = needed - self.execute
         self.states = {nid: NodeState(nid) for nid in self.order}
+        self._cache_index = store.cache_index(self.pipeline_id) if not opts.force else {}
         self._resolve_reused()
         self.store.create_run(self.run_id, self.pipeline_id, pipeline.name, str(pipeline.path or ""),
                               {**opts.to_dict(), "workspace": str(self.layout.workspace)})
@@ -230,7 +231,7 @@ class Runner:
             try:
                 key = self._cache_key(node)
                 st.cache_key = key
-                arts = self.store.find_cached(self.pipeline_id, nid, key)
+                arts = self._lookup_cache(nid, key)
             except (OSError, PipeloomError):
                 arts = None
             if arts is None:
@@ -242,6 +243,12 @@ class Runner:
                 raise UsageError(f"{flag} needs the outputs of `{nid}`, which has never run successfully; "
                                  f"run the whole pipeline first, or use --from {nid}")
             st.artifacts = {a["port"]: a for a in arts}
+
+    def _lookup_cache(self, nid: str, key: str) -> list[dict] | None:
+        for arts in self._cache_index.get((nid, key), []):
+            if intact(arts):
+                return arts
+        return self.store.find_cached(self.pipeline_id, nid, key) if not self._cache_index else None
 
     def _input_hashes(self, node: Node) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -333,7 +340,7 @@ class Runner:
             st.cache_key = key
             use_cache = not self.options.force and not self.options.only and not self.options.from_node
             if use_cache:
-                arts = self.store.find_cached(self.pipeline_id, nid, key)
+                arts = self._lookup_cache(nid, key)
                 if arts is not None:
                     self._publish_cached(nid, arts, log)
                     return

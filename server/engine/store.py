@@ -17,7 +17,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, Text, event, text
+from sqlalchemy import BigInteger, Column, Text, event, insert, text
+from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from .errors import NotFoundError
@@ -198,15 +199,43 @@ class Store:
                     artifacts: Iterable[dict] = ()) -> None:
         """Write one finished node run and its artifacts in one transaction."""
         duration = (finished_at - started_at) if (started_at and finished_at) else None
-        with self._lock, self.session() as s:
-            s.add(NodeRunRow(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
-                             finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
-                             attempts=attempts, message=message, log_path=log_path, workdir=workdir))
-            for a in artifacts:
-                s.add(ArtifactRow(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"],
-                                  format=a["format"], size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"],
-                                  records=a.get("records")))
-            s.commit()
+        node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
+                        finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
+                        attempts=attempts, message=message, log_path=log_path, workdir=workdir)
+        art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
+                         size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
+                    for a in artifacts]
+        # Core inserts: this runs once per node, and the ORM's unit of work costs more than the write itself.
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(insert(NodeRunRow.__table__), [node_row])
+            if art_rows:
+                conn.execute(insert(ArtifactRow.__table__), art_rows)
+
+    def cache_index(self, pipeline_id: str, limit_runs: int = 50) -> dict[tuple[str, str], list[list[dict]]]:
+        """(node_id, cache_key) -> candidate artifact sets, newest first, from recent successful node runs.
+
+        One query up front instead of one per node keeps a no-change re-run cheap.
+        """
+        nr, a, r = NodeRunRow.__table__, ArtifactRow.__table__, RunRow.__table__
+        recent = (sa_select(r.c.id).where(r.c.pipeline_id == pipeline_id)
+                  .order_by(r.c.created_at.desc()).limit(limit_runs).scalar_subquery())
+        q = (sa_select(nr.c.id, nr.c.node_id, nr.c.cache_key, nr.c.run_id)
+             .where(nr.c.run_id.in_(recent), nr.c.status.in_(("succeeded", "cached")), nr.c.cache_key.is_not(None))
+             .order_by(nr.c.id.desc()))
+        index: dict[tuple[str, str], list[list[dict]]] = {}
+        with self.engine.connect() as conn:
+            rows = conn.execute(q).all()
+            if not rows:
+                return index
+            run_ids = {row.run_id for row in rows}
+            arts: dict[tuple[str, str], list[dict]] = {}
+            for ar in conn.execute(sa_select(a).where(a.c.run_id.in_(run_ids))).mappings():
+                arts.setdefault((ar["run_id"], ar["node_id"]), []).append(
+                    {"port": ar["port"], "path": ar["path"], "format": ar["format"], "size": ar["size"],
+                     "sha256": ar["sha256"], "mtime_ns": ar["mtime_ns"], "records": ar["records"]})
+        for row in rows:
+            index.setdefault((row.node_id, row.cache_key), []).append(arts.get((row.run_id, row.node_id), []))
+        return index
 
     def find_cached(self, pipeline_id: str, node_id: str, cache_key: str) -> list[dict] | None:
         """Artifacts of the newest successful run of this node with this key whose files are intact."""
@@ -351,12 +380,21 @@ class Store:
         return True
 
 
-def _intact(a: ArtifactRow) -> bool:
+def _intact(a: ArtifactRow | dict) -> bool:
+    """The file is still there, same size and modification time as recorded."""
+    if isinstance(a, dict):
+        path, size, mtime = a["path"], a["size"], a["mtime_ns"]
+    else:
+        path, size, mtime = a.path, a.size, a.mtime_ns
     try:
-        st = os.stat(a.path)
+        st = os.stat(path)
     except OSError:
         return False
-    return st.st_size == a.size and st.st_mtime_ns == a.mtime_ns
+    return st.st_size == size and st.st_mtime_ns == mtime
+
+
+def intact(artifacts: list[dict]) -> bool:
+    return all(_intact(a) for a in artifacts)
 
 
 def _artifact_dict(a: ArtifactRow) -> dict:
