@@ -329,21 +329,21 @@ class Runner:
     def _execute(self, nid: str) -> None:
         node = self.pipeline.node(nid)
         st = self.states[nid]
+        try:
+            key = self._cache_key(node)
+        except (OSError, PipeloomError) as exc:
+            st.started_at = st.finished_at = time.time()
+            self._finish(nid, "failed", message=str(exc))
+            return
+        st.cache_key = key
+        use_cache = not self.options.force and not self.options.only and not self.options.from_node
+        if use_cache:
+            arts = self._lookup_cache(nid, key)
+            if arts is not None:
+                self._publish_cached(nid, arts)
+                return
         log = LogWriter(self.layout.log_path(self.run_id, nid), cap=self.options.log_cap)
         try:
-            try:
-                key = self._cache_key(node)
-            except (OSError, PipeloomError) as exc:
-                st.started_at = st.finished_at = time.time()
-                self._finish(nid, "failed", message=str(exc), log=log)
-                return
-            st.cache_key = key
-            use_cache = not self.options.force and not self.options.only and not self.options.from_node
-            if use_cache:
-                arts = self._lookup_cache(nid, key)
-                if arts is not None:
-                    self._publish_cached(nid, arts, log)
-                    return
             attempts = node.retries + 1
             for attempt in range(1, attempts + 1):
                 st.attempts = attempt
@@ -473,7 +473,7 @@ class Runner:
         return {"port": port, "path": str(path), "format": fmt, "size": st.st_size, "sha256": file_sha256(path),
                 "mtime_ns": st.st_mtime_ns, "records": records}
 
-    def _publish_cached(self, nid: str, arts: list[dict], log: LogWriter) -> None:
+    def _publish_cached(self, nid: str, arts: list[dict]) -> None:
         """Reuse earlier outputs: link them into this run's folder; no process starts."""
         st = self.states[nid]
         workdir = self.layout.node_dir(self.run_id, nid)
@@ -490,8 +490,7 @@ class Runner:
             fresh[a["port"]] = {**a, "path": str(dst), "mtime_ns": s.st_mtime_ns, "size": s.st_size}
         st.artifacts = fresh
         st.started_at = st.finished_at = time.time()
-        log.meta(f"[pipeloom] cached: inputs, code and params unchanged (key {st.cache_key[:12]}); no process started")
-        self._finish(nid, "cached", message="unchanged since the last run", log=log)
+        self._finish(nid, "cached", message="unchanged since the last run; no process started")
 
     def _publish_reused(self, nid: str) -> None:
         st = self.states[nid]

@@ -325,22 +325,20 @@ class Store:
             return _artifact_dict(a)
 
     def log_path(self, run_id: str, node_id: str) -> Path:
+        """Where a node's log is (or will be). Cached nodes have none: the path may not exist."""
         with self.session() as s:
-            if s.get(RunRow, run_id) is None:
+            run = s.get(RunRow, run_id)
+            if run is None:
                 raise NotFoundError(f"no run `{run_id}`")
             nr = s.exec(select(NodeRunRow).where(NodeRunRow.run_id == run_id, NodeRunRow.node_id == node_id)).first()
-            if nr is not None and nr.log_path:
-                return Path(nr.log_path)
-            run = s.get(RunRow, run_id)
-        # a node still running has no record yet; its log lives at the standard place
-        ws = Path(run.pipeline_path).parent if run else Path(".")
-        opts = json.loads(run.options or "{}") if run else {}
-        if opts.get("workspace"):
-            ws = Path(opts["workspace"])
+        if nr is not None and nr.log_path:
+            return Path(nr.log_path)
+        opts = json.loads(run.options or "{}")
+        ws = Path(opts["workspace"]) if opts.get("workspace") else Path(run.pipeline_path).parent
         path = Layout(ws).log_path(run_id, node_id)
-        if path.exists():
+        if nr is not None or path.exists():
             return path
-        raise NotFoundError(f"run `{run_id}` has no log for node `{node_id}`")
+        raise NotFoundError(f"run `{run_id}` has no node `{node_id}`")
 
     # ------------------------------------------------------------ versions
 
