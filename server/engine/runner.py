@@ -32,7 +32,8 @@ from .runtimes import get_runtime
 from .store import Store, intact, iso
 
 CACHE_VERSION = 1
-RECORD_COUNT_LIMIT = 32 * 1024 * 1024
+# Counting records means parsing the file; larger outputs are counted lazily by the studio.
+RECORD_COUNT_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass
