@@ -14,6 +14,8 @@ file beside the destination and moved into place only when complete.
 CSV carries no types. Values read from CSV are always strings (an empty cell
 is ""). Values written to CSV are text: null becomes an empty cell, booleans
 become `true`/`false`, and nested objects and arrays are JSON-encoded.
+JSON has no NaN or Infinity: such numbers are written to json and ndjson as
+null.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ import base64
 import csv
 import datetime as _dt
 import decimal
-import importlib.util
+import importlib
 import io
 import json
+import math
 import os
 import secrets
 import shutil
@@ -82,7 +85,18 @@ class Format:
 
     def available(self) -> bool:
         """True when the format's optional dependency can be imported."""
-        return self.requires is None or importlib.util.find_spec(self.requires) is not None
+        if self.requires is None:
+            return True
+        if self.requires not in _importable:
+            try:
+                importlib.import_module(self.requires)
+                _importable[self.requires] = True
+            except ImportError:
+                _importable[self.requires] = False
+        return _importable[self.requires]
+
+
+_importable: dict[str, bool] = {}
 
 
 FORMATS: dict[str, Format] = {}
@@ -173,13 +187,42 @@ def jsonable(value: Any) -> Any:
     return str(value)
 
 
-_ENCODER = json.JSONEncoder(ensure_ascii=False, default=jsonable)
-_COMPACT_ENCODER = json.JSONEncoder(ensure_ascii=False, default=jsonable, separators=(",", ":"))
+def _make_encoder(item_sep: str, key_sep: str) -> Callable[[Any], str]:
+    # JSONEncoder.encode builds a fresh C encoder on every call, which costs as
+    # much as encoding a small record; build it once when the C module is there.
+    make = getattr(json.encoder, "c_make_encoder", None)
+    escape = getattr(json.encoder, "c_encode_basestring", None)
+    if make is None or escape is None:
+        return json.JSONEncoder(ensure_ascii=False, default=jsonable, check_circular=False, allow_nan=False,
+                                separators=(item_sep, key_sep)).encode
+    encode = make(None, jsonable, escape, None, key_sep, item_sep, False, False, False)
+    return lambda value: "".join(encode(value, 0))
+
+
+_encode = _make_encoder(", ", ": ")
+_encode_compact = _make_encoder(",", ":")
 
 
 def json_text(value: Any, *, compact: bool = False) -> str:
-    """JSON text for one value, UTF-8 friendly (no \\u escapes)."""
-    return (_COMPACT_ENCODER if compact else _ENCODER).encode(value)
+    """JSON text for one value, UTF-8 friendly (no \\u escapes); values must not contain themselves.
+
+    NaN and infinities, which JSON cannot express, are written as null (as
+    JavaScript's JSON.stringify does)."""
+    encode = _encode_compact if compact else _encode
+    try:
+        return encode(value)
+    except ValueError:
+        return encode(_finite(value))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 # Types the csv module already writes as csv_cell would (None as "", numbers via str()).
@@ -252,8 +295,9 @@ def peek_json(f: io.BufferedIOBase) -> str:
 
 
 def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
+    arg = exc.args[0] if len(exc.args) == 1 else None
+    text = (arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(exc)).strip().splitlines()
+    return text[0].strip() if text else type(exc).__name__
 
 
 def iter_json_values(f: io.BufferedIOBase, path: str | os.PathLike) -> Iterator[Any]:
@@ -263,19 +307,31 @@ def iter_json_values(f: io.BufferedIOBase, path: str | os.PathLike) -> Iterator[
     array or stops being valid JSON."""
     kind = peek_json(f)
     if kind != "array":
-        found = {"empty": "an empty file", "invalid": "invalid JSON"}.get(kind) or (
-            "an " + kind if kind[0] in "aeiou" else "a " + kind
+        found = {"empty": "an empty file", "invalid": "invalid JSON", "object": "an object", "null": "null"}.get(
+            kind, f"a {kind}"
         )
         raise MalformedDataError(path, f"expected a JSON array of objects, found {found}")
+    start = f.tell()
     n = 0
     it = _ijson.items(f, "item", use_float=True)
+    fallback = _ijson is not ijson.get_backend("python")
     while True:
         try:
             value = next(it)
         except StopIteration:
             return
         except (ijson.JSONError, ValueError) as exc:
-            raise MalformedDataError(path, f"invalid JSON ({_first_line(exc)})", f"record {n + 1}") from exc
+            message = _first_line(exc)
+            if fallback and "integer overflow" in message:
+                # yajl stops at integers beyond 64 bits; the pure-Python parser
+                # takes over from the start, skipping the records already given.
+                fallback = False
+                f.seek(start)
+                it = ijson.get_backend("python").items(f, "item", use_float=True)
+                for _ in range(n):
+                    next(it)
+                continue
+            raise MalformedDataError(path, f"invalid JSON ({message})", f"record {n + 1}") from exc
         n += 1
         yield value
 
@@ -379,7 +435,8 @@ def _csv_records(path: Path) -> Iterator[dict]:
         yield from CsvReader(f, path)
 
 
-def _parquet_file(path: Path):
+def open_parquet(path: str | os.PathLike):
+    """A pyarrow ParquetFile, or FormatError when pyarrow is missing or the file is unreadable."""
     if not FORMATS["parquet"].available():
         raise FormatError(PARQUET_HINT)
     import pyarrow.parquet as pq
@@ -391,7 +448,7 @@ def _parquet_file(path: Path):
 
 
 def _parquet_records(path: Path) -> Iterator[dict]:
-    pf = _parquet_file(path)
+    pf = open_parquet(path)
     try:
         for batch in pf.iter_batches(batch_size=BATCH_ROWS):
             yield from batch.to_pylist()
@@ -496,10 +553,10 @@ class RecordWriter:
         if self.fmt == "parquet":
             self._file = None  # ParquetWriter opens the temp path itself, on the first batch
         else:
-            self._file = io.TextIOWrapper(self._out.create(), encoding="utf-8", newline="" if self.fmt == "csv" else None)
+            self._file = io.TextIOWrapper(self._out.create(), encoding="utf-8", newline="" if self.fmt == "csv" else "\n")
             if self.fmt == "csv":
                 self._csv = csv.writer(self._file, lineterminator="\n")
-                if self.columns is not None and self.columns:
+                if self.columns:
                     self._csv.writerow(self.columns)
         return self
 
@@ -705,7 +762,7 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
     columns = schema = None
     if dst_fmt == "csv":
         if src_fmt == "parquet":
-            pf = _parquet_file(src)
+            pf = open_parquet(src)
             columns = list(pf.schema_arrow.names)
             pf.close()
         else:
@@ -736,7 +793,7 @@ def count_records(path: str | os.PathLike, fmt: str, max_bytes: int | None = Non
     p = Path(path)
     try:
         if fmt == "parquet":
-            pf = _parquet_file(p)
+            pf = open_parquet(p)
             try:
                 return pf.metadata.num_rows
             finally:

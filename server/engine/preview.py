@@ -1,0 +1,539 @@
+"""Paged previews of an output file, in bounded memory.
+
+`preview_file(path, fmt, offset, limit)` returns one page as a dict:
+
+    {"format", "kind", "offset", "limit", "items", "total", "truncated",
+     "size", "bytes_read", ...}
+
+`kind` says how to show the page:
+
+- "table": json arrays, ndjson, csv and parquet. `items` are row objects and
+  `columns` lists their field names in first-seen order (the header for csv,
+  the schema for parquet). An array item or ndjson line that is not an object
+  (a number, a string, a list) becomes the row `{"value": item}`, so an array
+  of scalars shows as a one-column table named "value". CSV values are strings.
+- "tree": a json document that is not an array. Up to 2 MB, `items` is
+  `[the whole value]` and `mode` is "document". Larger, a top-level object is
+  paged by its entries: `items` are `{"key", "value"}` pairs and `mode` is
+  "entries"; a value too big to show whole is cut short and marked
+  `"clipped": true`.
+- "text": `items` are the lines of the page (a page is `limit` lines), decoded
+  as UTF-8 with undecodable bytes replaced. A line longer than 16 KiB is cut
+  and ends with "…"; `clipped_lines` counts them.
+- "binary": `items` is empty and `hex` is a hex dump of 512 bytes starting at
+  byte `offset` (so `offset` pages through the bytes), in the classic
+  offset / hex / ASCII layout of `hexdump -C` (without its `*` squeezing).
+  `truncated` is true when bytes follow the dump.
+
+`total` is the exact number of items when it is cheap to know: parquet
+metadata, a page that reached the end of the file, or a full streaming count
+of a file up to 64 MB (cached per file version). Otherwise `total` is None and
+`total_estimate` extrapolates from the bytes read so far. `truncated` is true
+when items follow the page. `bytes_read` is how far into the file the page
+read (None for parquet, which reads by column chunks). Nothing reads more of a file than the page needs, plus one read buffer.
+
+A malformed file gives the items read before the problem and an `error`
+naming the line or record. Bad arguments raise PreviewError, which the web
+layer maps to 400; a missing file raises NotFoundError.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import ijson
+
+from . import formats
+from .errors import NotFoundError, PipeloomError
+from .formats import MalformedDataError
+
+MAX_LIMIT = 1000
+TREE_WHOLE_BYTES = 2 * 1024 * 1024
+COUNT_FULL_BYTES = 64 * 1024 * 1024
+HEX_BYTES = 512
+TEXT_LINE_BYTES = 16 * 1024
+NDJSON_LINE_BYTES = 16 * 1024 * 1024
+VALUE_NODES = 10_000  # largest nested value (in JSON nodes) a tree entry shows whole
+
+
+class PreviewError(PipeloomError):
+    """A preview request that cannot be answered as asked (bad offset, limit or format)."""
+
+
+# ---------------------------------------------------------------------------
+# Helpers
+
+
+def hex_dump(data: bytes, start: int = 0) -> str:
+    """`hexdump -C` style lines: offset, 16 bytes in two groups of 8, then |ASCII|."""
+    lines = []
+    for i in range(0, len(data), 16):
+        chunk = data[i : i + 16]
+        left = " ".join(f"{b:02x}" for b in chunk[:8])
+        right = " ".join(f"{b:02x}" for b in chunk[8:])
+        text = "".join(chr(b) if 0x20 <= b < 0x7F else "." for b in chunk)
+        lines.append(f"{start + i:08x}  {left:<23}  {right:<23}  |{text}|")
+    return "\n".join(lines)
+
+
+def safe_value(value: Any) -> Any:
+    """A copy of `value` that strict JSON (and so a browser) accepts: non-finite
+    floats become strings, dates and decimals become their JSON stand-ins."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, dict):
+        return {str(k): safe_value(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [safe_value(v) for v in value]
+    return safe_value(formats.jsonable(value))
+
+
+def _row(value: Any) -> dict:
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _columns(rows: list[dict]) -> list[str]:
+    seen: dict[str, None] = {}
+    for r in rows:
+        for k in r:
+            seen.setdefault(k, None)
+    return list(seen)
+
+
+def _bounded_lines(f: io.BufferedReader, max_len: int) -> Iterator[tuple[bytes, bool]]:
+    """(line, clipped) for each line of `f`, keeping at most `max_len` bytes of any line."""
+    while True:
+        line = f.readline(max_len)
+        if not line:
+            return
+        clipped = False
+        if len(line) >= max_len and not line.endswith(b"\n"):
+            while True:
+                rest = f.readline(1 << 20)
+                if not rest:
+                    break
+                clipped = True
+                if rest.endswith(b"\n"):
+                    break
+        yield line, clipped
+
+
+class _Page:
+    """Collects one page from a stream of items, plus a look-ahead for `truncated`."""
+
+    def __init__(self, offset: int, limit: int):
+        self.offset, self.limit = offset, limit
+        self.items: list = []
+        self.seen = 0  # items consumed from the stream, look-ahead included
+        self.more = False
+        self.ended = False
+        self.error: str | None = None
+        self.mark = 0  # bytes holding the first `seen` items, for estimates
+
+    def fill(self, items: Iterator, position: Callable[[], int]) -> None:
+        """Read the page, then keep counting until the read buffer is used up, so
+        an estimate of the total rests on bytes really parsed."""
+        end = self.offset + self.limit
+        try:
+            for item in items:
+                if self.seen >= end:
+                    self.more = True
+                    self.seen += 1
+                    break
+                if self.seen >= self.offset:
+                    self.items.append(item)
+                self.seen += 1
+            else:
+                self.ended = True
+                return
+            # Readers parse a whole buffer at a time: count what is already parsed,
+            # stopping at the item that needs the next read.
+            self.mark = position()
+            for _ in items:
+                if position() != self.mark:
+                    return
+                self.seen += 1
+            self.ended = True
+        except MalformedDataError as exc:
+            self.error = str(exc)
+
+
+_count_cache: OrderedDict[tuple, int] = OrderedDict()
+_count_lock = threading.Lock()
+
+
+def _cached_count(path: Path, key: str, count: Callable[[], int]) -> int:
+    st = path.stat()
+    ident = (str(path.resolve()), st.st_ino, st.st_size, st.st_mtime_ns, key)
+    with _count_lock:
+        if ident in _count_cache:
+            _count_cache.move_to_end(ident)
+            return _count_cache[ident]
+    n = count()
+    with _count_lock:
+        _count_cache[ident] = n
+        while len(_count_cache) > 256:
+            _count_cache.popitem(last=False)
+    return n
+
+
+def _finish_totals(result: dict, page: _Page, bytes_read: int, size: int, count: Callable[[], int], path: Path,
+                   key: str) -> None:
+    """Fill total / total_estimate / truncated / error from a filled page."""
+    result["truncated"] = page.more
+    result["bytes_read"] = bytes_read
+    if page.error:
+        result["error"] = page.error
+        return
+    if page.ended:
+        result["total"] = page.seen
+        return
+    if size <= COUNT_FULL_BYTES:
+        try:
+            result["total"] = _cached_count(path, key, count)
+            return
+        except MalformedDataError as exc:
+            result["error"] = str(exc)
+            return
+    if page.mark > 0:
+        result["total_estimate"] = max(page.seen, round(page.seen * size / page.mark))
+
+
+# ---------------------------------------------------------------------------
+# One function per kind of page
+
+
+def _json_page(path: Path, result: dict, offset: int, limit: int) -> None:
+    size = result["size"]
+    with open(path, "rb") as f:
+        top = formats.peek_json(f)
+        if top == "array":
+            result["kind"] = "table"
+            values = formats.iter_json_values(f, path)
+            page = _Page(offset, limit)
+            page.fill((_row(v) for v in values), f.tell)
+            bytes_read = f.tell()
+            values.close()
+
+            def count() -> int:
+                with open(path, "rb") as g:
+                    return sum(1 for _ in formats.iter_json_values(g, path))
+
+            result["items"] = page.items
+            result["columns"] = _columns(page.items)
+            _finish_totals(result, page, bytes_read, size, count, path, "json-array")
+            return
+        result["kind"] = "tree"
+        if top == "empty":
+            result.update(mode="document", total=0, error=f"{path.name}: empty file, expected a JSON document")
+            return
+        if size <= TREE_WHOLE_BYTES:
+            result["mode"] = "document"
+            data = f.read()
+            result["bytes_read"] = f.tell()
+            try:
+                value = json.loads(data)
+            except json.JSONDecodeError as exc:
+                result["error"] = f"{path.name} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"
+                return
+            except (ValueError, UnicodeDecodeError) as exc:
+                result["error"] = f"{path.name}: invalid JSON ({exc})"
+                return
+            result["total"] = 1
+            result["items"] = [value][offset : offset + limit]
+            result["truncated"] = offset + limit < 1
+            return
+        if top == "invalid":
+            result["mode"] = "document"
+            result["error"] = f"{path.name}: invalid JSON (the document does not start with a JSON value)"
+            return
+        if top != "object":
+            result["mode"] = "document"
+            result["error"] = f"{path.name}: a top-level JSON {top} of {size} bytes is too large to preview"
+            return
+        result["mode"] = "entries"
+        page = _Page(offset, limit)
+        page.fill(_object_entries(f, path, offset, offset + limit), f.tell)
+        bytes_read = f.tell()
+
+    def count_keys() -> int:
+        with open(path, "rb") as g:
+            formats.peek_json(g)
+            return sum(1 for _ in _object_entries(g, path, 0, 0))
+
+    result["items"] = page.items
+    _finish_totals(result, page, bytes_read, size, count_keys, path, "json-keys")
+
+
+_STARTS = frozenset({"start_map", "start_array"})
+_ENDS = frozenset({"end_map", "end_array"})
+
+
+def _object_entries(f: io.BufferedReader, path: Path, build_from: int, build_to: int) -> Iterator[dict | None]:
+    """The entries of a top-level JSON object, built only for indexes in
+    [build_from, build_to) (None for the others), each cut at VALUE_NODES."""
+    events = formats._ijson.basic_parse(f, use_float=True)
+    index = 0
+    try:
+        event, _ = next(events)  # start_map
+        for event, value in events:
+            if event == "end_map":
+                break
+            key = value  # map_key
+            event, value = next(events)
+            build = build_from <= index < build_to
+            if event in _STARTS:
+                value, clipped = _read_container(events, event, VALUE_NODES if build else 0)
+            else:
+                clipped = False
+            if build:
+                entry = {"key": key, "value": value}
+                if clipped:
+                    entry["clipped"] = True
+                yield entry
+            else:
+                yield None
+            index += 1
+        for _ in events:  # trailing content must be valid too
+            pass
+    except (ijson.JSONError, ValueError) as exc:
+        raise MalformedDataError(path, f"invalid JSON ({formats._first_line(exc)})", f"entry {index + 1}") from exc
+
+
+def _read_container(events: Iterator, first: str, budget: int) -> tuple[Any, bool]:
+    """Build the container that `first` opened, keeping at most `budget` nodes."""
+    root: Any = {} if first == "start_map" else []
+    stack = [root]
+    key = None
+    nodes = 0
+    skip = 0
+    clipped = False
+    for event, value in events:
+        if skip:
+            if event in _STARTS:
+                skip += 1
+            elif event in _ENDS:
+                skip -= 1
+            continue
+        if event in _ENDS:
+            stack.pop()
+            if not stack:
+                return (root if budget else None), clipped
+            continue
+        if event == "map_key":
+            key = value
+            continue
+        nodes += 1
+        if nodes > budget:
+            clipped = bool(budget)
+            if event in _STARTS:
+                skip = 1
+            continue
+        child = ({} if event == "start_map" else []) if event in _STARTS else value
+        parent = stack[-1]
+        if isinstance(parent, dict):
+            parent[key] = child
+        else:
+            parent.append(child)
+        if event in _STARTS:
+            stack.append(child)
+    raise ValueError("the document ends inside a value")
+
+
+def _ndjson_page(path: Path, result: dict, offset: int, limit: int) -> None:
+    result["kind"] = "table"
+    end = offset + limit
+
+    def rows(f) -> Iterator[dict]:
+        index = 0
+        for lineno, (line, clipped) in enumerate(_bounded_lines(f, NDJSON_LINE_BYTES), 1):
+            if not line.strip():
+                continue
+            if offset <= index < end:
+                if clipped:
+                    raise MalformedDataError(path, f"a record longer than {NDJSON_LINE_BYTES} bytes", f"line {lineno}")
+                yield _row(formats.parse_ndjson_line(path, lineno, line))
+            else:
+                yield None
+            index += 1
+
+    with open(path, "rb") as f:
+        page = _Page(offset, limit)
+        page.fill(rows(f), f.tell)
+        bytes_read = f.tell()
+
+    def count() -> int:
+        with open(path, "rb") as g:
+            return sum(1 for line, _ in _bounded_lines(g, NDJSON_LINE_BYTES) if line.strip())
+
+    result["items"] = page.items
+    result["columns"] = _columns(page.items)
+    _finish_totals(result, page, bytes_read, result["size"], count, path, "ndjson")
+
+
+def _csv_page(path: Path, result: dict, offset: int, limit: int) -> None:
+    result["kind"] = "table"
+    end = offset + limit
+    with formats.open_csv(path) as f:
+        try:
+            reader = formats.CsvReader(f, path)
+        except MalformedDataError as exc:
+            result.update(error=str(exc), columns=[], bytes_read=f.buffer.tell())
+            return
+        result["columns"] = reader.columns
+
+        def rows() -> Iterator[dict | None]:
+            index = 0
+            while (row := reader.next_raw()) is not None:
+                yield reader.to_dict(row) if offset <= index < end else None
+                index += 1
+
+        page = _Page(offset, limit)
+        page.fill(rows(), f.buffer.tell)
+        bytes_read = f.buffer.tell()
+
+    def count() -> int:
+        with formats.open_csv(path) as g:
+            r = formats.CsvReader(g, path)
+            n = 0
+            while r.next_raw() is not None:
+                n += 1
+            return n
+
+    result["items"] = page.items
+    _finish_totals(result, page, bytes_read, result["size"], count, path, "csv")
+
+
+def _parquet_page(path: Path, result: dict, offset: int, limit: int) -> None:
+    result["kind"] = "table"
+    try:
+        pf = formats.open_parquet(path)
+    except formats.FormatError as exc:
+        result.update(error=str(exc), columns=[])
+        return
+    try:
+        md = pf.metadata
+        total = md.num_rows
+        result.update(total=total, columns=list(pf.schema_arrow.names), truncated=offset + limit < total,
+                      bytes_read=None)
+        items: list[dict] = []
+        if limit and offset < total:
+            group, start = 0, 0
+            while group < md.num_row_groups and start + md.row_group(group).num_rows <= offset:
+                start += md.row_group(group).num_rows
+                group += 1
+            skip = offset - start
+            batches = pf.iter_batches(batch_size=min(max(limit, 64), 1024), row_groups=range(group, md.num_row_groups))
+            for batch in batches:
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
+                    continue
+                items.extend(batch.slice(skip, limit - len(items)).to_pylist())
+                skip = 0
+                if len(items) >= limit:
+                    break
+        result["items"] = items
+    except Exception as exc:  # a damaged file surfaces as one of several pyarrow errors
+        result["error"] = f"{path.name}: unreadable parquet data ({formats._first_line(exc)})"
+    finally:
+        pf.close()
+
+
+def _text_page(path: Path, result: dict, offset: int, limit: int) -> None:
+    result["kind"] = "text"
+    clipped_lines = 0
+
+    def lines(f) -> Iterator[str | None]:
+        nonlocal clipped_lines
+        for index, (line, clipped) in enumerate(_bounded_lines(f, TEXT_LINE_BYTES)):
+            if not offset <= index < offset + limit:
+                yield None
+                continue
+            text = line.rstrip(b"\n").rstrip(b"\r").decode("utf-8", errors="replace")
+            if clipped:
+                clipped_lines += 1
+                text += "…"
+            yield text
+
+    with open(path, "rb") as f:
+        page = _Page(offset, limit)
+        page.fill(lines(f), f.tell)
+        bytes_read = f.tell()
+
+    def count() -> int:
+        n = 0
+        last = b"\n"
+        with open(path, "rb") as g:
+            while chunk := g.read(1 << 20):
+                n += chunk.count(b"\n")
+                last = chunk[-1:]
+        return n + (last != b"\n")
+
+    result["items"] = page.items
+    if clipped_lines:
+        result["clipped_lines"] = clipped_lines
+    _finish_totals(result, page, bytes_read, result["size"], count, path, "text")
+
+
+def _binary_page(path: Path, result: dict, offset: int, limit: int) -> None:
+    result["kind"] = "binary"
+    with open(path, "rb") as f:
+        f.seek(offset)
+        data = f.read(HEX_BYTES)
+    result.update(hex=hex_dump(data, offset), hex_bytes=len(data), bytes_read=offset + len(data),
+                  truncated=offset + len(data) < result["size"])
+
+
+_PAGERS: dict[str, Callable[[Path, dict, int, int], None]] = {
+    "json": _json_page,
+    "ndjson": _ndjson_page,
+    "csv": _csv_page,
+    "parquet": _parquet_page,
+    "text": _text_page,
+    "binary": _binary_page,
+}
+
+
+def _check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PreviewError(f"{name} must be a whole number, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise PreviewError(f"{name} must be {bound}, got {value}")
+    return value
+
+
+def preview_file(path: str | os.PathLike, fmt: str, offset: int = 0, limit: int = 50) -> dict:
+    """One page of a file's content for display; see the module docstring for the shape."""
+    _check_int("offset", offset, 0)
+    _check_int("limit", limit, 0, MAX_LIMIT)
+    if fmt not in _PAGERS:
+        raise PreviewError(f"cannot preview format `{fmt}`; known formats: {', '.join(_PAGERS)}")
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"{p}: no such file")
+    result: dict[str, Any] = {
+        "format": fmt,
+        "kind": None,
+        "offset": offset,
+        "limit": limit,
+        "items": [],
+        "total": None,
+        "truncated": False,
+        "size": p.stat().st_size,
+        "bytes_read": 0,
+    }
+    _PAGERS[fmt](p, result, offset, limit)
+    result["items"] = safe_value(result["items"])
+    return result
