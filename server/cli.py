@@ -337,8 +337,11 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--token", default=None, envvar="PIPELOOM_TOKEN",
               help="Access token. Default: a new random token each launch, printed in the URL.")
+@click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
+              help="Extra Host header names to accept (e.g. a name in /etc/hosts). Repeatable.")
 @click.option("--demo/--no-demo", default=False, help="Create the sensor-alerts demo if the workspace has no pipelines.")
-def serve(workspace: Path | None, host: str, port: int, token: str | None, demo: bool) -> None:
+def serve(workspace: Path | None, host: str, port: int, token: str | None, allow_hosts: tuple[str, ...],
+          demo: bool) -> None:
     """Start the studio: a browser editor for the pipelines in the workspace."""
     from .web import serve as serve_web
 
@@ -352,9 +355,11 @@ def serve(workspace: Path | None, host: str, port: int, token: str | None, demo:
         if not find_pipelines(ws):
             path = create_demo(ws)
             click.echo(f"Created the sensor-alerts demo: {path}")
+    from .engine.errors import UsageError
+
     try:
-        serve_web(ws, host=host, port=port, token=token)
-    except ValueError as exc:
+        serve_web(ws, host=host, port=port, token=token, allowed_hosts=list(allow_hosts) or None)
+    except (UsageError, ValueError) as exc:
         _fail_usage(str(exc))
 
 

@@ -70,6 +70,7 @@ class LogWriter:
                 self._written += len(marker)
                 return
             self._fh.write(data)
+            self._fh.flush()  # one flush per batch keeps readers of a running node's log current
             self._written += len(data)
             self.lines += len(lines)
 
@@ -78,6 +79,7 @@ class LogWriter:
         with self._lock:
             line = f"{time.time():.3f}\tmeta\t{text}\n".encode("utf-8", "replace")
             self._fh.write(line)
+            self._fh.flush()
             self._written += len(line)
 
     @property

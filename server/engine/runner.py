@@ -402,6 +402,9 @@ class Runner:
             return self._end_attempt(st, "failed", message=f"could not start `{prepared.argv[0]}`: {exc}")
         with self._lock:
             self._procs[node.id] = proc
+            late_cancel = self._cancel.is_set()
+        if late_cancel:  # cancel() ran between the check above and the registration
+            proc.kill_group()
         try:
             code = proc.wait(node.timeout)
             timed_out = code is None

@@ -8,7 +8,7 @@ from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from server import __version__
 from server.engine.errors import ConflictError, NotFoundError, UsageError
-from server.engine.model import ID_RE
+from server.engine.model import ID_RE, NODE_KEYS
 from server.engine.paths import pipeline_id_for, safe_path
 
 from .errors import json_body
@@ -184,6 +184,7 @@ def new_node(pipeline_id: str):
         created = st.pipelines.new_node_file(pipeline_id, rel, template)
         node["source"] = Path(rel).as_posix()
         source_path = created.relative_to(st.workspace).as_posix()
+    node = {k: node[k] for k in NODE_KEYS if k in node}
     return jsonify({"node": node, "source_path": source_path}), 201
 
 
@@ -328,11 +329,11 @@ def _artifact_path(run_id: str, node_id: str, port: str) -> tuple[dict, Path]:
 
 @api.get("/runs/<run_id>/nodes/<node_id>/outputs/<port>")
 def output_preview(run_id: str, node_id: str, port: str):
-    from server.engine.preview import preview_file
-
     offset = int_arg("offset", 0)
     limit = int_arg("limit", 50, low=1, high=PREVIEW_MAX_LIMIT)
     art, path = _artifact_path(run_id, node_id, port)
+    from server.engine.preview import preview_file
+
     page = preview_file(path, art.get("format") or "binary", offset=offset, limit=limit)
     page.setdefault("records", art.get("records"))
     return jsonify(page)

@@ -191,6 +191,7 @@ class Pipelines:
 
     def version_document(self, pipeline_id: str, number: int) -> dict:
         path = self.path_for(pipeline_id)
+        self.sync(pipeline_id, path)
         v = self.store.get_version(pipeline_id, number)
         try:
             document, _ = parse_text(v["text"], json_syntax=is_json_file(path))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Callable
@@ -44,10 +45,10 @@ class LiveRun:
         self.pending: dict[str, list[dict]] = {}  # insertion order = oldest first
         self.dropped: dict[str, int] = {}
         self.buf_lock = threading.Lock()
-        self.emit_lock = threading.Lock()  # keeps batches of one run in order
+        self.emit_lock = threading.RLock()  # orders a run's events against each other and snapshots
+        self.recent: dict[str, deque] = {}  # the last lines sent live, for snapshots
         self.next_flush = 0.0
         self.done = threading.Event()
-        self.emits = 0
 
     def add_lines(self, node_id: str, lines: list[dict]) -> None:
         with self.buf_lock:
@@ -160,7 +161,17 @@ class RunManager:
         if live is None:
             return False
         live.runner.cancel()
+        # a node whose process was starting at that instant may escape the first kill; repeat until the run ends
+        threading.Thread(target=self._keep_cancelling, args=(live,), daemon=True,
+                         name=f"pipeloom-cancel-{run_id}").start()
         return True
+
+    @staticmethod
+    def _keep_cancelling(live: LiveRun) -> None:
+        for _ in range(120):
+            if live.done.wait(0.5):
+                return
+            live.runner.cancel()
 
     def active_run(self, pipeline_id: str) -> str | None:
         with self._lock:
@@ -193,8 +204,13 @@ class RunManager:
             except Exception:
                 log.exception("cancelling run %s", live.run_id)
         deadline = time.monotonic() + timeout
-        for live in lives:
-            live.done.wait(max(0.0, deadline - time.monotonic()))
+        while time.monotonic() < deadline:
+            going = [live for live in lives if not live.done.is_set()]
+            if not going:
+                break
+            going[0].done.wait(0.5)
+            for live in going:
+                live.runner.cancel()
         self._counter.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------ autorun
@@ -249,25 +265,24 @@ class RunManager:
         if isinstance(ev, LogEvent):
             live.add_lines(ev.node_id, ev.lines)
             return
-        if isinstance(ev, NodeStatusEvent):
-            self._flush(live, ev.node_id)
-            self.emit("node_status", ev.to_dict(), rooms)
-            return
-        if isinstance(ev, OutputReadyEvent):
-            payload = {"run_id": ev.run_id, "node_id": ev.node_id, "port": ev.port, "format": ev.format,
-                       "size": ev.size, "records": ev.records}
-            self.emit("output_ready", payload, rooms)
-            if ev.records is None and ev.path and ev.size <= self.count_limit:
-                self._counter.submit(self._count, payload, ev.path, rooms)
-            return
-        if isinstance(ev, RunStatusEvent):
-            if ev.status in TERMINAL_RUN:
-                self._flush(live)
-            payload = ev.to_dict()
-            payload["pipeline_id"] = live.pipeline_id
-            self.emit("run_status", payload, rooms)
-            return
-        self.emit(ev.kind, ev.to_dict(), rooms)
+        with live.emit_lock:
+            if isinstance(ev, NodeStatusEvent):
+                self._flush(live, ev.node_id)
+                self.emit("node_status", ev.to_dict(), rooms)
+            elif isinstance(ev, OutputReadyEvent):
+                payload = {"run_id": ev.run_id, "node_id": ev.node_id, "port": ev.port, "format": ev.format,
+                           "size": ev.size, "records": ev.records}
+                self.emit("output_ready", payload, rooms)
+                if ev.records is None and ev.path and ev.size <= self.count_limit:
+                    self._counter.submit(self._count, payload, ev.path, rooms)
+            elif isinstance(ev, RunStatusEvent):
+                if ev.status in TERMINAL_RUN:
+                    self._flush(live)
+                payload = ev.to_dict()
+                payload["pipeline_id"] = live.pipeline_id
+                self.emit("run_status", payload, rooms)
+            else:
+                self.emit(ev.kind, ev.to_dict(), rooms)
 
     def _count(self, payload: dict, path: str, rooms: list[str]) -> None:
         from server.engine.formats import count_records
@@ -311,54 +326,68 @@ class RunManager:
                 return
             rooms = rooms_for(live.run_id, live.pipeline_id)
             for nid, lines in batches:
+                live.recent.setdefault(nid, deque(maxlen=SNAPSHOT_LOG_LINES)).extend(lines)
                 self.emit("log", {"run_id": live.run_id, "node_id": nid, "lines": lines}, rooms)
-            live.emits += len(batches)
             # several nodes flushed at once push the next timed flush back, keeping ~20 emits/s per run
             live.next_flush = time.monotonic() + self.flush_interval * len(batches)
 
     # ------------------------------------------------------------ snapshots
 
-    def snapshot(self, *, pipeline_id: str | None = None, run_id: str | None = None) -> dict:
-        """Statuses and the last log lines of the active (or latest) run."""
+    def snapshot(self, *, pipeline_id: str | None = None, run_id: str | None = None,
+                 send: Callable[[dict], None] | None = None) -> dict:
+        """Statuses and the last log lines of the active (or latest) run.
+
+        With `send`, the snapshot is handed over while the run's events are
+        held back, so a client sees it before any event that follows it."""
         live = None
         with self._lock:
             if run_id is None and pipeline_id is not None:
                 run_id = self._by_pipeline.get(pipeline_id)
             if run_id is not None:
                 live = self._runs.get(run_id)
+        if live is None:
+            snap = self._stored_snapshot(pipeline_id, run_id)
+            if send is not None:
+                send(snap)
+            return snap
+        with live.emit_lock:
+            run = live.runner.snapshot()
+            nodes = {nid: {k: info.get(k) for k in ("status", "exit_code", "duration_s", "message")}
+                     for nid, info in (run.get("nodes") or {}).items()}
+            self._add_outputs(live.run_id, nodes)
+            snap = {"run_id": live.run_id, "pipeline_id": live.pipeline_id, "status": run.get("status"),
+                    "active": True, "nodes": nodes,
+                    "logs": {nid: list(lines) for nid, lines in live.recent.items()}}
+            if send is not None:
+                send(snap)
+            return snap
+
+    def _stored_snapshot(self, pipeline_id: str | None, run_id: str | None) -> dict:
         if run_id is None and pipeline_id is not None:
             runs = self.store.list_runs(pipeline_id=pipeline_id, limit=1)
             run_id = runs[0]["run_id"] if runs else None
-        base: dict = {"run_id": None, "status": None, "nodes": {}, "logs": {}, "active": False}
-        if pipeline_id is not None:
-            base["pipeline_id"] = pipeline_id
         if run_id is None:
-            return base
-        stored = None
-        try:
-            stored = self.store.get_run(run_id)
-        except NotFoundError:
-            if live is None:
-                raise
-        if live is not None:
-            snap = live.runner.snapshot()
-            nodes = {nid: dict(info) for nid, info in (snap.get("nodes") or {}).items()}
-            status = snap.get("status")
-        else:
-            nodes = {nid: {"status": info.get("status"), "exit_code": info.get("exit_code"),
-                           "duration_s": info.get("duration_s")}
-                     for nid, info in (stored.get("nodes") or {}).items()}
-            status = stored.get("status")
-        if stored is not None:
-            for nid, info in (stored.get("nodes") or {}).items():
-                arts = info.get("artifacts") or {}
-                if nid in nodes and arts:
-                    nodes[nid]["outputs"] = {port: {"format": a.get("format"), "size": a.get("size"),
-                                                    "records": a.get("records")} for port, a in arts.items()}
-        base.update(run_id=run_id, status=status, nodes=nodes, active=live is not None)
-        base["pipeline_id"] = pipeline_id or (stored or {}).get("pipeline_id") or (live.pipeline_id if live else None)
-        base["logs"] = {nid: self.tail_log(run_id, nid) for nid in nodes}
-        return base
+            return {"pipeline_id": pipeline_id, "run_id": None, "status": None, "active": False,
+                    "nodes": {}, "logs": {}}
+        stored = self.store.get_run(run_id)
+        nodes = {nid: {k: info.get(k) for k in ("status", "exit_code", "duration_s", "message")}
+                 for nid, info in (stored.get("nodes") or {}).items()}
+        self._add_outputs(run_id, nodes, stored)
+        return {"pipeline_id": stored.get("pipeline_id"), "run_id": run_id, "status": stored.get("status"),
+                "active": False, "nodes": nodes, "logs": {nid: self.tail_log(run_id, nid) for nid in nodes}}
+
+    def _add_outputs(self, run_id: str, nodes: dict, stored: dict | None = None) -> None:
+        """Attach {port: {format, size, records}} of finished nodes (edges show record counts)."""
+        if stored is None:
+            try:
+                stored = self.store.get_run(run_id)
+            except NotFoundError:
+                return
+        for nid, info in (stored.get("nodes") or {}).items():
+            arts = info.get("artifacts") or {}
+            if nid in nodes and arts:
+                nodes[nid]["outputs"] = {port: {"format": a.get("format"), "size": a.get("size"),
+                                                "records": a.get("records")} for port, a in arts.items()}
 
     def tail_log(self, run_id: str, node_id: str, lines: int = SNAPSHOT_LOG_LINES) -> list[dict]:
         """The last `lines` lines of a node's log file, read from its end."""

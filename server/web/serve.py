@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -15,6 +14,16 @@ from pathlib import Path
 from server.engine.errors import UsageError
 
 from .security import is_loopback
+
+
+class _WebSocketCloseNoise(logging.Filter):
+    """Werkzeug reads the bytes after a closed WebSocket as a new request and logs
+    a 400 for each closed browser tab; that is not an error worth showing."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        return not ("Bad request syntax" in msg or "Bad HTTP/0.9 request type" in msg
+                    or "Bad request version" in msg)
 
 
 def studio_url(host: str, port: int, token: str) -> str:
@@ -43,7 +52,9 @@ def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | Non
                       "allowed_hosts": extra})
     state = app.extensions["pipeloom"]
     socketio = app.extensions["socketio"]
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    quiet = logging.getLogger("werkzeug")
+    quiet.setLevel(logging.ERROR)
+    quiet.addFilter(_WebSocketCloseNoise())
     url = studio_url(host, port, token)
     print(f"Pipeloom studio for {state.workspace}\n\n    {url}\n\n"
           "Open that address to log in (it carries this launch's token). Press Ctrl+C to stop.", flush=True)

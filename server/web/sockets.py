@@ -50,17 +50,20 @@ def register_socket_handlers(socketio: SocketIO, state, guard: Guard) -> None:
             except NotFoundError as exc:
                 return {"ok": False, "error": str(exc)}
         join_room(room)
+
+        def send(snap: dict) -> None:
+            if kind == "pipeline":
+                snap["autorun"] = state.pipelines.autorun(ident)
+            emit("snapshot", snap)
+
         try:
-            snap = state.runs.snapshot(**{f"{kind}_id": ident})
+            state.runs.snapshot(**{f"{kind}_id": ident}, send=send)
         except NotFoundError as exc:
             leave_room(room)
             return {"ok": False, "error": str(exc)}
         except Exception as exc:  # a snapshot that cannot be read must not cost the subscription
             log.exception("snapshot of %s", room)
-            snap = {"run_id": None, "status": None, "nodes": {}, "logs": {}, "error": str(exc)}
-        if kind == "pipeline":
-            snap["autorun"] = state.pipelines.autorun(ident)
-        emit("snapshot", snap)
+            send({"run_id": None, "status": None, "nodes": {}, "logs": {}, "error": str(exc)})
         return {"ok": True, "room": room}
 
     @socketio.on("unsubscribe")
