@@ -3,7 +3,7 @@
 // so moving a card redraws only the edges that touch it.
 import { h, svg, clear, formatDuration, formatRecords, textColorFor, rafThrottle } from "./dom.js";
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
-import { cardMetrics, portPoint, edgeCurve, CARD_W } from "./geometry.js";
+import { cardMetrics, portPoint, edgeCurve, CARD_W, DESC_LINE_H, DESC_PAD } from "./geometry.js";
 import { describeStatus } from "./status.js";
 
 const MIN_ZOOM = 0.08;
@@ -131,16 +131,17 @@ export class Canvas {
       h("span", { class: "badge", style: { background: rt.color, color: textColorFor(rt.color) } }, rt.label),
       h("span", { class: "card-title", title }, title)),
     metrics.descLines
-      ? h("div", { class: "card-desc", style: { height: `${metrics.descH}px`, "-webkit-line-clamp": String(metrics.descLines) }, title: node.description }, node.description)
+      ? h("div", { class: "card-desc", style: { height: `${metrics.descLines * DESC_LINE_H}px`, "margin-bottom": `${DESC_PAD}px`, "-webkit-line-clamp": String(metrics.descLines) }, title: node.description }, node.description)
       : null,
     metrics.portsH
       ? h("div", { class: "card-ports", style: { height: `${metrics.portsH}px` } },
-        h("div", { class: "ports-in" }, inputs.map((p) => port("inputs", p))),
-        h("div", { class: "ports-out" }, outputs.map((p) => port("outputs", p))))
+        inputs.map((p) => port("inputs", p)),
+        outputs.map((p) => port("outputs", p)))
       : null,
     h("div", { class: "card-foot" },
       h("span", { class: "status" }, iconEl, statusEl, markEl),
       durationEl));
+    item.el = el;
     item.statusEl = statusEl;
     item.iconEl = iconEl;
     item.markEl = markEl;
@@ -162,7 +163,7 @@ export class Canvas {
     const line = svg("path", { class: "edge-line" });
     const label = svg("g", { class: "edge-label" });
     const rect = svg("rect", { rx: 9, ry: 9, height: 18, y: -9 });
-    const text = svg("text", { "text-anchor": "middle", dy: "0.35em" });
+    const text = svg("text", { "text-anchor": "middle" });
     label.append(rect, text);
     const title = svg("title");
     g.append(title, hit, line, label);
@@ -194,14 +195,29 @@ export class Canvas {
   paintEdgeLabel(rec) {
     const fmt = rec.srcFormat === rec.dstFormat ? rec.srcFormat : `${rec.srcFormat} → ${rec.dstFormat}`;
     const n = this.records.get(`${rec.edge.src}.${rec.edge.srcPort}`);
-    const textValue = n === undefined || n === null ? fmt : `${fmt} · ${formatRecords(n)}`;
-    rec.text.textContent = textValue;
-    rec.title.textContent = `${rec.edge.src}.${rec.edge.srcPort} → ${rec.edge.dst}.${rec.edge.dstPort}: ${textValue}`;
+    const known = n !== undefined && n !== null;
+    const second = known ? formatRecords(n) : "";
+    // Two short lines fit between cards better than one long one.
+    rec.text.replaceChildren();
+    const first = svg("tspan", { x: 0, dy: known ? "-0.25em" : "0.35em" });
+    first.textContent = fmt;
+    rec.text.append(first);
+    if (known) {
+      const line2 = svg("tspan", { x: 0, dy: "1.2em", class: "edge-records" });
+      line2.textContent = second;
+      rec.text.append(line2);
+    }
+    rec.text.setAttribute("dy", "0");
+    rec.title.textContent = `${rec.edge.src}.${rec.edge.srcPort} → ${rec.edge.dst}.${rec.edge.dstPort}: ${fmt}${known ? `, ${second}` : ""}`;
     // Monospace at 11px: about 6.6px a character, so the pill fits without measuring.
-    const width = Math.ceil(textValue.length * 6.7) + 14;
+    const chars = Math.max(fmt.length, second.length);
+    const width = Math.ceil(chars * 6.7) + 14;
+    const height = known ? 32 : 18;
     rec.rect.setAttribute("width", String(width));
     rec.rect.setAttribute("x", String(-width / 2));
-    rec.g.classList.toggle("has-records", n !== undefined && n !== null);
+    rec.rect.setAttribute("height", String(height));
+    rec.rect.setAttribute("y", String(-height / 2));
+    rec.g.classList.toggle("has-records", known);
   }
 
   paintEdgeFlow(rec) {
@@ -324,7 +340,7 @@ export class Canvas {
       return;
     }
     const b = this.bounds();
-    const pad = 48;
+    const pad = 32;
     const k = Math.max(MIN_ZOOM, Math.min(1, (rect.width - pad * 2) / (b.w || 1), (rect.height - pad * 2) / (b.h || 1)));
     this.view = {
       k,

@@ -12,7 +12,10 @@ export function h(tag, attrs = {}, ...children) {
     } else if (key === "dataset") {
       Object.assign(el.dataset, value);
     } else if (key === "style" && typeof value === "object") {
-      Object.assign(el.style, value);
+      for (const [prop, v] of Object.entries(value)) {
+        if (prop.includes("-")) el.style.setProperty(prop, v);
+        else el.style[prop] = v;
+      }
     } else if (key === "text") {
       el.textContent = value;
     } else if (value === true) {
@@ -21,6 +24,12 @@ export function h(tag, attrs = {}, ...children) {
       el.setAttribute(key, String(value));
     }
   }
+  append(el, children);
+  return el;
+}
+
+/** Append children, skipping null/false and flattening arrays. */
+export function put(el, ...children) {
   append(el, children);
   return el;
 }
@@ -77,6 +86,7 @@ export function formatBytes(n) {
 /** Seconds for people: "0.4 s", "12 s", "3 min 4 s". */
 export function formatDuration(s) {
   if (s === null || s === undefined) return "";
+  if (s < 1) return `${Math.max(1, Math.round(s * 1000))} ms`;
   if (s < 10) return `${s.toFixed(1)} s`;
   if (s < 60) return `${Math.round(s)} s`;
   const m = Math.floor(s / 60);

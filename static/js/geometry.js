@@ -2,14 +2,14 @@
 // canvas never measures the DOM, so drawing 500 nodes costs no layout reads.
 import { portsOf } from "./doc.js";
 
-export const CARD_W = 264;
+export const CARD_W = 240;
 export const HEAD_H = 44;
 export const DESC_LINE_H = 18;
 export const DESC_PAD = 8;
 export const PORT_H = 24;
 export const PORTS_PAD = 6;
 export const FOOT_H = 32;
-const DESC_CHARS_PER_LINE = 36;
+const DESC_CHARS_PER_LINE = 30;
 const DESC_MAX_LINES = 3;
 
 /** How many description lines a card shows (an estimate from the text length). */
@@ -23,7 +23,8 @@ export function descLines(node) {
 export function cardMetrics(node) {
   const lines = descLines(node);
   const descH = lines ? lines * DESC_LINE_H + DESC_PAD : 0;
-  const rows = Math.max(portsOf(node, "inputs").length, portsOf(node, "outputs").length);
+  // Inputs come first, then outputs, one full-width row each, so names are not cut short.
+  const rows = portsOf(node, "inputs").length + portsOf(node, "outputs").length;
   const portsH = rows ? rows * PORT_H + PORTS_PAD * 2 : 0;
   return { width: CARD_W, descLines: lines, descH, portsH, height: HEAD_H + descH + portsH + FOOT_H };
 }
@@ -33,6 +34,7 @@ export function portPoint(node, pos, kind, portName, metrics = cardMetrics(node)
   const ports = portsOf(node, kind);
   let index = ports.findIndex((p) => p.name === portName);
   if (index < 0) index = 0;
+  if (kind === "outputs") index += portsOf(node, "inputs").length;
   const y = pos.y + HEAD_H + metrics.descH + PORTS_PAD + index * PORT_H + PORT_H / 2;
   const x = kind === "inputs" ? pos.x : pos.x + CARD_W;
   return { x, y };

@@ -13,7 +13,7 @@ function loadDagre() {
 export async function autoLayout(doc) {
   const dagre = await loadDagre();
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 36, ranksep: 96, marginx: 0, marginy: 0 });
+  g.setGraph({ rankdir: "LR", nodesep: 40, ranksep: 120, marginx: 0, marginy: 0 });
   g.setDefaultEdgeLabel(() => ({}));
   const nodes = nodesOf(doc);
   for (const node of nodes) {

@@ -22,7 +22,15 @@ export class LogView {
     this.placeholder = h("div", { class: "log-empty" });
     container.append(this.placeholder, this.spacer, this.window);
     this.schedule = rafThrottle(() => this.render());
+    this.expected = null; // where our own last scroll landed, so its event is not taken as the user's
+    this.pinTop = false;
     container.addEventListener("scroll", () => {
+      if (this.expected !== null && Math.abs(container.scrollTop - this.expected) < 2) {
+        this.expected = null;
+        this.schedule();
+        return;
+      }
+      this.expected = null;
       const bottom = container.scrollHeight - container.scrollTop - container.clientHeight;
       this.follow = bottom < LINE_H * 2;
       this.schedule();
@@ -36,12 +44,24 @@ export class LogView {
     this.schedule();
   }
 
-  /** Replace every line. */
-  setLines(lines, { dropped = 0 } = {}) {
+  /** Replace every line (and follow the end, unless told otherwise). */
+  setLines(lines, { dropped = 0, follow = true } = {}) {
     this.lines = lines.slice(-this.cap);
     this.dropped = dropped + Math.max(0, lines.length - this.cap);
-    this.follow = true;
+    this.follow = follow;
     this.schedule();
+  }
+
+  /** Show the first line and stop following the end. */
+  jumpToStart() {
+    this.follow = false;
+    this.pinTop = true;
+    this.schedule();
+  }
+
+  setScroll(value) {
+    this.container.scrollTop = value;
+    this.expected = this.container.scrollTop;
   }
 
   /** Add lines at the end, dropping the oldest past the cap. */
@@ -70,7 +90,12 @@ export class LogView {
     const total = this.lines.length - excess;
     this.placeholder.hidden = total > 0;
     this.spacer.style.height = `${total * LINE_H}px`;
-    if (this.follow) c.scrollTop = c.scrollHeight;
+    if (this.pinTop) {
+      this.pinTop = false;
+      this.setScroll(0);
+    } else if (this.follow) {
+      this.setScroll(c.scrollHeight);
+    }
     const height = c.clientHeight || 300;
     const first = Math.max(0, Math.floor(c.scrollTop / LINE_H) - OVERSCAN);
     const last = Math.min(total, Math.ceil((c.scrollTop + height) / LINE_H) + OVERSCAN);

@@ -1,0 +1,386 @@
+// The inspector: everything about the selected step (or connection, or the
+// pipeline when nothing is selected), in plain words first and code second.
+import { get, seg, ApiError } from "./api.js";
+import { h, put, clear, formatDuration, formatNumber, formatRecords, formatWhen, textColorFor } from "./dom.js";
+import { portsOf, nodesOf, edgesOf } from "./doc.js";
+import { describeStatus } from "./status.js";
+import { OutputPreview } from "./preview.js";
+
+const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
+
+export class Inspector {
+  /** studio: the page controller (runtimes, pipeline id, run state and edit actions). */
+  constructor(el, studio) {
+    this.el = el;
+    this.studio = studio;
+    this.mode = null; // "none" | "node" | "edge"
+    this.nodeId = null;
+    this.edgeKey = null;
+    this.sources = new Map(); // node id -> {html, code, path, language, updatedAt}
+  }
+
+  // ------------------------------------------------------------ entry points
+
+  /** Show whatever is selected. */
+  show({ nodeId = null, edgeKey = null } = {}) {
+    if (nodeId) return this.showNode(nodeId);
+    if (edgeKey) return this.showEdge(edgeKey);
+    return this.showPipeline();
+  }
+
+  /** Re-render after the document changed (keeps the selection). */
+  refresh() {
+    if (this.mode === "node") {
+      if (!this.studio.node(this.nodeId)) return this.showPipeline();
+      return this.showNode(this.nodeId, { keepSource: true });
+    }
+    if (this.mode === "edge") {
+      if (!edgesOf(this.studio.doc).some((e) => e.key === this.edgeKey)) return this.showPipeline();
+      return this.showEdge(this.edgeKey);
+    }
+    return this.showPipeline();
+  }
+
+  /** Re-render the run-related parts (status, outputs). */
+  updateRun() {
+    if (this.mode === "node") this.renderRunParts();
+    else if (this.mode === "edge") this.renderEdgeData();
+    else if (this.mode === "none") this.showPipeline();
+  }
+
+  /** A node's source changed on disk: show the new highlighted text. */
+  sourceChanged(nodeId, payload) {
+    const prev = this.sources.get(nodeId) || {};
+    this.sources.set(nodeId, { ...prev, html: payload.html, path: payload.path || prev.path, updatedAt: Date.now() });
+    if (this.mode === "node" && this.nodeId === nodeId) this.renderSource(true);
+  }
+
+  /** Forget cached sources (the pipeline file was reloaded). */
+  forgetSources() {
+    this.sources.clear();
+  }
+
+  // ------------------------------------------------------------ nothing selected
+
+  showPipeline() {
+    this.mode = "none";
+    this.nodeId = null;
+    this.edgeKey = null;
+    const doc = this.studio.doc;
+    const nodes = nodesOf(doc);
+    const edges = edgesOf(doc);
+    const problems = this.studio.problems || [];
+    const run = this.studio.run;
+    clear(this.el);
+    put(this.el,
+      h("div", { class: "insp-head" },
+        h("div", { class: "insp-kicker" }, "Pipeline"),
+        h("h2", { class: "insp-title" }, doc.name || this.studio.pipelineId)),
+      doc.description ? h("p", { class: "insp-desc" }, doc.description) : null,
+      h("p", { class: "insp-muted" },
+        `${formatNumber(nodes.length)} ${nodes.length === 1 ? "step" : "steps"}, ` +
+        `${formatNumber(edges.length)} ${edges.length === 1 ? "connection" : "connections"} · `,
+        h("code", {}, this.studio.path || "")),
+    );
+    if (problems.length) {
+      this.el.append(section("Problems to fix",
+        h("ul", { class: "problem-list" }, problems.map((p) => h("li", {},
+          p.where ? h("strong", {}, `${p.where}: `) : null, p.message, p.line ? ` (line ${p.line})` : "")))));
+    }
+    if (run && run.run_id) {
+      const counts = {};
+      for (const info of Object.values(run.nodes || {})) counts[info.status] = (counts[info.status] || 0) + 1;
+      const parts = Object.entries(counts).map(([s, n]) => `${n} ${describeStatus(s).word.toLowerCase()}${s === "cached" ? " (cached)" : ""}`);
+      this.el.append(section("This run",
+        h("p", {}, `Run ${run.status || "…"}${run.duration_s ? `, took ${formatDuration(run.duration_s)}` : ""}${run.started_at ? `, started ${formatWhen(run.started_at)}` : ""}.`),
+        parts.length ? h("p", { class: "insp-muted" }, parts.join(" · ")) : null));
+    }
+    this.el.append(section("How to use it",
+      h("ul", { class: "help-list" },
+        h("li", {}, "Click a step to see what it does, its output, its log and its source."),
+        h("li", {}, "Press ", h("strong", {}, "Run"), " to run every step; the cards show each step's progress."),
+        h("li", {}, "Drag from an output (right side of a card) to an input (left side) to connect two steps."),
+        h("li", {}, "Add a step from the palette on the left."),
+        h("li", {}, "Keys: Delete removes, Ctrl+Z undoes, Ctrl+Shift+Z redoes, Space+drag pans, the wheel zooms."))));
+  }
+
+  // ------------------------------------------------------------ a node
+
+  showNode(nodeId, { keepSource = false } = {}) {
+    const node = this.studio.node(nodeId);
+    if (!node) return this.showPipeline();
+    const changedNode = this.nodeId !== nodeId;
+    this.mode = "node";
+    this.nodeId = nodeId;
+    this.edgeKey = null;
+    const rt = this.studio.runtimes[node.runtime] || { label: node.runtime, color: "#6e7781" };
+    const scrollTop = changedNode ? 0 : this.el.scrollTop;
+    clear(this.el);
+
+    const title = h("input", {
+      class: "insp-title-input", value: node.title || "", placeholder: node.id, "aria-label": "Title",
+      onchange: (e) => this.studio.editNode(nodeId, { title: e.target.value.trim() }),
+      onkeydown: (e) => { if (e.key === "Enter") e.target.blur(); },
+    });
+    const desc = h("textarea", {
+      class: "insp-desc-input", rows: Math.min(8, Math.max(2, Math.ceil((node.description || "").length / 46) + 1)), "aria-label": "Description",
+      placeholder: "Say in plain words what this step does.",
+      onchange: (e) => this.studio.editNode(nodeId, { description: e.target.value.trim() }),
+    });
+    desc.value = node.description || "";
+
+    this.runBox = h("div", { class: "insp-run" });
+    this.previewBox = h("div", { class: "preview", "data-testid": "preview" });
+    this.preview = new OutputPreview(this.previewBox);
+    this.previewSignature = null;
+    this.sourceBox = h("div", { class: "source", "data-testid": "source" });
+    this.sourceMeta = h("div", { class: "source-meta" });
+
+    put(this.el,
+      h("div", { class: "insp-head" },
+        h("div", { class: "insp-kicker" },
+          h("span", { class: "badge", style: { background: rt.color, color: textColorFor(rt.color) } }, rt.label),
+          h("span", { class: "insp-id" }, `step id: ${node.id}`)),
+        title),
+      desc,
+      h("div", { class: "insp-actions" },
+        h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ only: nodeId }) }, "Run node"),
+        h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ from: nodeId }) }, "Run from here")),
+      section("Last run", this.runBox),
+      section("Output", this.previewBox),
+      section("Source", this.sourceMeta, this.sourceBox),
+      section("Params", this.paramsEditor(node)),
+      section("Inputs and outputs", this.portsEditor(node)),
+    );
+    this.renderRunParts();
+    if (!keepSource || !this.sources.has(nodeId)) this.loadSource(node);
+    else this.renderSource(false);
+    this.el.scrollTop = scrollTop;
+  }
+
+  renderRunParts() {
+    const node = this.studio.node(this.nodeId);
+    if (!node || !this.runBox) return;
+    const run = this.studio.run;
+    const info = run && run.nodes ? run.nodes[this.nodeId] : null;
+    clear(this.runBox);
+    if (!run || !run.run_id) {
+      this.runBox.append(h("div", { class: "empty-note" }, "Run the pipeline to see how this step does."));
+    } else if (!info) {
+      this.runBox.append(h("div", { class: "empty-note" }, "This step was not part of the run shown."));
+    } else {
+      const d = describeStatus(info.status);
+      const facts = [];
+      if (info.duration_s !== null && info.duration_s !== undefined && info.status !== "running") facts.push(["Took", formatDuration(info.duration_s)]);
+      if (info.exit_code !== null && info.exit_code !== undefined) facts.push(["Exit code", String(info.exit_code)]);
+      if (info.attempts && info.attempts > 1) facts.push(["Attempts", String(info.attempts)]);
+      if (info.attempt && info.attempt > 1) facts.push(["Attempt", String(info.attempt)]);
+      this.runBox.append(...[
+        h("div", { class: "status-pill", "data-status": info.status || "" },
+          h("span", { class: "status-icon", "aria-hidden": "true" }, d.icon),
+          h("span", {}, d.word), d.mark ? h("span", { class: "status-mark" }, d.mark) : null),
+        facts.length ? h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
+        info.message ? h("p", { class: "run-message" }, info.message) : null,
+        h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId) }, "Show the log"),
+      ].filter(Boolean));
+    }
+    const ports = portsOf(node, "outputs");
+    const shown = {
+      runId: run && run.run_id ? run.run_id : null,
+      nodeId: this.nodeId,
+      ports,
+      artifacts: (info && info.artifacts) || {},
+      status: info ? info.status : "",
+    };
+    // Status events arrive often; fetch a preview page again only when what it shows changed.
+    const signature = JSON.stringify(shown);
+    if (signature === this.previewSignature && this.preview.state) return;
+    this.previewSignature = signature;
+    this.preview.show(shown);
+  }
+
+  async loadSource(node) {
+    const nodeId = node.id;
+    clear(this.sourceMeta);
+    if (node.runtime === "command" || (!node.source && Array.isArray(node.command))) {
+      clear(this.sourceBox).append(
+        h("p", { class: "insp-muted" }, "This step runs a command:"),
+        h("pre", { class: "command-line" }, (node.command || []).map(shellQuote).join(" ")));
+      return;
+    }
+    clear(this.sourceBox).append(h("div", { class: "empty-note" }, "Loading the source…"));
+    try {
+      const src = await get(`/api/pipelines/${seg(this.studio.pipelineId)}/nodes/${seg(nodeId)}/source`);
+      const prev = this.sources.get(nodeId);
+      this.sources.set(nodeId, { ...src, updatedAt: prev && prev.html === src.html ? prev.updatedAt : null });
+    } catch (err) {
+      if (this.nodeId !== nodeId) return;
+      clear(this.sourceBox).append(h("div", { class: "empty-note error-note" },
+        err instanceof ApiError ? err.message : String(err)));
+      return;
+    }
+    if (this.nodeId === nodeId) this.renderSource(false);
+  }
+
+  renderSource(flash) {
+    const src = this.sources.get(this.nodeId);
+    if (!src || !this.sourceBox) return;
+    clear(this.sourceMeta);
+    if (src.path) {
+      this.sourceMeta.append(h("span", { class: "insp-muted" }, "Edit in your own editor: "), h("code", { class: "path" }, src.path));
+    }
+    if (src.updatedAt) {
+      const note = h("span", { class: "source-updated", "data-testid": "source-updated" }, `updated from disk ${formatWhen(new Date(src.updatedAt))}`);
+      this.sourceMeta.append(note);
+    }
+    this.sourceBox.innerHTML = src.html || "";
+    if (!src.html && src.code) this.sourceBox.append(h("pre", {}, src.code));
+    if (flash) {
+      this.sourceBox.classList.remove("flash");
+      void this.sourceBox.offsetWidth; // restart the highlight animation
+      this.sourceBox.classList.add("flash");
+    }
+  }
+
+  paramsEditor(node) {
+    const original = JSON.stringify(node.params || {}, null, 2);
+    const area = h("textarea", { class: "code-input", rows: Math.min(12, original.split("\n").length + 1), spellcheck: "false", "aria-label": "Params as JSON" });
+    area.value = original;
+    const message = h("div", { class: "field-message", "aria-live": "polite" });
+    const apply = h("button", { type: "button", class: "btn btn-small", disabled: true }, "Apply params");
+    const revert = h("button", { type: "button", class: "btn btn-small btn-quiet", disabled: true }, "Revert");
+    let parsed = null;
+    const check = () => {
+      const text = area.value.trim() || "{}";
+      parsed = null;
+      try {
+        const value = JSON.parse(text);
+        if (value === null || typeof value !== "object" || Array.isArray(value)) {
+          message.textContent = "Params must be a JSON object, like {\"threshold\": 3}.";
+          message.className = "field-message error-note";
+        } else {
+          parsed = value;
+          message.textContent = "";
+          message.className = "field-message";
+        }
+      } catch (err) {
+        message.textContent = `Not valid JSON: ${err.message}`;
+        message.className = "field-message error-note";
+      }
+      const changed = area.value !== original;
+      area.setAttribute("aria-invalid", parsed ? "false" : "true");
+      apply.disabled = !parsed || !changed;
+      revert.disabled = !changed;
+    };
+    const doApply = () => {
+      if (!parsed) return;
+      this.studio.editNode(node.id, { params: parsed });
+    };
+    area.addEventListener("input", check);
+    area.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" && (e.ctrlKey || e.metaKey)) {
+        e.preventDefault();
+        if (!apply.disabled) doApply();
+      }
+    });
+    apply.addEventListener("click", doApply);
+    revert.addEventListener("click", () => { area.value = original; check(); });
+    return h("div", { class: "params-editor" },
+      h("p", { class: "insp-muted" }, "Settings the program reads (PIPELOOM_PARAMS and params.json)."),
+      area, message, h("div", { class: "row-actions" }, apply, revert));
+  }
+
+  portsEditor(node) {
+    const list = h("div", { class: "port-list" });
+    for (const kind of ["inputs", "outputs"]) {
+      const ports = portsOf(node, kind);
+      list.append(h("h4", { class: "port-kind" }, kind === "inputs" ? "Reads" : "Writes"));
+      if (!ports.length) list.append(h("div", { class: "insp-muted" }, kind === "inputs" ? "No inputs." : "No outputs."));
+      for (const p of ports) {
+        list.append(h("div", { class: "port-row" },
+          h("span", { class: `port-dot-static port-${kind === "inputs" ? "in" : "out"}`, "aria-hidden": "true" }),
+          h("span", { class: "port-row-name" }, p.name),
+          h("span", { class: "port-format" }, p.format),
+          h("code", { class: "port-file" }, p.path ? `from ${p.path}` : p.file || ""),
+          h("button", {
+            type: "button", class: "icon-button", "aria-label": `Remove ${kind === "inputs" ? "input" : "output"} ${p.name}`,
+            title: "Remove this port", onclick: () => this.studio.removePort(node.id, kind, p.name),
+          }, "×")));
+      }
+    }
+    const kindSel = h("select", { class: "select select-small", "aria-label": "New port kind" },
+      h("option", { value: "inputs" }, "input"), h("option", { value: "outputs" }, "output"));
+    const nameIn = h("input", { class: "input input-small", placeholder: "name", "aria-label": "New port name", pattern: "[A-Za-z0-9_-]+" });
+    const fmtSel = h("select", { class: "select select-small", "aria-label": "New port format" }, FORMATS.map((f) => h("option", { value: f }, f)));
+    const add = h("button", {
+      type: "button", class: "btn btn-small",
+      onclick: () => {
+        const name = nameIn.value.trim();
+        if (!/^[A-Za-z0-9_-]+$/.test(name)) {
+          nameIn.setAttribute("aria-invalid", "true");
+          nameIn.focus();
+          return;
+        }
+        this.studio.addPort(node.id, kindSel.value, name, fmtSel.value);
+      },
+    }, "Add port");
+    return h("div", {}, list,
+      h("div", { class: "port-add" }, kindSel, nameIn, fmtSel, add),
+      h("p", { class: "insp-muted small" }, "The program opens each port by its file name (or through the helper). After adding one, use it in the source."));
+  }
+
+  // ------------------------------------------------------------ a connection
+
+  showEdge(edgeKey) {
+    const edge = edgesOf(this.studio.doc).find((e) => e.key === edgeKey);
+    if (!edge) return this.showPipeline();
+    this.mode = "edge";
+    this.edgeKey = edgeKey;
+    this.nodeId = null;
+    const src = this.studio.node(edge.src);
+    const dst = this.studio.node(edge.dst);
+    const sp = src ? portsOf(src, "outputs").find((p) => p.name === edge.srcPort) : null;
+    const dp = dst ? portsOf(dst, "inputs").find((p) => p.name === edge.dstPort) : null;
+    clear(this.el);
+    this.edgeData = h("div", { class: "preview", "data-testid": "preview" });
+    this.edgePreview = new OutputPreview(this.edgeData);
+    this.edgeSignature = null;
+    this.edgeFacts = h("p", { class: "insp-muted" });
+    put(this.el,
+      h("div", { class: "insp-head" },
+        h("div", { class: "insp-kicker" }, "Connection"),
+        h("h2", { class: "insp-title" }, `${(src && src.title) || edge.src} → ${(dst && dst.title) || edge.dst}`)),
+      h("p", {}, `The output “${edge.srcPort}”${sp ? ` (${sp.format})` : ""} of `, h("strong", {}, (src && src.title) || edge.src),
+        ` feeds the input “${edge.dstPort}”${dp ? ` (${dp.format})` : ""} of `, h("strong", {}, (dst && dst.title) || edge.dst), "."),
+      sp && dp && sp.format !== dp.format ? h("p", { class: "insp-muted" }, `Pipeloom converts ${sp.format} to ${dp.format} on the way.`) : null,
+      this.edgeFacts,
+      h("div", { class: "insp-actions" },
+        h("button", { type: "button", class: "btn btn-danger", onclick: () => this.studio.deleteSelection([], [edgeKey]) }, "Remove connection")),
+      section("Data on this connection", this.edgeData));
+    this.renderEdgeData();
+  }
+
+  renderEdgeData() {
+    const edge = edgesOf(this.studio.doc).find((e) => e.key === this.edgeKey);
+    if (!edge || !this.edgePreview) return;
+    const src = this.studio.node(edge.src);
+    const run = this.studio.run;
+    const info = run && run.nodes ? run.nodes[edge.src] : null;
+    const art = info && info.artifacts ? info.artifacts[edge.srcPort] : null;
+    this.edgeFacts.textContent = art && typeof art.records === "number" ? `${formatRecords(art.records)} went through in the run shown.` : "";
+    const ports = src ? portsOf(src, "outputs").filter((p) => p.name === edge.srcPort) : [];
+    const shown = { runId: run ? run.run_id : null, nodeId: edge.src, ports, artifacts: (info && info.artifacts) || {}, status: info ? info.status : "" };
+    const signature = JSON.stringify(shown);
+    if (signature === this.edgeSignature && this.edgePreview.state) return;
+    this.edgeSignature = signature;
+    this.edgePreview.show(shown);
+  }
+}
+
+function section(title, ...children) {
+  return h("section", { class: "insp-section" }, h("h3", { class: "insp-section-title" }, title), ...children);
+}
+
+function shellQuote(arg) {
+  return /^[\w@%+=:,./-]+$/.test(arg) ? arg : `'${String(arg).replace(/'/g, "'\\''")}'`;
+}

@@ -1,0 +1,254 @@
+// The log drawer: the selected step's log (or every step's), live from
+// Socket.IO while a run is on, and the full log paged from the server.
+import { get, seg, ApiError } from "./api.js";
+import { h, clear, formatNumber } from "./dom.js";
+import { LogView } from "./logview.js";
+
+const LIVE_CAP = 5000;
+const FULL_CAP = 200000;
+const PAGE = 1000;
+
+/** The server's note that lines were dropped from the live stream (never from the file). */
+function isDropMarker(line) {
+  return line.stream === "meta" && /not shown live/.test(line.text || "");
+}
+
+export class LogDrawer {
+  constructor(el, studio) {
+    this.el = el;
+    this.studio = studio;
+    this.buffers = new Map(); // node id -> {lines, dropped}
+    this.all = { lines: [], dropped: 0 };
+    this.scope = null; // node id, or null for every step
+    this.full = null; // {nodeId, next, done} while reading the full log
+    this.build();
+  }
+
+  build() {
+    clear(this.el);
+    this.title = h("h2", { class: "drawer-title", id: "log-title" }, "Log");
+    this.scopeButton = h("button", { type: "button", class: "btn btn-small btn-quiet", onclick: () => this.toggleScope() }, "Show every step");
+    this.fullButton = h("button", { type: "button", class: "btn btn-small btn-quiet", onclick: () => this.openFull() }, "Open the full log");
+    this.collapseButton = h("button", {
+      type: "button", class: "btn btn-small btn-quiet", "aria-expanded": "true", "aria-controls": "log-body",
+      onclick: () => this.setOpen(this.el.classList.contains("collapsed")),
+    }, "Hide");
+    this.notice = h("div", { class: "drawer-notice", hidden: true });
+    this.body = h("div", { class: "log", id: "log-body", "data-testid": "log", tabindex: "0", role: "log", "aria-labelledby": "log-title" });
+    this.more = h("div", { class: "drawer-more", hidden: true });
+    this.el.append(
+      h("div", { class: "drawer-head" }, this.title, h("div", { class: "drawer-tools" }, this.scopeButton, this.fullButton, this.collapseButton)),
+      this.notice, this.body, this.more);
+    this.view = new LogView(this.body, { cap: LIVE_CAP });
+    this.render();
+  }
+
+  setOpen(open) {
+    this.el.classList.toggle("collapsed", !open);
+    this.collapseButton.textContent = open ? "Hide" : "Show";
+    this.collapseButton.setAttribute("aria-expanded", open ? "true" : "false");
+    if (open) this.view.schedule();
+  }
+
+  /** Forget every line (a different run is shown). */
+  reset() {
+    this.buffers.clear();
+    this.all = { lines: [], dropped: 0 };
+    this.full = null;
+    this.render();
+  }
+
+  /** Lines from a snapshot: {node id: [lines]}. */
+  seed(logs) {
+    for (const [nodeId, lines] of Object.entries(logs || {})) {
+      if (!Array.isArray(lines) || !lines.length) continue;
+      const buf = this.buffer(nodeId);
+      buf.lines = lines.slice(-LIVE_CAP);
+      buf.seeded = true;
+      for (const line of lines) this.all.lines.push({ ...line, node: nodeId });
+    }
+    this.trim(this.all);
+    this.render();
+  }
+
+  buffer(nodeId) {
+    let buf = this.buffers.get(nodeId);
+    if (!buf) {
+      buf = { lines: [], dropped: 0 };
+      this.buffers.set(nodeId, buf);
+    }
+    return buf;
+  }
+
+  trim(buf) {
+    const over = buf.lines.length - LIVE_CAP;
+    if (over > LIVE_CAP * 0.2) {
+      buf.lines.splice(0, over);
+      buf.dropped += over;
+    }
+  }
+
+  /** New live lines for one node. */
+  push(nodeId, lines) {
+    if (!lines || !lines.length) return;
+    const buf = this.buffer(nodeId);
+    for (const line of lines) buf.lines.push(line);
+    this.trim(buf);
+    const tagged = lines.map((line) => ({ ...line, node: nodeId }));
+    for (const line of tagged) this.all.lines.push(line);
+    this.trim(this.all);
+    if (this.full) return;
+    if (this.scope === nodeId) this.view.append(lines);
+    else if (this.scope === null) this.view.append(tagged);
+    if (lines.some(isDropMarker)) this.renderNotice();
+  }
+
+  /** Follow the selection: show one step's log, or every step's when null. */
+  setScope(nodeId) {
+    if (this.scope === nodeId && !this.full) return;
+    this.scope = nodeId;
+    this.full = null;
+    this.render();
+  }
+
+  toggleScope() {
+    if (this.scope === null && this.lastNode) this.setScope(this.lastNode);
+    else this.setScope(null);
+  }
+
+  render() {
+    const nodeId = this.scope;
+    if (nodeId) this.lastNode = nodeId;
+    const node = nodeId ? this.studio.node(nodeId) : null;
+    const run = this.studio.run;
+    this.title.textContent = nodeId ? `Log — ${(node && node.title) || nodeId}` : "Log — every step";
+    this.scopeButton.textContent = nodeId ? "Show every step" : "Show the selected step";
+    this.scopeButton.hidden = !nodeId && !this.lastNode;
+    this.fullButton.hidden = !nodeId || !run || !run.run_id;
+    this.more.hidden = true;
+    this.view.cap = LIVE_CAP;
+    this.view.showNode = !nodeId;
+    if (!run || !run.run_id) {
+      this.view.setLines([]);
+      this.view.setPlaceholder("Run the pipeline to see its log here.");
+      this.renderNotice();
+      return;
+    }
+    if (nodeId) {
+      const buf = this.buffers.get(nodeId);
+      const info = run.nodes ? run.nodes[nodeId] : null;
+      if (buf && buf.lines.length) {
+        this.view.setLines(buf.lines, { dropped: buf.dropped });
+      } else if (info && info.status && info.status !== "pending") {
+        this.view.setLines([]);
+        this.view.setPlaceholder("Loading the log…");
+        this.loadStored(nodeId);
+      } else {
+        this.view.setLines([]);
+        this.view.setPlaceholder(info ? "This step has not started yet." : "This step was not part of the run shown.");
+      }
+    } else {
+      this.view.setLines(this.all.lines, { dropped: this.all.dropped });
+      this.view.setPlaceholder(run.live ? "Waiting for output…" : "Choose a step on the canvas to read its log.");
+    }
+    this.renderNotice();
+  }
+
+  renderNotice() {
+    const buf = this.scope ? this.buffers.get(this.scope) : this.all;
+    const dropped = (buf && buf.dropped) || 0;
+    const marker = buf && buf.lines.some(isDropMarker);
+    if (this.full) {
+      this.notice.hidden = false;
+      clear(this.notice).append(`Full log, read from the server${this.full.count ? ` (${formatNumber(this.full.count)} lines so far)` : ""}. `,
+        h("button", { type: "button", class: "link-button", onclick: () => this.setScope(this.scope) }, "Back to the live view"));
+      return;
+    }
+    if (!dropped && !marker) {
+      this.notice.hidden = true;
+      return;
+    }
+    this.notice.hidden = false;
+    clear(this.notice).append(
+      dropped ? `Showing the last ${formatNumber(LIVE_CAP)} lines. ` : "Some lines were not shown live. ",
+      this.scope ? h("button", { type: "button", class: "link-button", onclick: () => this.openFull() }, "Open the full log") : "Choose a step to open its full log.");
+  }
+
+  /** Load a finished step's log from the server (first page). */
+  async loadStored(nodeId) {
+    const run = this.studio.run;
+    const runId = run.run_id;
+    try {
+      const page = await get(`/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/logs?offset=0&limit=${PAGE}`);
+      if (this.scope !== nodeId || this.studio.run.run_id !== runId || this.full) return;
+      const buf = this.buffer(nodeId);
+      if (buf.lines.length) return; // live lines arrived meanwhile
+      const lines = page.lines || [];
+      this.view.setLines(lines, { follow: false });
+      this.view.jumpToStart();
+      this.view.setPlaceholder("This step printed nothing.");
+      if (lines.length >= PAGE) {
+        this.full = { nodeId, runId, next: page.next, count: lines.length, done: false };
+        this.showMore();
+        this.renderNotice();
+      }
+    } catch (err) {
+      if (this.scope !== nodeId) return;
+      this.view.setPlaceholder(err instanceof ApiError && err.status === 404 ? "This step has no log in this run." : `The log could not be read: ${err.message}`);
+    }
+  }
+
+  /** Read the whole log of the selected step from the server, a page at a time. */
+  async openFull() {
+    const nodeId = this.scope;
+    const run = this.studio.run;
+    if (!nodeId || !run || !run.run_id) return;
+    this.full = { nodeId, runId: run.run_id, next: 0, count: 0, done: false };
+    this.view.setLines([], { follow: false });
+    this.view.setPlaceholder("Loading the full log…");
+    this.renderNotice();
+    await this.loadMore();
+    this.view.jumpToStart();
+  }
+
+  async loadMore() {
+    const full = this.full;
+    if (!full || full.done || full.loading) return;
+    let page;
+    full.loading = true;
+    try {
+      page = await get(`/api/runs/${seg(full.runId)}/nodes/${seg(full.nodeId)}/logs?offset=${full.next}&limit=${PAGE}`);
+    } catch (err) {
+      this.view.setPlaceholder(`The log could not be read: ${err.message}`);
+      return;
+    } finally {
+      full.loading = false;
+    }
+    if (this.full !== full) return;
+    const lines = page.lines || [];
+    this.view.cap = FULL_CAP;
+    this.view.append(lines);
+    full.count += lines.length;
+    full.done = !lines.length || page.next === null || page.next === undefined || page.next <= full.next;
+    full.next = page.next;
+    if (full.count >= FULL_CAP) full.done = true;
+    this.view.setPlaceholder("This step printed nothing.");
+    this.showMore();
+    this.renderNotice();
+  }
+
+  showMore() {
+    const full = this.full;
+    clear(this.more);
+    if (!full) {
+      this.more.hidden = true;
+      return;
+    }
+    this.more.hidden = false;
+    if (full.done) {
+      this.more.append(h("span", { class: "insp-muted" }, full.count >= FULL_CAP ? `Stopped after ${formatNumber(FULL_CAP)} lines; download the file for the rest.` : "End of the log."));
+    } else {
+      this.more.append(h("button", { type: "button", class: "btn btn-small", onclick: () => this.loadMore() }, "Load more lines"));
+    }
+  }
+}

@@ -1,0 +1,856 @@
+// The studio page for one pipeline: it owns the document, the undo history,
+// saving, the runs and the live connection, and wires the panels together.
+import { get, post, put, seg, ApiError, detailLines } from "./api.js";
+import { h, clear, debounce, formatDuration, formatNumber, formatWhen, parseTime } from "./dom.js";
+import {
+  nodesOf, edgesOf, portsOf, withEdge, withoutEdges, withoutNodes, withPositions, withNodeFields,
+  hasAllPositions, cloneDoc,
+} from "./doc.js";
+import { Canvas } from "./canvas.js";
+import { cardMetrics } from "./geometry.js";
+import { autoLayout } from "./layout.js";
+import { Inspector } from "./inspector.js";
+import { LogDrawer } from "./logs.js";
+import { connectLive } from "./live.js";
+import { describeStatus, runIsActive } from "./status.js";
+import { toast } from "./toast.js";
+import { Palette } from "./palette.js";
+import { Versions } from "./versions.js";
+
+const SAVE_DELAY_MS = 600;
+const HISTORY_LIMIT = 100;
+
+class Studio {
+  constructor() {
+    this.pipelineId = document.querySelector('meta[name="pipeloom-pipeline"]').content;
+    this.doc = { version: 1, name: "", nodes: [], edges: [] };
+    this.version = null;
+    this.path = "";
+    this.problems = [];
+    this.runtimes = {};
+    this.undoStack = [];
+    this.redoStack = [];
+    this.saveState = "loading";
+    this.saving = null;
+    this.dirty = false;
+    this.conflict = false;
+    this.run = null; // the run shown: {run_id, status, live, nodes: {id: {status, ..., artifacts}}}
+    this.following = true; // show each new run as it starts
+    this.runs = [];
+    this.selection = { nodes: [], edge: null };
+    this.scheduleSave = debounce(() => this.save(), SAVE_DELAY_MS);
+    this.refreshRuns = debounce(() => this.loadRunList(), 400);
+  }
+
+  // ------------------------------------------------------------ start-up
+
+  async init() {
+    const $ = (id) => document.getElementById(id);
+    this.els = {
+      name: $("pipeline-name"), saveState: $("save-state"), versions: $("versions-popover"),
+      run: $("run-button"), cancel: $("cancel-button"), picker: $("run-picker"), autorun: $("autorun"),
+      banner: $("banner"), palette: $("palette"), paletteList: $("palette-list"), paletteToggle: $("palette-toggle"),
+      canvas: $("canvas"), inspector: $("inspector"), drawer: $("drawer"),
+      conn: $("conn-state"), runSummary: $("run-summary"), docSummary: $("doc-summary"),
+      undo: $("undo"), redo: $("redo"),
+      dialog: $("add-node-dialog"),
+    };
+    this.inspector = new Inspector(this.els.inspector, this);
+    this.palette = new Palette(this);
+    this.versions = new Versions(this);
+    this.drawer = new LogDrawer(this.els.drawer, this);
+    this.bindTopbar();
+
+    let runtimes;
+    let pipeline;
+    try {
+      [runtimes, pipeline] = await Promise.all([
+        get("/api/runtimes").catch(() => []),
+        get(`/api/pipelines/${seg(this.pipelineId)}`),
+      ]);
+    } catch (err) {
+      this.fatal(err);
+      return;
+    }
+    for (const rt of runtimes || []) this.runtimes[rt.name] = rt;
+    this.canvas = new Canvas(this.els.canvas, {
+      runtimes: this.runtimes,
+      handlers: {
+        onSelect: (nodes, edge) => this.onSelect(nodes, edge),
+        onMove: (positions) => this.commit(withPositions(this.doc, positions), { render: false }),
+        onConnect: (a, ap, b, bp) => this.connect(a, ap, b, bp),
+        onDelete: (nodes, edges) => this.deleteSelection(nodes, edges),
+        onDropRuntime: (runtime, point) => this.palette.openAddDialog(runtime, point),
+        onActivate: (id) => this.focusInspector(id),
+        onHint: (text) => toast(text),
+      },
+    });
+    this.palette.buildPalette();
+    this.bindCanvasTools();
+    this.bindKeys();
+    this.doc = pipeline.document && typeof pipeline.document === "object" ? pipeline.document : this.doc;
+    this.palette.initialPalette();
+    await this.applyPipeline(pipeline, { fit: true });
+    this.inspector.show();
+    this.drawer.render();
+    this.live = connectLive(this.pipelineId, {
+      onState: (state) => this.onConnection(state),
+      snapshot: (p) => this.onSnapshot(p),
+      run_status: (p) => this.onRunStatus(p),
+      node_status: (p) => this.onNodeStatus(p),
+      log: (p) => this.onLog(p),
+      output_ready: (p) => this.onOutputReady(p),
+      source_changed: (p) => this.onSourceChanged(p),
+      pipeline_changed: (p) => this.onPipelineChanged(p),
+    });
+    this.loadRunList();
+    window.addEventListener("beforeunload", (e) => {
+      if (this.dirty || this.saving) {
+        this.scheduleSave.flush();
+        e.preventDefault();
+        e.returnValue = "";
+      }
+    });
+    document.body.dataset.ready = "true";
+  }
+
+  fatal(err) {
+    clear(this.els.canvas).append(h("div", { class: "canvas-empty" },
+      h("div", { class: "canvas-empty-title" }, err.status === 404 ? "This pipeline does not exist (any more)." : "The pipeline could not be opened."),
+      h("div", { class: "canvas-empty-hint" }, err.message),
+      h("a", { class: "btn", href: "/" }, "Back to the list")));
+    this.setSaveState("error", "Not loaded");
+  }
+
+  /** Take a GET/PUT pipeline answer as the current state. */
+  async applyPipeline(data, { fit = false, keepHistory = true } = {}) {
+    let doc = data.document && typeof data.document === "object" ? data.document : { version: 1, name: data.name, nodes: [], edges: [] };
+    if (nodesOf(doc).length && (!hasAllPositions(doc) || cardsOverlap(doc))) {
+      // Files written by hand often have no positions, or positions meant for
+      // smaller cards: lay them out for display (saved only with the next edit).
+      const laid = await autoLayout(doc);
+      const overlap = cardsOverlap(doc);
+      const moved = {};
+      for (const n of nodesOf(doc)) if (overlap || !n.position) moved[n.id] = laid[n.id];
+      doc = withPositions(doc, moved);
+    }
+    this.doc = doc;
+    this.version = data.version;
+    this.path = data.path || this.path;
+    this.problems = data.problems || [];
+    if (!keepHistory) {
+      this.undoStack = [];
+      this.redoStack = [];
+    }
+    this.els.name.textContent = data.name || doc.name || this.pipelineId;
+    document.title = `${data.name || doc.name || this.pipelineId} — Pipeloom`;
+    if (typeof data.autorun === "boolean") this.els.autorun.checked = data.autorun;
+    this.canvas.setDocument(doc, { keepView: !fit });
+    this.pushRunToCanvas();
+    this.dirty = false;
+    this.conflict = false;
+    this.hideBanner();
+    this.setSaveState(this.problems.length ? "problems" : "saved");
+    this.updateUndo();
+    this.updateDocSummary();
+    this.updateRunControls();
+  }
+
+  node(id) {
+    return nodesOf(this.doc).find((n) => n.id === id) || null;
+  }
+
+  // ------------------------------------------------------------ editing
+
+  /** Make `next` the document: record undo, redraw, save soon. */
+  commit(next, { render = true } = {}) {
+    this.undoStack.push(this.doc);
+    if (this.undoStack.length > HISTORY_LIMIT) this.undoStack.shift();
+    this.redoStack = [];
+    this.doc = next;
+    if (render) {
+      this.canvas.setDocument(next);
+      this.pushRunToCanvas();
+    }
+    this.afterEdit();
+  }
+
+  afterEdit() {
+    this.dirty = true;
+    this.updateRunControls();
+    this.setSaveState("pending");
+    this.updateUndo();
+    this.updateDocSummary();
+    if (this.selection.nodes.some((id) => !this.node(id))) this.selection.nodes = this.selection.nodes.filter((id) => this.node(id));
+    this.inspector.refresh();
+    if (!this.conflict) this.scheduleSave();
+  }
+
+  undo() {
+    if (!this.undoStack.length) return;
+    this.redoStack.push(this.doc);
+    this.doc = this.undoStack.pop();
+    this.canvas.setDocument(this.doc);
+    this.pushRunToCanvas();
+    this.afterEdit();
+  }
+
+  redo() {
+    if (!this.redoStack.length) return;
+    this.undoStack.push(this.doc);
+    this.doc = this.redoStack.pop();
+    this.canvas.setDocument(this.doc);
+    this.pushRunToCanvas();
+    this.afterEdit();
+  }
+
+  updateUndo() {
+    this.els.undo.disabled = !this.undoStack.length;
+    this.els.redo.disabled = !this.redoStack.length;
+  }
+
+  /**
+   * Ask the engine whether `candidate` adds a problem the current document
+   * does not have. Resolves to the new problems (empty when the edit is fine).
+   */
+  async newProblems(candidate) {
+    const url = `/api/pipelines/${seg(this.pipelineId)}/validate`;
+    const check = (document) => post(url, { document }).then(() => [], (err) => {
+      if (err instanceof ApiError && err.status === 422) return err.details.length ? err.details : [{ message: err.message }];
+      throw err;
+    });
+    const [before, after] = await Promise.all([check(this.doc), check(candidate)]);
+    const key = (p) => (typeof p === "string" ? p : `${p.where || ""}|${p.message || ""}`);
+    const known = new Set(before.map(key));
+    return after.filter((p) => !known.has(key(p)));
+  }
+
+  async connect(src, srcPort, dst, dstPort) {
+    if (edgesOf(this.doc).some((e) => e.src === src && e.srcPort === srcPort && e.dst === dst && e.dstPort === dstPort)) {
+      toast("Those two are already connected.");
+      return;
+    }
+    const base = this.doc;
+    const candidate = withEdge(base, src, srcPort, dst, dstPort);
+    let problems;
+    try {
+      problems = await this.newProblems(candidate);
+    } catch (err) {
+      toast("The connection could not be checked, so it was not made.", { kind: "error", lines: [err.message] });
+      return;
+    }
+    if (problems.length) {
+      toast(`Cannot connect ${src}.${srcPort} to ${dst}.${dstPort}`, { kind: "error", lines: detailLines({ details: problems }) });
+      return;
+    }
+    // Another edit may have landed while the engine was asked; apply to the latest document.
+    const next = this.doc === base ? candidate : withEdge(this.doc, src, srcPort, dst, dstPort);
+    this.commit(next);
+    this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${dstPort}`);
+  }
+
+  deleteSelection(nodeIds, edgeKeys) {
+    let next = this.doc;
+    if (edgeKeys.length) next = withoutEdges(next, edgeKeys);
+    if (nodeIds.length) next = withoutNodes(next, nodeIds);
+    if (next === this.doc) return;
+    this.commit(next);
+    this.canvas.select([]);
+    const what = nodeIds.length
+      ? `Removed ${nodeIds.length === 1 ? `step “${nodeIds[0]}”` : `${nodeIds.length} steps`}. Its source file stays on disk.`
+      : "Removed the connection.";
+    toast(what, { actions: [{ label: "Undo", onClick: () => this.undo() }] });
+  }
+
+  /** Change some fields of one node (title, description, params, ports). */
+  editNode(id, fields) {
+    const node = this.node(id);
+    if (!node) return;
+    const same = Object.entries(fields).every(([k, v]) => JSON.stringify(node[k] ?? "") === JSON.stringify(v ?? ""));
+    if (same) return;
+    this.commit(withNodeFields(this.doc, id, fields));
+  }
+
+  addPort(id, kind, name, format) {
+    const node = this.node(id);
+    if (!node) return;
+    if (portsOf(node, "inputs").some((p) => p.name === name) || portsOf(node, "outputs").some((p) => p.name === name)) {
+      toast(`Step “${id}” already has a port called “${name}”.`, { kind: "error" });
+      return;
+    }
+    const raw = Array.isArray(node[kind]) ? cloneDoc(node[kind]) : [];
+    raw.push({ name, format });
+    this.commit(withNodeFields(this.doc, id, { [kind]: raw }));
+  }
+
+  removePort(id, kind, name) {
+    const node = this.node(id);
+    if (!node) return;
+    const raw = (Array.isArray(node[kind]) ? node[kind] : []).filter((p) => (typeof p === "string" ? p : p && p.name) !== name);
+    const touching = edgesOf(this.doc)
+      .filter((e) => (kind === "inputs" ? e.dst === id && e.dstPort === name : e.src === id && e.srcPort === name))
+      .map((e) => e.key);
+    this.commit(withNodeFields(withoutEdges(this.doc, touching), id, { [kind]: raw.length ? raw : undefined }));
+  }
+
+  async layout() {
+    const positions = await autoLayout(this.doc);
+    this.commit(withPositions(this.doc, positions));
+    this.canvas.fit();
+  }
+
+  // ------------------------------------------------------------ saving
+
+  async save() {
+    if (this.conflict || !this.dirty) return;
+    if (this.saving) {
+      this.resave = true;
+      return;
+    }
+    const doc = this.doc;
+    this.setSaveState("saving");
+    this.saving = put(`/api/pipelines/${seg(this.pipelineId)}`, { document: doc, version: this.version });
+    try {
+      const data = await this.saving;
+      this.version = data.version;
+      this.problems = data.problems || [];
+      this.path = data.path || this.path;
+      if (this.doc === doc) {
+        this.dirty = false;
+        this.setSaveState(this.problems.length ? "problems" : "saved");
+      }
+      if (this.invalidToast) {
+        this.invalidToast.close();
+        this.invalidToast = null;
+      }
+      if (data.name) this.els.name.textContent = data.name;
+    } catch (err) {
+      this.onSaveError(err);
+    } finally {
+      this.saving = null;
+    }
+    if (this.resave || (this.dirty && !this.conflict && this.saveState !== "invalid")) {
+      this.resave = false;
+      if (this.dirty && !this.conflict) this.scheduleSave();
+    }
+  }
+
+  onSaveError(err) {
+    if (err.status === 409) {
+      this.conflict = true;
+      this.setSaveState("conflict");
+      this.showBanner("The file changed on disk — reload?", [
+        { label: "Reload", primary: true, onClick: () => this.reload() },
+        { label: "Keep my version", onClick: () => this.overwrite(err.body.current_version) },
+      ]);
+      return;
+    }
+    if (err.status === 422) {
+      this.setSaveState("invalid");
+      this.invalidDetails = detailLines(err);
+      if (!this.invalidToastShown) {
+        this.invalidToastShown = true;
+        this.invalidToast = toast("Not saved yet: fix this first; it saves by itself once fixed.", { kind: "error", lines: this.invalidDetails });
+      }
+      return;
+    }
+    this.setSaveState("error");
+    toast("Saving failed.", { kind: "error", lines: [err.message] });
+  }
+
+  /** Wait until the document on disk matches the editor (before a run). */
+  async flushSave() {
+    this.scheduleSave.cancel();
+    for (let i = 0; i < 5 && (this.saving || this.dirty); i += 1) {
+      if (this.saving) {
+        await this.saving.catch(() => {});
+        await new Promise((r) => setTimeout(r, 0));
+        continue;
+      }
+      if (this.conflict || this.saveState === "invalid") break;
+      await this.save();
+    }
+    return !this.dirty;
+  }
+
+  async overwrite(currentVersion) {
+    this.hideBanner();
+    this.conflict = false;
+    if (typeof currentVersion === "number") this.version = currentVersion;
+    else {
+      try {
+        this.version = (await get(`/api/pipelines/${seg(this.pipelineId)}`)).version;
+      } catch (err) {
+        toast("Could not read the current version.", { kind: "error", lines: [err.message] });
+        return;
+      }
+    }
+    this.dirty = true;
+    await this.save();
+  }
+
+  async reload({ quiet = false } = {}) {
+    this.scheduleSave.cancel();
+    let data;
+    try {
+      data = await get(`/api/pipelines/${seg(this.pipelineId)}`);
+    } catch (err) {
+      toast("Could not reload the pipeline.", { kind: "error", lines: [err.message] });
+      return;
+    }
+    this.inspector.forgetSources();
+    await this.applyPipeline(data, { keepHistory: false });
+    this.inspector.refresh();
+    this.drawer.render();
+    if (!quiet) toast("Reloaded the pipeline from its file.");
+  }
+
+  setSaveState(state, text) {
+    this.saveState = state;
+    if (state !== "invalid") this.invalidToastShown = false;
+    const labels = {
+      loading: "Loading…",
+      saved: `Saved · version ${this.version}`,
+      problems: `Saved · version ${this.version} · ${this.problems.length} ${this.problems.length === 1 ? "problem" : "problems"}`,
+      pending: "Unsaved changes…",
+      saving: "Saving…",
+      conflict: "Not saved: the file changed on disk",
+      invalid: "Not saved: fix the problem first",
+      error: "Not saved",
+    };
+    const el = this.els.saveState;
+    el.dataset.state = state;
+    el.textContent = text || labels[state] || state;
+    el.title = state === "invalid" && this.invalidDetails ? this.invalidDetails.join("\n") : "Versions of this pipeline";
+  }
+
+  // ------------------------------------------------------------ selection and panels
+
+  onSelect(nodes, edge) {
+    this.selection = { nodes, edge };
+    if (nodes.length === 1) {
+      this.inspector.show({ nodeId: nodes[0] });
+      this.drawer.setScope(nodes[0]);
+    } else if (edge) {
+      this.inspector.show({ edgeKey: edge });
+    } else {
+      this.inspector.show({});
+      this.drawer.setScope(null);
+    }
+  }
+
+  focusInspector(id) {
+    this.canvas.select([id]);
+    const first = this.els.inspector.querySelector("input, textarea, button");
+    if (first) first.focus();
+  }
+
+  focusLog(id) {
+    this.drawer.setOpen(true);
+    this.drawer.setScope(id);
+    this.drawer.body.focus();
+  }
+
+  // ------------------------------------------------------------ runs
+
+  async startRun(options = {}) {
+    if (this.conflict) {
+      toast("Reload the pipeline first: the file changed on disk.", { kind: "error" });
+      return;
+    }
+    const saved = await this.flushSave();
+    if (!saved) {
+      toast("The pipeline has unsaved changes with a problem; fix it before running.", { kind: "error", lines: this.invalidDetails || [] });
+      return;
+    }
+    this.els.run.disabled = true;
+    let answer;
+    try {
+      answer = await post(`/api/pipelines/${seg(this.pipelineId)}/runs`, options);
+    } catch (err) {
+      this.updateRunControls();
+      toast(err.status === 409 ? "A run is already going." : "The run could not start.", { kind: "error", lines: [err.message, ...detailLines(err)] });
+      return;
+    }
+    this.following = true;
+    this.els.picker.value = "";
+    if (!this.run || this.run.run_id !== answer.run_id) {
+      const nodes = {};
+      if (!options.only && !options.from) for (const n of nodesOf(this.doc)) nodes[n.id] = { status: "pending" };
+      this.showRun({ run_id: answer.run_id, status: "pending", live: true, nodes });
+    }
+    this.refreshRuns();
+  }
+
+  async cancelRun() {
+    if (!this.run || !this.run.run_id) return;
+    this.els.cancel.disabled = true;
+    try {
+      await post(`/api/runs/${seg(this.run.run_id)}/cancel`, {});
+      toast("Cancelling the run…");
+    } catch (err) {
+      toast("Could not cancel the run.", { kind: "error", lines: [err.message] });
+      this.updateRunControls();
+    }
+  }
+
+  /** Show a run on the canvas and in the panels. */
+  showRun(run, { logs } = {}) {
+    const changed = !this.run || this.run.run_id !== run.run_id;
+    this.run = normaliseRun(run);
+    if (changed) this.drawer.reset();
+    if (logs) this.drawer.seed(logs);
+    this.pushRunToCanvas();
+    this.updateRunControls();
+    this.inspector.updateRun();
+    if (changed) this.drawer.render();
+  }
+
+  pushRunToCanvas() {
+    if (!this.canvas) return;
+    const run = this.run;
+    const statuses = {};
+    const records = {};
+    if (run) {
+      for (const [id, info] of Object.entries(run.nodes)) {
+        statuses[id] = info;
+        for (const [port, art] of Object.entries(info.artifacts || {})) {
+          if (art && typeof art.records === "number") records[`${id}.${port}`] = art.records;
+        }
+      }
+    }
+    this.canvas.setStatuses(statuses);
+    this.canvas.setRecords(records);
+    this.canvas.setRunning(!!(run && run.live && runIsActive(run.status)));
+  }
+
+  async viewRun(runId) {
+    if (!runId) {
+      this.following = true;
+      const latest = this.runs[0];
+      if (latest && (!this.run || this.run.run_id !== latest.run_id)) await this.loadRun(latest.run_id);
+      return;
+    }
+    this.following = false;
+    await this.loadRun(runId);
+  }
+
+  async loadRun(runId) {
+    let data;
+    try {
+      data = await get(`/api/runs/${seg(runId)}`);
+    } catch (err) {
+      toast("Could not open that run.", { kind: "error", lines: [err.message] });
+      return;
+    }
+    const live = this.liveRunId === runId;
+    this.showRun({ ...data, live: live && runIsActive(data.status) });
+  }
+
+  async loadRunList() {
+    try {
+      this.runs = await get(`/api/runs?pipeline=${encodeURIComponent(this.pipelineId)}`);
+    } catch {
+      return;
+    }
+    if (!Array.isArray(this.runs)) this.runs = this.runs && Array.isArray(this.runs.runs) ? this.runs.runs : [];
+    const picker = this.els.picker;
+    const current = this.following ? "" : (this.run && this.run.run_id) || "";
+    clear(picker).append(h("option", { value: "" }, "the latest run"));
+    for (const r of this.runs) {
+      const when = formatWhen(r.started_at) || r.run_id;
+      const status = describeStatus(r.status).word.toLowerCase();
+      const duration = r.duration_s ? ` · ${formatDuration(r.duration_s)}` : "";
+      picker.append(h("option", { value: r.run_id }, `${when} · ${r.status === "running" ? "running" : status}${duration}`));
+    }
+    picker.value = current;
+    if (picker.value !== current) picker.value = "";
+    this.updateStatusbar();
+  }
+
+  updateRunControls() {
+    const active = !!(this.run && this.run.live && runIsActive(this.run.status));
+    const anyActive = active || !!this.liveRunId;
+    this.els.run.disabled = anyActive || !nodesOf(this.doc).length;
+    this.els.cancel.disabled = !active;
+    document.body.dataset.runStatus = this.run ? this.run.status || "" : "";
+    this.updateStatusbar();
+  }
+
+  updateStatusbar() {
+    const run = this.run;
+    const el = this.els.runSummary;
+    if (!run || !run.run_id) {
+      el.textContent = "No runs yet. Press Run to start one.";
+      return;
+    }
+    const infos = Object.values(run.nodes);
+    const done = infos.filter((i) => ["succeeded", "cached", "failed", "timed_out", "cancelled", "skipped"].includes(i.status)).length;
+    const failed = infos.filter((i) => i.status === "failed" || i.status === "timed_out").length;
+    const when = formatWhen(run.started_at);
+    const prefix = this.following ? "Latest run" : "Past run";
+    const statusWord = run.status === "pending" ? "starting" : run.status;
+    let text = `${prefix}${when ? ` (${when})` : ""}: ${statusWord}`;
+    if (infos.length) text += ` · ${done} of ${infos.length} steps finished`;
+    if (failed) text += ` · ${failed} failed`;
+    if (run.duration_s && !runIsActive(run.status)) text += ` · took ${formatDuration(run.duration_s)}`;
+    el.textContent = text;
+    el.dataset.status = run.status || "";
+  }
+
+  updateDocSummary() {
+    const n = nodesOf(this.doc).length;
+    const e = edgesOf(this.doc).length;
+    this.els.docSummary.textContent = `${formatNumber(n)} ${n === 1 ? "step" : "steps"} · ${formatNumber(e)} ${e === 1 ? "connection" : "connections"}${this.path ? ` · ${this.path}` : ""}`;
+  }
+
+  // ------------------------------------------------------------ live events
+
+  onConnection(state) {
+    const el = this.els.conn;
+    el.dataset.state = state;
+    el.textContent = { connected: "Live", connecting: "Connecting…", disconnected: "Reconnecting…", refused: "Not allowed: reload the page with the link from the terminal" }[state] || state;
+  }
+
+  onSnapshot(p) {
+    if (!p || (p.pipeline_id && p.pipeline_id !== this.pipelineId)) return;
+    if (typeof p.autorun === "boolean") this.els.autorun.checked = p.autorun;
+    if (!p.run_id) {
+      if (!this.run) this.updateRunControls();
+      return;
+    }
+    const active = p.active !== undefined ? !!p.active : runIsActive(p.status);
+    if (active) this.liveRunId = p.run_id;
+    if (!this.following && this.run && this.run.run_id !== p.run_id) {
+      this.updateRunControls();
+      return;
+    }
+    this.showRun({ run_id: p.run_id, status: p.status, live: active, nodes: p.nodes || {} }, { logs: p.logs });
+    // The snapshot has statuses; the stored run adds times, messages and record counts.
+    get(`/api/runs/${seg(p.run_id)}`).then((data) => {
+      if (!this.run || this.run.run_id !== p.run_id) return;
+      const merged = normaliseRun({ ...data, live: this.run.live });
+      for (const [id, info] of Object.entries(this.run.nodes)) {
+        merged.nodes[id] = { ...(merged.nodes[id] || {}), ...pickDefined(info), artifacts: { ...((merged.nodes[id] || {}).artifacts || {}), ...(info.artifacts || {}) } };
+      }
+      if (this.run.live) merged.status = this.run.status;
+      this.run = merged;
+      this.pushRunToCanvas();
+      this.inspector.updateRun();
+      this.updateStatusbar();
+    }, () => {});
+  }
+
+  /** Events for a run other than the one shown: start following it if it is new. */
+  adoptRun(p) {
+    if (!p.run_id || (this.run && this.run.run_id === p.run_id)) return true;
+    if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return false;
+    if (!this.following) return false;
+    this.showRun({ run_id: p.run_id, status: "running", live: true, nodes: {} });
+    this.refreshRuns();
+    return true;
+  }
+
+  onRunStatus(p) {
+    if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return;
+    const active = runIsActive(p.status);
+    if (active) this.liveRunId = p.run_id;
+    else if (this.liveRunId === p.run_id) this.liveRunId = null;
+    if (!this.adoptRun(p)) {
+      this.updateRunControls();
+      this.refreshRuns();
+      return;
+    }
+    this.run.status = p.status;
+    this.run.live = active;
+    if (active && !this.run.started_at) this.run.started_at = new Date().toISOString();
+    if (Array.isArray(p.nodes) && p.nodes.length) {
+      for (const id of p.nodes) if (!this.run.nodes[id]) this.run.nodes[id] = { status: "pending", artifacts: {} };
+    }
+    if (!active) {
+      // Final: read the stored run for durations, messages and record counts.
+      this.loadRun(p.run_id);
+      this.refreshRuns();
+      if (p.status === "failed") {
+        const failed = Object.entries(this.run.nodes).find(([, i]) => i.status === "failed" || i.status === "timed_out");
+        toast(failed ? `The run failed at “${failed[0]}”. Its log says why.` : `The run failed${p.message ? `: ${p.message}` : "."}`, { kind: "error", timeout: 8000 });
+      }
+    }
+    this.pushRunToCanvas();
+    this.updateRunControls();
+    this.inspector.updateRun();
+  }
+
+  onNodeStatus(p) {
+    if (!this.adoptRun(p)) return;
+    const prev = this.run.nodes[p.node_id] || { artifacts: {} };
+    const info = { ...prev, status: p.status, exit_code: p.exit_code, duration_s: p.duration_s, message: p.message };
+    if (p.attempt) info.attempt = p.attempt;
+    this.run.nodes[p.node_id] = info;
+    if (this.run.status === "pending") this.run.status = "running";
+    this.canvas.setStatus(p.node_id, info);
+    this.updateStatusbar();
+    if (this.inspector.nodeId === p.node_id || this.inspector.mode !== "node") this.inspector.updateRun();
+  }
+
+  onLog(p) {
+    if (!this.run || p.run_id !== this.run.run_id) {
+      if (!this.adoptRun(p)) return;
+    }
+    this.drawer.push(p.node_id, p.lines || []);
+  }
+
+  onOutputReady(p) {
+    if (!this.adoptRun(p)) return;
+    const info = this.run.nodes[p.node_id] || (this.run.nodes[p.node_id] = { status: "running", artifacts: {} });
+    info.artifacts = { ...(info.artifacts || {}), [p.port]: { format: p.format, size: p.size, records: p.records } };
+    if (typeof p.records === "number") this.canvas.setRecord(p.node_id, p.port, p.records);
+    this.inspector.updateRun();
+  }
+
+  onSourceChanged(p) {
+    if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return;
+    this.inspector.sourceChanged(p.node_id, p);
+  }
+
+  async onPipelineChanged(p) {
+    if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return;
+    if (this.saving) await this.saving.catch(() => {});
+    if (typeof p.version === "number" && p.version === this.version) return;
+    if (this.dirty) {
+      this.conflict = true;
+      this.scheduleSave.cancel();
+      this.setSaveState("conflict");
+      this.showBanner("The file changed on disk — reload?", [
+        { label: "Reload", primary: true, onClick: () => this.reload() },
+        { label: "Keep my version", onClick: () => this.overwrite(p.version) },
+      ]);
+      return;
+    }
+    await this.reload({ quiet: true });
+    toast(`The pipeline file changed on disk; showing version ${this.version}.`);
+  }
+
+  // ------------------------------------------------------------ chrome
+
+  showBanner(message, actions) {
+    const b = this.els.banner;
+    clear(b).append(h("span", { class: "banner-text" }, message),
+      ...actions.map((a) => h("button", { type: "button", class: `btn btn-small${a.primary ? " btn-primary" : ""}`, onclick: a.onClick }, a.label)));
+    b.hidden = false;
+  }
+
+  hideBanner() {
+    this.els.banner.hidden = true;
+  }
+
+  bindTopbar() {
+    this.els.run.addEventListener("click", () => this.startRun({}));
+    this.els.cancel.addEventListener("click", () => this.cancelRun());
+    this.els.picker.addEventListener("change", () => this.viewRun(this.els.picker.value));
+    this.els.autorun.addEventListener("change", async () => {
+      const enabled = this.els.autorun.checked;
+      try {
+        const r = await put(`/api/pipelines/${seg(this.pipelineId)}/autorun`, { enabled });
+        this.els.autorun.checked = !!(r && r.enabled !== undefined ? r.enabled : enabled);
+        toast(enabled ? "Auto-run is on: saving a step's file re-runs it and what follows." : "Auto-run is off.");
+      } catch (err) {
+        this.els.autorun.checked = !enabled;
+        toast("Could not change auto-run.", { kind: "error", lines: [err.message] });
+      }
+    });
+    this.els.saveState.addEventListener("click", () => this.versions.toggleVersions());
+    document.addEventListener("pointerdown", (e) => {
+      if (!this.els.versions.hidden && !e.target.closest(".versions")) this.versions.closeVersions();
+    });
+  }
+
+  bindCanvasTools() {
+    const on = (id, fn) => document.getElementById(id).addEventListener("click", fn);
+    on("zoom-in", () => this.canvas.zoomBy(1.25));
+    on("zoom-out", () => this.canvas.zoomBy(0.8));
+    on("zoom-fit", () => this.canvas.fit());
+    on("auto-layout", () => this.layout());
+    on("undo", () => this.undo());
+    on("redo", () => this.redo());
+  }
+
+  bindKeys() {
+    document.addEventListener("keydown", (e) => {
+      const typing = e.target.closest && e.target.closest("input, textarea, select, [contenteditable=true]");
+      const mod = e.ctrlKey || e.metaKey;
+      if (e.key === "Escape" && !this.els.versions.hidden) {
+        this.versions.closeVersions();
+        return;
+      }
+      if (typing || this.els.dialog.open) return;
+      const key = e.key.toLowerCase();
+      if (mod && key === "z" && !e.shiftKey) {
+        e.preventDefault();
+        this.undo();
+      } else if (mod && ((key === "z" && e.shiftKey) || key === "y")) {
+        e.preventDefault();
+        this.redo();
+      } else if (mod && e.key === "Enter") {
+        e.preventDefault();
+        if (!this.els.run.disabled) this.startRun({});
+      } else if ((e.key === "Delete" || e.key === "Backspace") && !this.els.canvas.contains(e.target)) {
+        if (this.selection.nodes.length || this.selection.edge) {
+          e.preventDefault();
+          this.deleteSelection(this.selection.nodes, this.selection.edge ? [this.selection.edge] : []);
+        }
+      }
+    });
+  }
+}
+
+/** True when any two cards would cover each other at their stored positions. */
+function cardsOverlap(doc) {
+  const boxes = nodesOf(doc).filter((n) => n.position).map((n) => ({ ...n.position, ...cardMetrics(n) }));
+  if (boxes.length > 400) return false; // a big pipeline keeps its positions; the check would cost too much
+  for (let i = 0; i < boxes.length; i += 1) {
+    for (let j = i + 1; j < boxes.length; j += 1) {
+      const a = boxes[i];
+      const b = boxes[j];
+      if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) return true;
+    }
+  }
+  return false;
+}
+
+/** Fill in the shape every panel expects: nodes with an `artifacts` map. */
+function normaliseRun(run) {
+  const nodes = {};
+  for (const [id, raw] of Object.entries(run.nodes || {})) {
+    const info = { ...raw };
+    let artifacts = info.artifacts;
+    if (!artifacts && info.outputs && Object.values(info.outputs).every((v) => v && typeof v === "object")) artifacts = info.outputs;
+    info.artifacts = { ...(artifacts || {}) };
+    if (info.records && typeof info.records === "object") {
+      for (const [port, n] of Object.entries(info.records)) {
+        if (info.artifacts[port] && typeof n === "number") info.artifacts[port].records = n;
+      }
+    }
+    nodes[id] = info;
+  }
+  const out = { ...run, nodes };
+  if (out.duration_s === undefined && out.started_at && out.finished_at) {
+    const a = parseTime(out.started_at);
+    const b = parseTime(out.finished_at);
+    if (a && b) out.duration_s = (b - a) / 1000;
+  }
+  return out;
+}
+
+function pickDefined(obj) {
+  const out = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== undefined && v !== null && k !== "artifacts") out[k] = v;
+  return out;
+}
+
+const studio = new Studio();
+window.pipeloomStudio = studio;
+studio.init().catch((err) => {
+  console.error(err);
+  toast("The studio failed to start.", { kind: "error", lines: [String(err && err.message ? err.message : err)] });
+});
