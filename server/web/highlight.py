@@ -57,8 +57,20 @@ def stylesheet(theme: str = "auto") -> str:
         return light + "\n"
     if theme == "dark":
         return dark_fmt.get_style_defs(f".{CSS_CLASS}") + "\n"
-    dark_media = dark_fmt.get_style_defs(f':root:not([data-theme="light"]) .{CSS_CLASS}')
-    dark_forced = dark_fmt.get_style_defs(f'[data-theme="dark"] .{CSS_CLASS}')
+    dark_media = _scoped(dark_fmt.get_style_defs(f':root:not([data-theme="light"]) .{CSS_CLASS}'),
+                         ':root:not([data-theme="light"])')
+    dark_forced = _scoped(dark_fmt.get_style_defs(f'[data-theme="dark"] .{CSS_CLASS}'), '[data-theme="dark"]')
     indented = "\n".join("  " + line for line in dark_media.splitlines())
     return (f"/* Pygments: {LIGHT_STYLE} (light) and {DARK_STYLE} (dark) */\n{light}\n"
             f"@media (prefers-color-scheme: dark) {{\n{indented}\n}}\n{dark_forced}\n")
+
+
+def _scoped(defs: str, scope: str) -> str:
+    """Pygments emits a few rules (`pre`, `td.linenos`, `span.linenos`) without the class prefix;
+    scope them too, so the dark rules never leak into the light theme."""
+    out = []
+    for line in defs.splitlines():
+        if line.strip() and not line.startswith(scope):
+            line = f"{scope} {line}"
+        out.append(line)
+    return "\n".join(out)

@@ -51,32 +51,38 @@ class LiveRun:
         self.done = threading.Event()
 
     def add_lines(self, node_id: str, lines: list[dict]) -> None:
+        """Queue lines for the next flush; past the cap the oldest queued lines give way,
+        so the newest (often a step's closing summary) always reach the page."""
         with self.buf_lock:
-            buf = self.pending.setdefault(node_id, [])
-            room = self.cap - len(buf)
-            if room > 0:
-                for line in lines[:room]:
-                    text = line.get("text", "")
-                    if isinstance(text, str) and len(text) > MAX_LIVE_LINE:
-                        line = dict(line, text=text[:MAX_LIVE_LINE] + " …")
-                    buf.append(line)
-            if len(lines) > room:
-                self.dropped[node_id] = self.dropped.get(node_id, 0) + len(lines) - max(room, 0)
+            buf = self.pending.get(node_id)
+            if buf is None:
+                buf = self.pending[node_id] = deque(maxlen=self.cap)
+            if len(lines) > self.cap:
+                self.dropped[node_id] = self.dropped.get(node_id, 0) + len(lines) - self.cap
+                lines = lines[-self.cap:]
+            overflow = len(buf) + len(lines) - self.cap
+            if overflow > 0:
+                self.dropped[node_id] = self.dropped.get(node_id, 0) + overflow
+            for line in lines:
+                text = line.get("text", "")
+                if isinstance(text, str) and len(text) > MAX_LIVE_LINE:
+                    line = dict(line, text=text[:MAX_LIVE_LINE] + " …")
+                buf.append(line)
 
     def take(self, node_id: str | None = None) -> list[tuple[str, list[dict]]]:
-        """Remove and return pending batches (one node, or all), each ending with a drop marker if needed."""
+        """Remove and return pending batches (one node, or all); a marker leads a batch that lost lines."""
         with self.buf_lock:
             ids = [node_id] if node_id is not None else list(self.pending)
             out = []
             for nid in ids:
-                lines = self.pending.pop(nid, None)
+                pending = self.pending.pop(nid, None)
                 dropped = self.dropped.pop(nid, 0)
-                if not lines and not dropped:
+                if not pending and not dropped:
                     continue
-                lines = lines or []
+                lines = list(pending or [])
                 if dropped:
-                    lines.append({"stream": "meta", "ts": time.time(),
-                                  "text": f"… {dropped:,} lines not shown live; open the full log"})
+                    lines.insert(0, {"stream": "meta", "ts": time.time(),
+                                     "text": f"… {dropped:,} lines not shown live; open the full log"})
                 out.append((nid, lines))
             return out
 

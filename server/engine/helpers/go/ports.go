@@ -119,13 +119,15 @@ func resolve(name, kind, hint string) (Port, error) {
 		p := filepath.Join(base, name)
 		return Port{name, p, guessFormat(p), kind}, nil
 	}
-	if kind == "input" {
+	if kind == "input" || hint == "" {
 		for _, ext := range guessExtensions {
 			p := filepath.Join(base, name+ext)
 			if _, err := os.Stat(p); err == nil {
 				return Port{name, p, guessFormat(p), kind}, nil
 			}
 		}
+	}
+	if kind == "input" {
 		tried := make([]string, 0, 4)
 		for _, ext := range guessExtensions[:4] {
 			tried = append(tried, name+ext)

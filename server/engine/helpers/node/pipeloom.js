@@ -77,11 +77,13 @@ function resolve(name, kind, hint) {
   if (env) return makePort(name, env, guessFormat(env), kind);
   const base = workdir();
   if (path.extname(name)) return makePort(name, path.join(base, name), guessFormat(name), kind);
-  if (kind === 'input') {
+  if (kind === 'input' || !hint) {
     for (const ext of GUESS_EXTENSIONS) {
       const p = path.join(base, name + ext);
       if (fs.existsSync(p)) return makePort(name, p, guessFormat(p), kind);
     }
+  }
+  if (kind === 'input') {
     const tried = GUESS_EXTENSIONS.slice(0, 4).map((e) => name + e).join(', ');
     throw new PipeloomError(
       `input \`${name}\` not found: PIPELOOM_PORTS does not declare it and none of ${tried}, ... exists in ${base}`);
@@ -363,41 +365,44 @@ function* jsonArrayRecords(port) {
   let inStr = false;
   let esc = false;
   let itemStart = -1; // index in the current text where the pending item began
-  const parseItem = (slice) => {
+  let needComma = false; // an item just ended: only `,` or `]` may follow
+  let afterComma = false;
+  const invalid = (why) => new PipeloomError(`${port.where}: invalid JSON: ${why}`);
+  let out = [];
+  const emit = (slice) => {
     try {
-      return JSON.parse(slice);
+      out.push(JSON.parse(slice));
     } catch (err) {
-      throw new PipeloomError(`${port.where}: invalid JSON: ${err.message}`);
+      throw invalid(err.message);
     }
+    itemStart = -1;
+    needComma = true;
+  };
+  const begin = (i) => {
+    if (needComma) throw invalid('expected `,` or `]` between items');
+    itemStart = i;
   };
   for (const chunk of textChunks(port)) {
     if (finished) {
-      if (chunk.trim()) throw new PipeloomError(`${port.where}: invalid JSON: text after the closing \`]\``);
+      if (chunk.trim()) throw invalid('text after the closing `]`');
       continue;
     }
     const text = carry + chunk;
-    let i = carry.length;
     const n = text.length;
-    const out = [];
-    for (; i < n; i += 1) {
+    out = [];
+    for (let i = carry.length; i < n; i += 1) {
       const c = text.charCodeAt(i);
       if (inStr) {
         if (esc) esc = false;
         else if (c === 92) esc = true;
         else if (c === 34) {
           inStr = false;
-          if (depth === 0) {
-            out.push(parseItem(text.slice(itemStart, i + 1)));
-            itemStart = -1;
-          }
+          if (depth === 0) emit(text.slice(itemStart, i + 1));
         }
         continue;
       }
       if (c === 32 || c === 10 || c === 13 || c === 9) {
-        if (itemStart !== -1 && depth === 0) {
-          out.push(parseItem(text.slice(itemStart, i)));
-          itemStart = -1;
-        }
+        if (itemStart !== -1 && depth === 0) emit(text.slice(itemStart, i));
         continue;
       }
       if (!started) {
@@ -409,30 +414,29 @@ function* jsonArrayRecords(port) {
         continue;
       }
       if (c === 123 || c === 91) { // { [
-        if (depth === 0 && itemStart === -1) itemStart = i;
+        if (depth === 0 && itemStart === -1) begin(i);
         depth += 1;
       } else if (c === 125 || (c === 93 && depth > 0)) { // } ]
-        if (depth === 0) throw new PipeloomError(`${port.where}: invalid JSON: unexpected \`}\``);
+        if (depth === 0) throw invalid('unexpected `}`');
         depth -= 1;
-        if (depth === 0) {
-          out.push(parseItem(text.slice(itemStart, i + 1)));
-          itemStart = -1;
-        }
+        if (depth === 0) emit(text.slice(itemStart, i + 1));
       } else if (depth === 0 && (c === 44 || c === 93)) { // , or the closing ]
-        if (itemStart !== -1) {
-          out.push(parseItem(text.slice(itemStart, i)));
-          itemStart = -1;
+        if (itemStart !== -1) emit(text.slice(itemStart, i));
+        if (c === 44) {
+          if (!needComma) throw invalid('unexpected `,`');
+          needComma = false;
+          afterComma = true;
+          continue;
         }
-        if (c === 93) {
-          finished = true;
-          if (text.slice(i + 1).trim()) throw new PipeloomError(`${port.where}: invalid JSON: text after the closing \`]\``);
-          break;
-        }
+        if (afterComma && !needComma) throw invalid('a `,` before the closing `]`');
+        finished = true;
+        if (text.slice(i + 1).trim()) throw invalid('text after the closing `]`');
+        break;
       } else if (c === 34) {
-        if (depth === 0 && itemStart === -1) itemStart = i;
+        if (depth === 0 && itemStart === -1) begin(i);
         inStr = true;
       } else if (depth === 0 && itemStart === -1) {
-        itemStart = i; // a number or a literal
+        begin(i); // a number or a literal
       }
     }
     if (itemStart !== -1) {
@@ -487,16 +491,16 @@ class Writer {
     this.closed = false;
     this.parts = [];
     this.size = 0;
+    if (port.format === 'parquet') throw noParquet(port);
+    if (!FORMATS.includes(port.format)) {
+      throw new PipeloomError(`${port.where}: unknown format \`${port.format}\` (expected one of ${FORMATS.join(', ')})`);
+    }
     fs.mkdirSync(path.dirname(port.path), { recursive: true });
     this.tmp = path.join(path.dirname(port.path), `.${path.basename(port.path)}.tmp-${process.pid}`);
     try {
       this.fd = fs.openSync(this.tmp, 'w');
     } catch (err) {
       throw new PipeloomError(`${port.where}: cannot write: ${err.message}`);
-    }
-    if (port.format === 'parquet') {
-      this.abort();
-      throw noParquet(port);
     }
     if (port.format === 'json') this.push('[');
   }

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import io
 import json
 import os
 import re
@@ -44,6 +43,7 @@ _FORMAT_EXTENSION = {"json": ".json", "ndjson": ".ndjson", "csv": ".csv", "text"
                      "binary": ".bin", "parquet": ".parquet"}
 _CHUNK = 1 << 20
 _WS = re.compile(r"[ \t\n\r]*")
+_NUMBER_TAIL = re.compile(r"[0-9eE+\-.]*")
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
@@ -109,11 +109,12 @@ def _resolve(name: str, kind: str, hint: str | None = None) -> Port:
     if Path(name).suffix:
         path = base / name
         return Port(name, path, _guess_format(path), kind)
-    if kind == "input":
+    if kind == "input" or hint is None:
         for ext in _GUESS_EXTENSIONS:
             if (base / (name + ext)).exists():
                 path = base / (name + ext)
                 return Port(name, path, _guess_format(path), kind)
+    if kind == "input":
         tried = ", ".join(name + e for e in _GUESS_EXTENSIONS[:4])
         raise PipeloomError(
             f"input `{name}` not found: PIPELOOM_PORTS does not declare it and none of {tried}, ... "
@@ -162,7 +163,9 @@ def params() -> dict:
 
 def _open_text(port: Port):
     try:
-        return open(port.path, "r", encoding="utf-8", newline="")
+        # Text keeps going past stray bytes (U+FFFD), as logs from the field need.
+        errors = "replace" if port.format == "text" else "strict"
+        return open(port.path, "r", encoding="utf-8-sig", errors=errors, newline="")
     except FileNotFoundError:
         raise PipeloomError(f"{port.where()}: file not found") from None
     except OSError as exc:
@@ -260,83 +263,101 @@ def _json_array(port: Port) -> Iterator[Any]:
     Whole runs of items are parsed with one json.loads call: the text up to a
     `}` followed by `,` is tried as an array. A `,` nested inside an item or a
     string always leaves a bracket or quote open, so such a try fails and the
-    next candidate is used; items that are not objects take the slow path.
+    next candidate is used; what the fast path cannot take is read one item at
+    a time.
     """
     loads = json.loads
     decode = json.JSONDecoder().raw_decode
+    ws = _WS.match
+
+    def invalid(why: str) -> PipeloomError:
+        return PipeloomError(f"{port.where()}: invalid JSON: {why}")
+
     with _open_text(port) as fh:
         buf = fh.read(_CHUNK)
         eof = len(buf) < _CHUNK
-        pos = _WS.match(buf, 0).end()
-        if pos < len(buf) and buf[pos] == "\ufeff":
-            pos = _WS.match(buf, pos + 1).end()
+        pos = ws(buf, 0).end()
         if pos >= len(buf) or buf[pos] != "[":
             raise PipeloomError(f"{port.where()}: expected a JSON array of records, found "
                                 f"{buf[pos:pos + 20]!r}; use read() for other JSON documents")
         pos += 1
+        state = "first"  # first: an item or `]`; item: an item (after a comma); next: `,` or `]`
+
+        def finish(rest: str) -> None:
+            while True:
+                if rest.strip():
+                    raise invalid(f"text after the closing `]`: {rest.strip()[:20]!r}")
+                rest = fh.read(_CHUNK)
+                if not rest:
+                    return
+
         while True:
             if not eof and len(buf) - pos < _CHUNK:
                 more = fh.read(_CHUNK)
                 eof = len(more) < _CHUNK
-                buf = buf[pos:] + more
-                pos = 0
-            if eof:
-                try:
-                    items = loads("[" + buf[pos:])
-                except ValueError:
-                    items = None
-                if items is not None:
-                    yield from items
-                    return
-            end = len(buf)
-            done = False
-            for _ in range(4):
-                j = buf.rfind("}", pos, end)
-                if j < 0:
-                    break
-                k = _WS.match(buf, j + 1).end()
-                if k < len(buf) and buf[k] == ",":
+                buf, pos = buf[pos:] + more, 0
+            if state != "next":
+                if eof:
+                    # The rest of the file in one go; after a comma a dummy
+                    # first item makes a trailing `,]` fail as it should.
                     try:
-                        items = loads("[" + buf[pos:j + 1] + "]")
+                        items = loads(("[" if state == "first" else "[0,") + buf[pos:])
                     except ValueError:
+                        items = None
+                    if items is not None:
+                        yield from (items if state == "first" else items[1:])
+                        return
+                else:
+                    end, done = len(buf), False
+                    for _ in range(4):
+                        j = buf.rfind("}", pos, end)
+                        if j < 0:
+                            break
+                        k = ws(buf, j + 1).end()
+                        if k < len(buf) and buf[k] == ",":
+                            try:
+                                items = loads("[" + buf[pos:j + 1] + "]")
+                            except ValueError:
+                                end = j
+                                continue
+                            yield from items
+                            pos, state, done = k + 1, "item", True
+                            break
                         end = j
+                    if done:
                         continue
-                    yield from items
-                    pos = k + 1
-                    done = True
-                    break
-                end = j
-            if done:
-                continue
-            # Slow path: one item at a time, until the buffer needs refilling.
+            # Slow path: token by token until the buffer needs more text.
             while True:
-                pos = _WS.match(buf, pos).end()
+                pos = ws(buf, pos).end()
                 if pos >= len(buf):
                     if eof:
                         raise PipeloomError(f"{port.where()}: JSON array is not closed (missing `]`)")
                     break
-                if buf[pos] == "]":
+                c = buf[pos]
+                if state == "next":
+                    if c == ",":
+                        pos, state = pos + 1, "item"
+                        continue
+                    if c == "]":
+                        finish(buf[pos + 1:])
+                        return
+                    raise invalid(f"expected `,` or `]` at {buf[pos:pos + 20]!r}")
+                if c == "]" and state == "first":
+                    finish(buf[pos + 1:])
                     return
                 try:
                     item, nxt = decode(buf, pos)
                 except ValueError as exc:
                     if not eof and len(buf) - pos < 64 * _CHUNK:
-                        break
-                    raise PipeloomError(f"{port.where()}: invalid JSON: {exc}") from None
-                if nxt >= len(buf) and not eof:
-                    break  # a number cut at the buffer's end may be incomplete
+                        break  # perhaps an item cut at the buffer's end
+                    raise invalid(str(exc)) from None
+                if not eof and type(item) in (int, float) and _NUMBER_TAIL.fullmatch(buf, nxt):
+                    break  # a number cut at the buffer's end (`12` of `12.5`) may be incomplete
                 yield item
-                pos = _WS.match(buf, nxt).end()
-                if pos < len(buf) and buf[pos] == ",":
-                    pos += 1
-                elif pos < len(buf) and buf[pos] != "]":
-                    raise PipeloomError(f"{port.where()}: invalid JSON: expected `,` or `]` "
-                                        f"at {buf[pos:pos + 20]!r}")
-            if not eof:
-                more = fh.read(_CHUNK * 4)
-                eof = len(more) < _CHUNK * 4
-                buf = buf[pos:] + more
-                pos = 0
+                pos, state = nxt, "next"
+            more = fh.read(max(_CHUNK, len(buf) - pos))
+            eof = not more
+            buf, pos = buf[pos:] + more, 0
 
 
 # ------------------------------------------------------------------ writing
@@ -367,9 +388,12 @@ def write(name: str, data: Any) -> Path:
     hint = "binary" if isinstance(data, (bytes, bytearray)) else "text" if isinstance(data, str) else None
     port = output(name, hint)
     if port.format == "json":
+        try:
+            text = json.dumps(data, ensure_ascii=False, allow_nan=False, default=_default)
+        except (TypeError, ValueError) as exc:
+            raise PipeloomError(f"{port.where()}: cannot be written as JSON: {exc}") from None
         with _atomic(port, "w") as fh:
-            json.dump(data, fh, ensure_ascii=False, allow_nan=False, default=_default)
-            fh.write("\n")
+            fh.write(text + "\n")
     elif port.format == "binary":
         if not isinstance(data, (bytes, bytearray, memoryview)):
             raise PipeloomError(f"{port.where()}: binary output needs bytes, got {type(data).__name__}")
@@ -405,20 +429,31 @@ class Writer:
         self._columns = list(columns) if columns else None
         self._csv = None
         self._batch: list = []
+        self._flushed = False
         self._parquet = None
         self._enc = json.JSONEncoder(ensure_ascii=False, check_circular=False, allow_nan=False,
                                      default=_default).encode
         if port.format == "json":
             fh.write("[")
+        if port.format in ("json", "ndjson"):
+            self.write = self._write_json  # the hot path, without the format dispatch
+
+    def _write_json(self, record: Any) -> None:
+        self.count += 1
+        # Kept in a batch and encoded in one call at flush (several times
+        # faster); the shallow copy keeps later changes to the record out.
+        self._batch.append(record.copy() if type(record) is dict else record)
+        if len(self._batch) >= 2000:
+            self._flush()
 
     def write(self, record: Any) -> None:
         """Append one record (a dict for csv/parquet, any JSON value for json/ndjson,
         a line for text, bytes for binary)."""
         fmt = self.port.format
         self.count += 1
-        if fmt in ("json", "ndjson", "parquet"):
-            self._batch.append(record)
-            if len(self._batch) >= 2000:
+        if fmt == "parquet":
+            self._batch.append(dict(record))
+            if len(self._batch) >= 10_000:
                 self._flush()
         elif fmt == "csv":
             self._write_csv(record)
@@ -443,15 +478,29 @@ class Writer:
         if fmt == "parquet":
             self._write_parquet(batch)
             return
+        sep = ",\n" if fmt == "json" else "\n"
         try:
-            text = "\n".join(map(self._enc, batch))
+            text = self._encode_batch(batch, sep)
         except (TypeError, ValueError) as exc:
-            raise PipeloomError(f"{self.port.where()}: cannot write record as JSON: {exc}") from None
+            raise PipeloomError(f"{self.port.where()}: a record cannot be written as JSON: {exc}") from None
         if fmt == "json":
-            # Compact JSON never holds a raw newline, so each one separates two records.
-            self._fh.write(("," if self.count > len(batch) else "") + "\n" + text.replace("\n", ",\n"))
+            self._fh.write(("," if self._flushed else "") + "\n" + text)
+            self._flushed = True
         else:
             self._fh.write(text + "\n")
+
+    def _encode_batch(self, batch: list, sep: str) -> str:
+        """Encode records one per line, joined by `sep`.
+
+        When every record is an object, the whole list is encoded at once and
+        split at `}, {`. Between two records that pattern always occurs, so
+        finding it exactly len-1 times proves none sits inside a record.
+        """
+        if all(type(r) is dict for r in batch):
+            inner = self._enc(batch)[1:-1]
+            if inner.count("}, {") == len(batch) - 1:
+                return inner.replace("}, {", "}" + sep + "{")
+        return sep.join(map(self._enc, batch))
 
     def _write_csv(self, record: Any) -> None:
         if not isinstance(record, dict):
@@ -483,7 +532,7 @@ class Writer:
         self._flush()
         fmt = self.port.format
         if fmt == "json":
-            self._fh.write("\n]\n" if self.count else "]\n")
+            self._fh.write("\n]\n" if self._flushed else "]\n")
         elif fmt == "csv" and self._csv is None and self._columns:
             csv.writer(self._fh, lineterminator="\n").writerow(self._columns)
         elif fmt == "parquet" and self._parquet is not None:

@@ -110,11 +110,7 @@ mod tests {
         let got = rows("a,b\r\n\"x, y\",\"say \"\"hi\"\"\"\n\"two\nlines\",\n");
         assert_eq!(
             got,
-            vec![
-                vec!["a", "b"],
-                vec!["x, y", "say \"hi\""],
-                vec!["two\nlines", ""],
-            ]
+            vec![vec!["a", "b"], vec!["x, y", "say \"hi\""], vec!["two\nlines", ""],]
         );
     }
 
@@ -135,7 +131,10 @@ mod tests {
         let fields = ["plain", "a,b", "q\"q", "line\nbreak", ""];
         let mut buf = Vec::new();
         write_row(&mut buf, &fields).unwrap();
-        assert_eq!(String::from_utf8(buf.clone()).unwrap(), "plain,\"a,b\",\"q\"\"q\",\"line\nbreak\",\n");
+        assert_eq!(
+            String::from_utf8(buf.clone()).unwrap(),
+            "plain,\"a,b\",\"q\"\"q\",\"line\nbreak\",\n"
+        );
         let back = rows(&String::from_utf8(buf).unwrap());
         assert_eq!(back, vec![fields.to_vec()]);
     }

@@ -51,7 +51,9 @@ pub struct Error {
 impl Error {
     /// An error with this message.
     pub fn msg(message: impl Into<String>) -> Self {
-        Error { message: message.into() }
+        Error {
+            message: message.into(),
+        }
     }
 }
 
@@ -107,7 +109,11 @@ impl Port {
 // ------------------------------------------------------------------ ports
 
 fn guess_format(path: &Path) -> &'static str {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     match ext.as_str() {
         "json" => "json",
         "ndjson" | "jsonl" => "ndjson",
@@ -151,8 +157,8 @@ fn env_key(name: &str) -> String {
 fn resolve(name: &str, kind: &'static str, hint: Option<&str>) -> Result<Port> {
     if let Ok(raw) = std::env::var("PIPELOOM_PORTS") {
         if !raw.is_empty() {
-            let doc: Value = serde_json::from_str(&raw)
-                .map_err(|e| Error::msg(format!("PIPELOOM_PORTS is not valid JSON: {e}")))?;
+            let doc: Value =
+                serde_json::from_str(&raw).map_err(|e| Error::msg(format!("PIPELOOM_PORTS is not valid JSON: {e}")))?;
             let declared = doc.get(format!("{kind}s")).and_then(Value::as_object);
             if let Some(declared) = declared {
                 let entry = declared.get(name).or_else(|| {
@@ -170,7 +176,12 @@ fn resolve(name: &str, kind: &'static str, hint: Option<&str>) -> Result<Port> {
                         .and_then(Value::as_str)
                         .map(str::to_string)
                         .unwrap_or_else(|| guess_format(&path).to_string());
-                    return Ok(Port { name: name.to_string(), path, format, kind });
+                    return Ok(Port {
+                        name: name.to_string(),
+                        path,
+                        format,
+                        kind,
+                    });
                 }
             }
         }
@@ -179,22 +190,39 @@ fn resolve(name: &str, kind: &'static str, hint: Option<&str>) -> Result<Port> {
     if let Some(p) = std::env::var_os(&var).filter(|p| !p.is_empty()) {
         let path = PathBuf::from(p);
         let format = guess_format(&path).to_string();
-        return Ok(Port { name: name.to_string(), path, format, kind });
+        return Ok(Port {
+            name: name.to_string(),
+            path,
+            format,
+            kind,
+        });
     }
     let base = workdir();
     if Path::new(name).extension().is_some() {
         let path = base.join(name);
         let format = guess_format(&path).to_string();
-        return Ok(Port { name: name.to_string(), path, format, kind });
+        return Ok(Port {
+            name: name.to_string(),
+            path,
+            format,
+            kind,
+        });
     }
-    if kind == "input" {
+    if kind == "input" || hint.is_none() {
         for ext in GUESS_EXTENSIONS {
             let path = base.join(format!("{name}.{ext}"));
             if path.exists() {
                 let format = guess_format(&path).to_string();
-                return Ok(Port { name: name.to_string(), path, format, kind });
+                return Ok(Port {
+                    name: name.to_string(),
+                    path,
+                    format,
+                    kind,
+                });
             }
         }
+    }
+    if kind == "input" {
         let tried: Vec<String> = GUESS_EXTENSIONS[..4].iter().map(|e| format!("{name}.{e}")).collect();
         return Err(Error::msg(format!(
             "input `{name}` not found: PIPELOOM_PORTS does not declare it and none of {}, ... exists in {}",
@@ -204,7 +232,12 @@ fn resolve(name: &str, kind: &'static str, hint: Option<&str>) -> Result<Port> {
     }
     let format = hint.unwrap_or("json");
     let path = base.join(format!("{name}.{}", format_extension(format)));
-    Ok(Port { name: name.to_string(), path, format: format.to_string(), kind })
+    Ok(Port {
+        name: name.to_string(),
+        path,
+        format: format.to_string(),
+        kind,
+    })
 }
 
 /// The resolved input port `name`.
@@ -286,22 +319,31 @@ pub fn open_input(name: &str) -> Result<BufReader<File>> {
     open_port(&input(name)?)
 }
 
-/// Call `f` with each line of input `name` (without the line ending).
+/// Call `f` with each line of input `name` (without the line ending). Bytes
+/// that are not valid UTF-8 become U+FFFD, so one garbled line cannot stop a log.
 pub fn each_line<F>(name: &str, mut f: F) -> Result<()>
 where
     F: FnMut(&str) -> Result<()>,
 {
     let port = input(name)?;
     let mut r = open_port(&port)?;
-    let mut line = String::new();
+    let mut line = Vec::new();
     loop {
         line.clear();
-        let n = r.read_line(&mut line).map_err(|e| port.err(format!("cannot read: {e}")))?;
+        let n = r
+            .read_until(b'\n', &mut line)
+            .map_err(|e| port.err(format!("cannot read: {e}")))?;
         if n == 0 {
             return Ok(());
         }
-        let text = line.strip_suffix('\n').unwrap_or(&line);
-        f(text.strip_suffix('\r').unwrap_or(text))?;
+        let mut end = line.len();
+        if line[..end].ends_with(b"\n") {
+            end -= 1;
+        }
+        if line[..end].ends_with(b"\r") {
+            end -= 1;
+        }
+        f(&String::from_utf8_lossy(&line[..end]))?;
     }
 }
 
@@ -336,7 +378,9 @@ pub fn read_json<T: DeserializeOwned>(name: &str) -> Result<T> {
             let recs: Vec<Value> = read_port_records(&port)?.into_iter().map(Value::Object).collect();
             serde_json::from_value(Value::Array(recs)).map_err(|e| port.err(format!("records do not fit: {e}")))
         }
-        other => Err(port.err(format!("format `{other}` is not JSON data; use read_text or read_bytes"))),
+        other => Err(port.err(format!(
+            "format `{other}` is not JSON data; use read_text or read_bytes"
+        ))),
     }
 }
 
@@ -378,7 +422,11 @@ where
             loop {
                 line.clear();
                 n += 1;
-                if reader.read_line(&mut line).map_err(|e| port.err(format!("cannot read: {e}")))? == 0 {
+                if reader
+                    .read_line(&mut line)
+                    .map_err(|e| port.err(format!("cannot read: {e}")))?
+                    == 0
+                {
                     return Ok(());
                 }
                 if line.trim().is_empty() {
@@ -410,7 +458,9 @@ where
             }
             Ok(())
         }
-        other => Err(port.err(format!("format `{other}` has no records (expected json, ndjson or csv)"))),
+        other => Err(port.err(format!(
+            "format `{other}` has no records (expected json, ndjson or csv)"
+        ))),
     }
 }
 
@@ -462,7 +512,11 @@ where
 {
     let failure = RefCell::new(None);
     let mut de = serde_json::Deserializer::from_reader(reader);
-    let seed = ItemsSeed { f: &mut f, failure: &failure, marker: PhantomData };
+    let seed = ItemsSeed {
+        f: &mut f,
+        failure: &failure,
+        marker: PhantomData,
+    };
     let outcome = seed.deserialize(&mut de).and_then(|_| de.end());
     if let Some(e) = failure.into_inner() {
         return Err(e);
@@ -484,7 +538,11 @@ struct AtomicFile {
 
 impl AtomicFile {
     fn create(port: Port) -> Result<Self> {
-        let dir = port.path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+        let dir = port
+            .path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
         std::fs::create_dir_all(&dir).map_err(|e| port.err(format!("cannot create folder: {e}")))?;
         let file_name = port.path.file_name().and_then(|n| n.to_str()).unwrap_or("output");
         let tmp = dir.join(format!(
@@ -493,7 +551,11 @@ impl AtomicFile {
             TMP_COUNTER.fetch_add(1, Ordering::Relaxed)
         ));
         let file = File::create(&tmp).map_err(|e| port.err(format!("cannot write: {e}")))?;
-        Ok(AtomicFile { port, tmp, out: Some(BufWriter::with_capacity(BUF_SIZE, file)) })
+        Ok(AtomicFile {
+            port,
+            tmp,
+            out: Some(BufWriter::with_capacity(BUF_SIZE, file)),
+        })
     }
 
     fn writer(&mut self) -> &mut BufWriter<File> {
@@ -502,7 +564,9 @@ impl AtomicFile {
 
     fn commit(mut self) -> Result<PathBuf> {
         let out = self.out.take().expect("file already committed");
-        let file = out.into_inner().map_err(|e| self.port.err(format!("cannot write: {}", e.error())))?;
+        let file = out
+            .into_inner()
+            .map_err(|e| self.port.err(format!("cannot write: {}", e.error())))?;
         drop(file);
         std::fs::rename(&self.tmp, &self.port.path)
             .map_err(|e| self.port.err(format!("cannot move into place: {e}")))?;
@@ -521,7 +585,9 @@ impl Drop for AtomicFile {
 fn write_whole(port: Port, data: &[u8]) -> Result<PathBuf> {
     let mut file = AtomicFile::create(port)?;
     let port = file.port.clone();
-    file.writer().write_all(data).map_err(|e| port.err(format!("cannot write: {e}")))?;
+    file.writer()
+        .write_all(data)
+        .map_err(|e| port.err(format!("cannot write: {e}")))?;
     file.commit()
 }
 
@@ -547,16 +613,52 @@ pub fn write_json<T: Serialize + ?Sized>(name: &str, value: &T) -> Result<PathBu
         }
         "ndjson" | "csv" => {
             let text = serde_json::to_string(value).map_err(|e| port.err(format!("cannot encode as JSON: {e}")))?;
-            let items: Vec<Box<serde_json::value::RawValue>> = serde_json::from_str(&text)
-                .map_err(|e| port.err(format!("a {} output needs a list of records: {e}", port.format)))?;
+            let items = split_array(&text)
+                .ok_or_else(|| port.err(format!("a {} output needs a list of records", port.format)))?;
             let mut w = RecordWriter::open(port, None)?;
-            for item in &items {
-                w.write(item)?;
+            for item in items {
+                w.write_raw(item)?;
             }
             w.finish()
         }
-        other => Err(port.err(format!("format `{other}` is not JSON data; use write_text or write_bytes"))),
+        other => Err(port.err(format!(
+            "format `{other}` is not JSON data; use write_text or write_bytes"
+        ))),
     }
+}
+
+/// The items of a compact JSON array, as slices of its text (keys keep their order).
+fn split_array(text: &str) -> Option<Vec<&str>> {
+    let bytes = text.as_bytes();
+    if bytes.first() != Some(&b'[') || bytes.last() != Some(&b']') {
+        return None;
+    }
+    let (mut items, mut depth, mut in_str, mut esc, mut start) = (Vec::new(), 0usize, false, false, 1usize);
+    for (i, &c) in bytes.iter().enumerate().take(bytes.len() - 1).skip(1) {
+        if in_str {
+            match (esc, c) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match c {
+            b'"' => in_str = true,
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => depth -= 1,
+            b',' if depth == 0 => {
+                items.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    if start < bytes.len() - 1 {
+        items.push(&text[start..bytes.len() - 1]);
+    }
+    Some(items)
 }
 
 /// Write records to a json (array), ndjson or csv output.
@@ -621,13 +723,22 @@ impl RecordWriter {
     fn open(port: Port, columns: Option<Vec<String>>) -> Result<Self> {
         match port.format.as_str() {
             "json" | "ndjson" | "csv" => {}
-            other => return Err(port.err(format!("format `{other}` has no records (expected json, ndjson or csv)"))),
+            other => {
+                return Err(port.err(format!(
+                    "format `{other}` has no records (expected json, ndjson or csv)"
+                )))
+            }
         }
         let mut file = AtomicFile::create(port)?;
         if file.port.format == "json" {
             file.writer().write_all(b"[").map_err(|e| Error::msg(e.to_string()))?;
         }
-        Ok(RecordWriter { file, count: 0, columns, header_written: false })
+        Ok(RecordWriter {
+            file,
+            count: 0,
+            columns,
+            header_written: false,
+        })
     }
 
     /// The number of records written so far.
@@ -635,45 +746,92 @@ impl RecordWriter {
         self.count
     }
 
+    /// Append one record given as JSON text (an item of `split_array`).
+    fn write_raw(&mut self, item: &str) -> Result<()> {
+        if self.file.port.format == "csv" {
+            let obj: OrderedObject = serde_json::from_str(item).map_err(|_| {
+                self.file.port.err(format!(
+                    "csv records must be objects; record {} is {item}",
+                    self.count + 1
+                ))
+            })?;
+            return self.write_csv(obj);
+        }
+        let (json, n) = (self.file.port.format == "json", self.count + 1);
+        let port = self.file.port.clone();
+        let out = self.file.writer();
+        let sep: &[u8] = if !json {
+            b""
+        } else if n > 1 {
+            b",\n"
+        } else {
+            b"\n"
+        };
+        out.write_all(sep)
+            .and_then(|_| out.write_all(item.as_bytes()))
+            .and_then(|_| if json { Ok(()) } else { out.write_all(b"\n") })
+            .map_err(|e| port.err(format!("cannot write: {e}")))?;
+        self.count = n;
+        Ok(())
+    }
+
     /// Append one record (any Serialize value; an object for csv).
     pub fn write<T: Serialize + ?Sized>(&mut self, record: &T) -> Result<()> {
-        self.count += 1;
-        let n = self.count;
+        let n = self.count + 1;
         let port = &self.file.port;
         let io_err = |e: io::Error| port.err(format!("cannot write: {e}"));
         match port.format.as_str() {
             "json" => {
                 let out = self.file.out.as_mut().expect("open");
                 out.write_all(if n > 1 { b",\n" } else { b"\n" }).map_err(io_err)?;
-                serde_json::to_writer(out, record).map_err(|e| port.err(format!("record {n}: {e}")))
+                serde_json::to_writer(out, record).map_err(|e| port.err(format!("record {n}: {e}")))?;
             }
             "ndjson" => {
                 let out = self.file.out.as_mut().expect("open");
                 serde_json::to_writer(&mut *out, record).map_err(|e| port.err(format!("record {n}: {e}")))?;
-                out.write_all(b"\n").map_err(io_err)
+                out.write_all(b"\n").map_err(io_err)?;
             }
             _ => {
                 let text = serde_json::to_string(record).map_err(|e| port.err(format!("record {n}: {e}")))?;
                 let obj: OrderedObject = serde_json::from_str(&text)
                     .map_err(|_| port.err(format!("csv records must be objects; record {n} is {text}")))?;
-                let columns = self.columns.get_or_insert_with(|| obj.0.iter().map(|(k, _)| k.clone()).collect());
-                if let Some((k, _)) = obj.0.iter().find(|(k, _)| !columns.contains(k)) {
-                    return Err(port.err(format!(
-                        "record {n} has field `{k}` not in the csv header {columns:?}; use record_writer_with_columns"
-                    )));
-                }
-                let out = self.file.out.as_mut().expect("open");
-                if !self.header_written {
-                    csv::write_row(out, columns).map_err(io_err)?;
-                    self.header_written = true;
-                }
-                let row: Vec<String> = columns
-                    .iter()
-                    .map(|c| obj.0.iter().find(|(k, _)| k == c).map(|(_, v)| cell(v)).unwrap_or_default())
-                    .collect();
-                csv::write_row(out, &row).map_err(io_err)
+                return self.write_csv(obj);
             }
         }
+        self.count = n;
+        Ok(())
+    }
+
+    fn write_csv(&mut self, obj: OrderedObject) -> Result<()> {
+        let n = self.count + 1;
+        let port = &self.file.port;
+        let io_err = |e: io::Error| port.err(format!("cannot write: {e}"));
+        let columns = self
+            .columns
+            .get_or_insert_with(|| obj.0.iter().map(|(k, _)| k.clone()).collect());
+        if let Some((k, _)) = obj.0.iter().find(|(k, _)| !columns.contains(k)) {
+            return Err(port.err(format!(
+                "record {n} has field `{k}` not in the csv header {columns:?}; use record_writer_with_columns"
+            )));
+        }
+        let out = self.file.out.as_mut().expect("open");
+        if !self.header_written {
+            csv::write_row(out, columns).map_err(io_err)?;
+            self.header_written = true;
+        }
+        let row: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                obj.0
+                    .iter()
+                    .find(|(k, _)| k == c)
+                    .map(|(_, v)| cell(v))
+                    .unwrap_or_default()
+            })
+            .collect();
+        csv::write_row(out, &row).map_err(io_err)?;
+        self.count = n;
+        Ok(())
     }
 
     /// Finish the file and move it into place; returns its path.

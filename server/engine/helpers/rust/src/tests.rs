@@ -12,7 +12,12 @@ struct Scene {
 
 impl Drop for Scene {
     fn drop(&mut self) {
-        for k in ["PIPELOOM_PORTS", "PIPELOOM_WORKDIR", "PIPELOOM_PARAMS", "PIPELOOM_OUTPUT_MY_OUT"] {
+        for k in [
+            "PIPELOOM_PORTS",
+            "PIPELOOM_WORKDIR",
+            "PIPELOOM_PARAMS",
+            "PIPELOOM_OUTPUT_MY_OUT",
+        ] {
             std::env::remove_var(k);
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -85,7 +90,15 @@ fn csv_writer_keeps_struct_field_order_and_quotes() {
         empty: Option<u8>,
     }
     let s = scene(&[], &[("out", "o.csv", "csv")]);
-    write_records("out", &[Row { zeta: "a,\"b\"", alpha: 1.5, empty: None }]).unwrap();
+    write_records(
+        "out",
+        &[Row {
+            zeta: "a,\"b\"",
+            alpha: 1.5,
+            empty: None,
+        }],
+    )
+    .unwrap();
     let text = std::fs::read_to_string(s.dir.join("o.csv")).unwrap();
     assert_eq!(text, "zeta,alpha,empty\n\"a,\"\"b\"\"\",1.5,\n");
 }
@@ -110,7 +123,13 @@ fn each_record_streams_typed_items_and_stops_on_error() {
     })
     .unwrap();
     assert_eq!(got.len(), 3);
-    assert_eq!(got[1], Reading { sensor_id: "b".into(), value: -2.0 });
+    assert_eq!(
+        got[1],
+        Reading {
+            sensor_id: "b".into(),
+            value: -2.0
+        }
+    );
 
     let mut seen = 0;
     let err = each_record("events", |_: Reading| {
@@ -179,7 +198,7 @@ fn params_from_environment_then_file() {
     assert_eq!(params()["window"], 7);
     std::env::set_var("PIPELOOM_PARAMS", "{\"window\": 50}");
     assert_eq!(params()["window"], 50);
-    #[derive(serde::Deserialize)]
+    #[derive(serde::Deserialize, Debug)]
     struct P {
         window: u32,
     }
@@ -211,21 +230,27 @@ fn fallbacks_without_ports() {
 fn errors_name_the_port_and_file() {
     let s = scene(&[("events", "events.json", "json"), ("bad", "bad.json", "json")], &[]);
     let err = read_records("events").unwrap_err().to_string();
-    assert!(err.contains("input `events`") && err.contains("file not found"), "{err}");
+    assert!(
+        err.contains("input `events`") && err.contains("file not found"),
+        "{err}"
+    );
     std::fs::write(s.dir.join("bad.json"), "{\"not\": \"an array\"}").unwrap();
     let err = read_records("bad").unwrap_err().to_string();
-    assert!(err.contains("bad.json") && err.contains("expected a JSON array"), "{err}");
+    assert!(
+        err.contains("bad.json") && err.contains("expected a JSON array"),
+        "{err}"
+    );
 }
 
 #[test]
 fn each_line_strips_line_endings() {
     let s = scene(&[("log", "s.log", "text")], &[]);
-    std::fs::write(s.dir.join("s.log"), "one\r\ntwo\n\nthree").unwrap();
+    std::fs::write(s.dir.join("s.log"), b"one\r\ntwo\n\nthree \xff\xfe bytes").unwrap();
     let mut got = Vec::new();
     each_line("log", |l| {
         got.push(l.to_string());
         Ok(())
     })
     .unwrap();
-    assert_eq!(got, ["one", "two", "", "three"]);
+    assert_eq!(got, ["one", "two", "", "three \u{fffd}\u{fffd} bytes"]);
 }
