@@ -8,9 +8,22 @@ import os
 from pathlib import Path
 
 
+_memo: dict[tuple, str] = {}
+
+
 def file_sha256(path: str | os.PathLike) -> str:
+    """sha256 of a file's bytes, remembered while its inode, size and mtime stay the same."""
+    st = os.stat(path)
+    key = (os.fspath(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    found = _memo.get(key)
+    if found is not None:
+        return found
     with open(path, "rb") as fh:
-        return hashlib.file_digest(fh, "sha256").hexdigest()
+        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+    if len(_memo) > 4096:
+        _memo.clear()
+    _memo[key] = digest
+    return digest
 
 
 def text_sha256(text: str | bytes) -> str:

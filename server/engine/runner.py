@@ -29,7 +29,7 @@ from .model import Node, Pipeline
 from .paths import Layout, atomic_write_text, pipeline_id_for
 from .process import NodeProcess
 from .runtimes import get_runtime
-from .store import Store, intact, iso
+from .store import Store, intact, iso, node_record
 
 CACHE_VERSION = 1
 # Counting records means parsing the file; larger outputs are counted lazily by the studio.
@@ -125,6 +125,7 @@ class Runner:
         self.run_id = new_run_id()
         self._cancel = threading.Event()
         self._procs: dict[str, NodeProcess] = {}
+        self._unwritten: list = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.status = "pending"
@@ -168,6 +169,7 @@ class Runner:
         try:
             self._schedule()
         finally:
+            self._flush_records()
             self.finished_at = time.time()
             if self._cancel.is_set():
                 self.status = "cancelled"
@@ -374,6 +376,7 @@ class Runner:
         st.exit_code = None
         st.message = None
         st.status = "running"
+        self._flush_records()
         self._emit_node(node.id, attempt=attempt)
 
         def sink(stream: str, lines: list[str]) -> None:
@@ -515,11 +518,24 @@ class Runner:
         arts = list(st.artifacts.values()) if status in DONE_OK else []
         if status not in DONE_OK:
             st.artifacts = {}
-        self.store.record_node(self.run_id, nid, status=status, started_at=st.started_at,
-                               finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
-                               attempts=st.attempts, message=st.message,
-                               log_path=str(log.path) if log else None,
-                               workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts)
+        record = node_record(self.run_id, nid, status=status, started_at=st.started_at,
+                             finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
+                             attempts=st.attempts, message=st.message, log_path=str(log.path) if log else None,
+                             workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts)
+        with self._lock:
+            self._unwritten.append(record)
+            batch = [] if status == "cached" else self._unwritten
+            if batch:
+                self._unwritten = []
+        # Cached nodes' rows wait for the next real result, the next node to start, or the end of
+        # the run, and go in one transaction: a no-change re-run makes one write, not one per node.
+        if batch:
+            self.store.record_nodes(batch)
+
+    def _flush_records(self) -> None:
+        with self._lock:
+            batch, self._unwritten = self._unwritten, []
+        self.store.record_nodes(batch)
         self._emit_node(nid)
         for a in arts:
             self._emit(OutputReadyEvent(self.run_id, nid, a["port"], a["format"], a["size"], a["path"],

@@ -198,16 +198,20 @@ class Store:
                     message: str | None, log_path: str | None, workdir: str | None,
                     artifacts: Iterable[dict] = ()) -> None:
         """Write one finished node run and its artifacts in one transaction."""
-        duration = (finished_at - started_at) if (started_at and finished_at) else None
-        node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
-                        finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
-                        attempts=attempts, message=message, log_path=log_path, workdir=workdir)
-        art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
-                         size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
-                    for a in artifacts]
+        self.record_nodes([node_record(run_id, node_id, status=status, started_at=started_at,
+                                       finished_at=finished_at, exit_code=exit_code, cache_key=cache_key,
+                                       attempts=attempts, message=message, log_path=log_path, workdir=workdir,
+                                       artifacts=artifacts)])
+
+    def record_nodes(self, records: list[tuple[dict, list[dict]]]) -> None:
+        """Write several finished node runs (from `node_record`) in one transaction."""
+        if not records:
+            return
+        node_rows = [r[0] for r in records]
+        art_rows = [a for r in records for a in r[1]]
         # Core inserts: this runs once per node, and the ORM's unit of work costs more than the write itself.
         with self._lock, self.engine.begin() as conn:
-            conn.execute(insert(NodeRunRow.__table__), [node_row])
+            conn.execute(insert(NodeRunRow.__table__), node_rows)
             if art_rows:
                 conn.execute(insert(ArtifactRow.__table__), art_rows)
 
@@ -376,6 +380,20 @@ class Store:
         with self.session() as s:
             s.exec(text("SELECT 1"))
         return True
+
+
+def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
+                exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,
+                log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = ()) -> tuple[dict, list[dict]]:
+    """Rows for one finished node run, ready for `Store.record_nodes`."""
+    duration = (finished_at - started_at) if (started_at and finished_at) else None
+    node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
+                    finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
+                    attempts=attempts, message=message, log_path=log_path, workdir=workdir)
+    art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
+                     size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
+                for a in artifacts]
+    return node_row, art_rows
 
 
 def _intact(a: ArtifactRow | dict) -> bool:
