@@ -531,15 +531,15 @@ class Runner:
         # the run, and go in one transaction: a no-change re-run makes one write, not one per node.
         if batch:
             self.store.record_nodes(batch)
+        self._emit_node(nid)
+        for a in arts:
+            self._emit(OutputReadyEvent(self.run_id, nid, a["port"], a["format"], a["size"], a["path"],
+                                        a.get("records")))
 
     def _flush_records(self) -> None:
         with self._lock:
             batch, self._unwritten = self._unwritten, []
         self.store.record_nodes(batch)
-        self._emit_node(nid)
-        for a in arts:
-            self._emit(OutputReadyEvent(self.run_id, nid, a["port"], a["format"], a["size"], a["path"],
-                                        a.get("records")))
 
     def _emit_node(self, nid: str, attempt: int | None = None) -> None:
         st = self.states[nid]
