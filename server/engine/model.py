@@ -112,26 +112,22 @@ class Pipeline:
 
     def downstream_of(self, node_id: str) -> set[str]:
         """`node_id` and every node reachable from it."""
-        seen = {node_id}
-        stack = [node_id]
-        while stack:
-            cur = stack.pop()
-            for e in self.edges:
-                if e.src_node == cur and e.dst_node not in seen:
-                    seen.add(e.dst_node)
-                    stack.append(e.dst_node)
-        return seen
+        return self._reach(node_id, forward=True) | {node_id}
 
     def upstream_of(self, node_id: str) -> set[str]:
         """Every node that `node_id` depends on, directly or not (excluding itself)."""
+        return self._reach(node_id, forward=False)
+
+    def _reach(self, node_id: str, *, forward: bool) -> set[str]:
         seen: set[str] = set()
         stack = [node_id]
         while stack:
             cur = stack.pop()
             for e in self.edges:
-                if e.dst_node == cur and e.src_node not in seen:
-                    seen.add(e.src_node)
-                    stack.append(e.src_node)
+                here, there = (e.src_node, e.dst_node) if forward else (e.dst_node, e.src_node)
+                if here == cur and there not in seen:
+                    seen.add(there)
+                    stack.append(there)
         return seen
 
     def to_document(self) -> dict:

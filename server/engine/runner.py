@@ -297,7 +297,6 @@ class Runner:
                 progressed = False
                 for nid in ts.get_ready():
                     progressed = True
-                    st = self.states[nid]
                     preds = graph[nid]
                     if nid in self.reuse:
                         self._publish_reused(nid)

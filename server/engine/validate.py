@@ -72,23 +72,8 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
     for e in pipeline.edges:
         where = f"edge `{e.src_node}.{e.src_port} -> {e.dst_node}.{e.dst_port}`"
         src, dst = nodes.get(e.src_node), nodes.get(e.dst_node)
-        ok = True
-        if src is None:
-            problems.append(Problem(where, f"no node called `{e.src_node}`", e.line))
-            ok = False
-        elif src.output(e.src_port) is None:
-            hint = " (it is an input of that node)" if src.input(e.src_port) else ""
-            outs = ", ".join(p.name for p in src.outputs) or "none"
-            problems.append(Problem(where, f"node `{e.src_node}` has no output `{e.src_port}`{hint}; its outputs: {outs}", e.line))
-            ok = False
-        if dst is None:
-            problems.append(Problem(where, f"no node called `{e.dst_node}`", e.line))
-            ok = False
-        elif dst.input(e.dst_port) is None:
-            hint = " (it is an output of that node)" if dst.output(e.dst_port) else ""
-            ins = ", ".join(p.name for p in dst.inputs) or "none"
-            problems.append(Problem(where, f"node `{e.dst_node}` has no input `{e.dst_port}`{hint}; its inputs: {ins}", e.line))
-            ok = False
+        ok = _check_end(problems, where, e.line, src, e.src_node, e.src_port, "output")
+        ok = _check_end(problems, where, e.line, dst, e.dst_node, e.dst_port, "input") and ok
         if not ok:
             continue
         fed[(e.dst_node, e.dst_port)].append(f"`{e.src_node}.{e.src_port}`")
@@ -111,6 +96,22 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
     if cycle:
         problems.append(Problem("edges", f"cycle: {' -> '.join(cycle)}; a pipeline must flow one way"))
     return problems
+
+
+def _check_end(problems: list[Problem], where: str, line: int | None, node, node_id: str, port: str,
+               kind: str) -> bool:
+    """One end of an edge: the node exists and has that port on the right side."""
+    if node is None:
+        problems.append(Problem(where, f"no node called `{node_id}`", line))
+        return False
+    own, other = (node.outputs, node.inputs) if kind == "output" else (node.inputs, node.outputs)
+    if any(p.name == port for p in own):
+        return True
+    other_kind = "input" if kind == "output" else "output"
+    hint = f" (it is an {other_kind} of that node)" if any(p.name == port for p in other) else ""
+    names = ", ".join(p.name for p in own) or "none"
+    problems.append(Problem(where, f"node `{node_id}` has no {kind} `{port}`{hint}; its {kind}s: {names}", line))
+    return False
 
 
 def _check_file(problems: list[Problem], where: str, field: str, rel: str, base: Path, workspace: Path,

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.util import port_env
+
 REPO = Path(__file__).resolve().parents[2]
 HELPER_DIR = REPO / "server" / "engine" / "helpers" / "go"
 
@@ -137,11 +139,7 @@ def test_go_program_reads_and_writes_every_format(go, tmp_path):
         "outputs": {"to_json": "out.json:json", "to_ndjson": "out.ndjson:ndjson", "to_csv": "out.csv:csv",
                     "rows_copy": "rows.ndjson:ndjson", "shout": "shout.txt:text", "summary": "summary.json:json"},
     }
-    env = go_env()
-    env["PIPELOOM_PORTS"] = json.dumps({kind: {n: {"path": str(work / spec.split(":")[0]), "format": spec.split(":")[1]}
-                                              for n, spec in group.items()} for kind, group in ports.items()})
-    env["PIPELOOM_PARAMS"] = '{"scale": 10}'
-    env["PIPELOOM_WORKDIR"] = str(work)
+    env = port_env(work, ports.get("inputs"), ports.get("outputs"), {"scale": 10}, base=go_env())
     proc = subprocess.run([str(tmp_path / "prog")], cwd=work, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "3 readings, 2 rows"

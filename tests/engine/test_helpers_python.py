@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+
+from tests.engine.util import clean_env, port_env
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER_DIR = REPO / "server" / "engine" / "helpers" / "python"
@@ -32,16 +33,12 @@ def run_node(workdir: Path, code: str, *, inputs=None, outputs=None, params=None
     workdir.mkdir(parents=True, exist_ok=True)
     script = workdir / "program.py"
     script.write_text(textwrap.dedent(code))
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPELOOM_") or k == "PIPELOOM_TEST_TAG"}
-    env["PYTHONPATH"] = str(HELPER_DIR)
+    env = clean_env()
     if ports:
-        env["PIPELOOM_PORTS"] = json.dumps({
-            "inputs": {n: {"path": str(workdir / f), "format": fmt} for n, (f, fmt) in (inputs or {}).items()},
-            "outputs": {n: {"path": str(workdir / f), "format": fmt} for n, (f, fmt) in (outputs or {}).items()},
-        })
-        env["PIPELOOM_WORKDIR"] = str(workdir)
+        env = port_env(workdir, inputs, outputs, base=env)
     if params is not None:
         env["PIPELOOM_PARAMS"] = json.dumps(params)
+    env["PYTHONPATH"] = str(HELPER_DIR)
     env.update(extra_env or {})
     return subprocess.run([sys.executable, str(script)], cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=120)

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine.util import port_env
+
 from server.engine.paths import cache_root
 
 REPO = Path(__file__).resolve().parents[2]
@@ -117,11 +119,7 @@ def test_rust_program_reads_and_writes_every_format(cargo, tmp_path):
                     "rows_copy": "rows.ndjson:ndjson", "shout": "shout.txt:text", "blob_copy": "r.bin:binary",
                     "summary": "summary.json:json"},
     }
-    env = cargo_env()
-    env["PIPELOOM_PORTS"] = json.dumps({kind: {n: {"path": str(work / spec.split(":")[0]), "format": spec.split(":")[1]}
-                                              for n, spec in group.items()} for kind, group in ports.items()})
-    env["PIPELOOM_PARAMS"] = '{"scale": 10}'
-    env["PIPELOOM_WORKDIR"] = str(work)
+    env = port_env(work, ports.get("inputs"), ports.get("outputs"), {"scale": 10}, base=cargo_env())
     proc = subprocess.run([str(binary)], cwd=work, env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "3 readings, 2 rows"

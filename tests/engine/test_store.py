@@ -13,7 +13,7 @@ import pytest
 
 from server.engine.errors import NotFoundError
 from server.engine.model import load_pipeline
-from server.engine.runner import RunOptions, Runner
+from server.engine.runner import Runner
 from server.engine.store import Store
 from tests.conftest import REPO
 from tests.engine.util import shell_node, write_pipeline

@@ -44,3 +44,30 @@ def chain(ws: Path, specs: list[tuple[str, str]], **doc_extra) -> Path:
         if i:
             edges.append({"from": f"{specs[i - 1][0]}.out", "to": f"{nid}.in"})
     return write_pipeline(ws, {"version": 1, "name": "chain", "nodes": nodes, "edges": edges, **doc_extra}, files)
+
+
+def clean_env() -> dict[str, str]:
+    """The current environment without Pipeloom's per-node variables (the test tag stays)."""
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith("PIPELOOM_") or k == "PIPELOOM_TEST_TAG"}
+
+
+def port_env(workdir: Path, inputs: dict | None = None, outputs: dict | None = None, params: dict | None = None,
+             base: dict | None = None) -> dict[str, str]:
+    """The variables the runner gives a node, for running a program by hand.
+
+    Ports are {name: (file, format)}, or {name: "file:format"}.
+    """
+    def spec(v):
+        return tuple(v.split(":", 1)) if isinstance(v, str) else v
+
+    env = dict(base if base is not None else clean_env())
+    env["PIPELOOM_PORTS"] = json.dumps({
+        "inputs": {n: {"path": str(workdir / spec(v)[0]), "format": spec(v)[1]} for n, v in (inputs or {}).items()},
+        "outputs": {n: {"path": str(workdir / spec(v)[0]), "format": spec(v)[1]} for n, v in (outputs or {}).items()},
+    })
+    env["PIPELOOM_WORKDIR"] = str(workdir)
+    if params is not None:
+        env["PIPELOOM_PARAMS"] = json.dumps(params)
+    return env
