@@ -170,7 +170,8 @@ class Progress:
         dur = st.get("duration_s")
         if status == "running" and st.get("since"):
             dur = time.time() - st["since"]
-        timing = f"{dur:6.2f}s" if dur is not None and status not in ("pending", "skipped") else " " * 7
+        show = dur is not None and status not in ("pending", "skipped") and (self.tty or status != "running")
+        timing = f"{dur:6.2f}s" if show else " " * 7
         label = {"cached": "cached", "timed_out": "timed out"}.get(status, status)
         msg = st.get("message") or ""
         if status in ("succeeded", "running", "pending"):
