@@ -1,10 +1,11 @@
 // The pipeline canvas: HTML node cards and one SVG edge layer inside a single
 // CSS-transformed viewport. Geometry comes from the document (geometry.js),
-// so moving a card redraws only the edges that touch it.
+// so moving a card redraws only the edges that touch it or pass near it.
 import { h, svg, clear, formatDuration, formatRecords, textColorFor, rafThrottle } from "./dom.js";
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
-import { cardMetrics, portPoint, edgeCurve, CARD_W, DESC_LINE_H, DESC_PAD } from "./geometry.js";
-import { describeStatus } from "./status.js";
+import { cardMetrics, portPoint, edgeCurve, setRuntimeLabels, CARD_W, DESC_LINE_H, DESC_PAD } from "./geometry.js";
+import { Grid, routeEdge, placeLabel } from "./routing.js";
+import { describeStatus, explainStatus } from "./status.js";
 
 const MIN_ZOOM = 0.08;
 const MAX_ZOOM = 2;
@@ -23,7 +24,11 @@ export class Canvas {
     this.handlers = handlers;
     this.doc = { nodes: [], edges: [] };
     this.items = new Map(); // node id -> {node, pos, metrics, el, ...}
-    this.edges = new Map(); // edge key -> {edge, g, line, hit, label, text, rect}
+    this.edges = new Map(); // edge key -> {edge, g, line, hit, label, text, rect, route}
+    this.cardGrid = new Grid(); // node id -> card rectangle
+    this.routeGrid = new Grid(); // edge key -> the area its path covers
+    this.labelGrid = new Grid(); // edge key -> its label's rectangle
+    this.lanes = new Map(); // edge key -> {y, x1, x2} for edges that detour around cards
     this.touching = new Map(); // node id -> Set of edge keys
     this.statuses = new Map(); // node id -> {status, duration_s, exit_code}
     this.records = new Map(); // "node.port" -> records
@@ -33,6 +38,7 @@ export class Canvas {
     this.running = false;
     this.spaceDown = false;
     this.wire = null; // an unfinished connection
+    setRuntimeLabels(Object.fromEntries(Object.entries(runtimes).map(([name, rt]) => [name, rt.label || name])));
     this.build();
   }
 
@@ -71,22 +77,30 @@ export class Canvas {
     this.items.clear();
     this.edges.clear();
     this.touching.clear();
+    this.cardGrid.clear();
+    this.routeGrid.clear();
+    this.labelGrid.clear();
+    this.lanes.clear();
     const fragment = document.createDocumentFragment();
     for (const node of nodesOf(doc)) {
       const pos = node.position ? { x: node.position.x, y: node.position.y } : { x: 0, y: 0 };
       const item = { node, pos, metrics: cardMetrics(node) };
       item.el = this.renderCard(item);
       this.items.set(node.id, item);
+      this.cardGrid.set(node.id, cardRect(item));
       this.touching.set(node.id, new Set());
       fragment.append(item.el);
     }
     this.cardLayer.append(fragment);
     const edgeFragment = document.createDocumentFragment();
+    const recs = [];
     for (const edge of edgesOf(doc)) {
       const rec = this.renderEdge(edge);
       if (!rec) continue;
+      recs.push(rec);
       edgeFragment.append(rec.g);
     }
+    for (const rec of recs) this.placeEdgeLabel(rec);
     this.edgeLayer.append(edgeFragment);
     for (const id of [...this.selected]) if (!this.items.has(id)) this.selected.delete(id);
     if (this.selectedEdge && !this.edges.has(this.selectedEdge)) this.selectedEdge = null;
@@ -127,9 +141,9 @@ export class Canvas {
       "data-runtime": node.runtime || "",
       style: { width: `${CARD_W}px`, height: `${metrics.height}px`, transform: `translate(${pos.x}px, ${pos.y}px)` },
     },
-    h("div", { class: "card-head" },
+    h("div", { class: "card-head", style: { height: `${metrics.headH}px` } },
       h("span", { class: "badge", style: { background: rt.color, color: textColorFor(rt.color) } }, rt.label),
-      h("span", { class: "card-title", title }, title)),
+      h("span", { class: "card-title", title, style: { "-webkit-line-clamp": String(metrics.titleLines) } }, title)),
     metrics.descLines
       ? h("div", { class: "card-desc", style: { height: `${metrics.descLines * DESC_LINE_H}px`, "margin-bottom": `${DESC_PAD}px`, "-webkit-line-clamp": String(metrics.descLines) }, title: node.description }, node.description)
       : null,
@@ -176,20 +190,50 @@ export class Canvas {
     this.touching.get(edge.src).add(edge.key);
     this.touching.get(edge.dst).add(edge.key);
     this.paintEdgeLabel(rec);
-    this.drawEdge(rec);
+    this.drawEdge(rec, { label: false });
     this.paintEdgeFlow(rec);
     return rec;
   }
 
-  drawEdge(rec) {
+  /** Route an edge (and place its label, unless `label` is false: a batch places them after every route). */
+  drawEdge(rec, { label = true } = {}) {
+    const key = rec.edge.key;
     const a = this.items.get(rec.edge.src);
     const b = this.items.get(rec.edge.dst);
     const p1 = portPoint(a.node, a.pos, "outputs", rec.edge.srcPort, a.metrics);
     const p2 = portPoint(b.node, b.pos, "inputs", rec.edge.dstPort, b.metrics);
-    const { d, mid } = edgeCurve(p1, p2);
-    rec.line.setAttribute("d", d);
-    rec.hit.setAttribute("d", d);
-    rec.label.setAttribute("transform", `translate(${Math.round(mid.x)},${Math.round(mid.y)})`);
+    this.lanes.delete(key);
+    const route = routeEdge(p1, p2, this.cardGrid, new Set([rec.edge.src, rec.edge.dst]), [...this.lanes.values()]);
+    if (route.lane) this.lanes.set(key, route.lane);
+    rec.route = route;
+    this.routeGrid.set(key, route.bbox);
+    rec.line.setAttribute("d", route.d);
+    rec.hit.setAttribute("d", route.d);
+    if (label) this.placeEdgeLabel(rec);
+  }
+
+  /** Put an edge's label on the edge where it covers no card and no other label. */
+  placeEdgeLabel(rec) {
+    if (!rec.route || !rec.labelSize) return;
+    const { w, h: ht } = rec.labelSize;
+    const own = rec.edge.key;
+    const crossings = (rect) => {
+      let n = 0;
+      for (const [key] of this.routeGrid.query(rect)) {
+        if (key === own) continue;
+        const other = this.edges.get(key);
+        if (!other || !other.route) continue;
+        for (const q of other.route.points) {
+          if (q.x > rect.x && q.x < rect.x + rect.w && q.y > rect.y && q.y < rect.y + rect.h) n += 1;
+        }
+      }
+      return n;
+    };
+    const p = placeLabel(rec.route.label, w, ht, this.cardGrid, this.labelGrid, own, crossings);
+    const x = Math.round(p.x);
+    const y = Math.round(p.y);
+    rec.label.setAttribute("transform", `translate(${x},${y})`);
+    this.labelGrid.set(rec.edge.key, { x: x - w / 2, y: y - ht / 2, w, h: ht });
   }
 
   paintEdgeLabel(rec) {
@@ -218,6 +262,9 @@ export class Canvas {
     rec.rect.setAttribute("height", String(height));
     rec.rect.setAttribute("y", String(-height / 2));
     rec.g.classList.toggle("has-records", known);
+    const changed = !rec.labelSize || rec.labelSize.w !== width || rec.labelSize.h !== height;
+    rec.labelSize = { w: width, h: height };
+    if (changed) this.placeEdgeLabel(rec);
   }
 
   paintEdgeFlow(rec) {
@@ -236,17 +283,24 @@ export class Canvas {
     item.statusEl.textContent = d.word;
     item.markEl.textContent = d.mark || "";
     item.markEl.hidden = !d.mark;
-    const duration = info && info.duration_s !== null && info.duration_s !== undefined && status !== "running"
+    // A cached step did not run this time, so it has no time of its own to show.
+    const duration = info && info.duration_s !== null && info.duration_s !== undefined && !["running", "cached"].includes(status)
       ? formatDuration(info.duration_s) : "";
-    item.durationEl.textContent = duration;
-    let exitNote = "";
-    if (info && status === "failed" && info.exit_code !== null && info.exit_code !== undefined) {
-      exitNote = `exit code ${info.exit_code}`;
-      item.durationEl.textContent = [duration, exitNote].filter(Boolean).join(" · ");
-    }
+    // A step that did not succeed says why in a few words; the inspector has the whole story.
+    const why = explainStatus(info, (id) => this.titleOf(id));
+    item.durationEl.textContent = why ? why.short : duration;
+    item.durationEl.classList.toggle("card-reason", !!why);
+    if (why) item.durationEl.setAttribute("title", why.long);
+    else item.durationEl.removeAttribute("title");
     item.el.setAttribute("aria-label",
       `${item.title}, ${item.runtimeLabel} step, ${d.word.toLowerCase()}${d.mark ? ` (${d.mark})` : ""}` +
-      (duration ? `, took ${duration}` : "") + (exitNote ? `, ${exitNote}` : ""));
+      (duration ? `, took ${duration}` : "") + (why ? `: ${why.long}` : ""));
+  }
+
+  /** The title a node shows (its id when it has none). */
+  titleOf(id) {
+    const item = this.items.get(id);
+    return item ? item.title : id;
   }
 
   // ------------------------------------------------------------ run state
@@ -358,6 +412,15 @@ export class Canvas {
       x2 = Math.max(x2, pos.x + metrics.width);
       y2 = Math.max(y2, pos.y + metrics.height);
     }
+    // Detours and labels can reach past the cards.
+    for (const grid of [this.routeGrid, this.labelGrid]) {
+      for (const r of grid.rects.values()) {
+        x1 = Math.min(x1, r.x);
+        y1 = Math.min(y1, r.y);
+        x2 = Math.max(x2, r.x + r.w);
+        y2 = Math.max(y2, r.y + r.h);
+      }
+    }
     return { x: x1, y: y1, w: x2 - x1, h: y2 - y1 };
   }
 
@@ -413,14 +476,28 @@ export class Canvas {
   /** Move nodes on screen (no edit is recorded). */
   moveNodes(positions) {
     const dirty = new Set();
+    const swept = [];
     for (const [id, p] of Object.entries(positions)) {
       const item = this.items.get(id);
       if (!item) continue;
+      swept.push(this.cardGrid.get(id));
       item.pos = { x: p.x, y: p.y };
       item.el.style.transform = `translate(${p.x}px, ${p.y}px)`;
+      const rect = cardRect(item);
+      this.cardGrid.set(id, rect);
+      swept.push(rect);
       for (const key of this.touching.get(id)) dirty.add(key);
     }
-    for (const key of dirty) this.drawEdge(this.edges.get(key));
+    // Edges and labels near where a card was or now is may need another way or place.
+    for (const r of swept) {
+      if (!r) continue;
+      const area = { x: r.x - 40, y: r.y - 40, w: r.w + 80, h: r.h + 80 };
+      for (const [key] of this.routeGrid.query(area)) dirty.add(key);
+      for (const [key] of this.labelGrid.query(area)) dirty.add(key);
+    }
+    const recs = [...dirty].map((key) => this.edges.get(key)).filter(Boolean);
+    for (const rec of recs) this.drawEdge(rec, { label: false });
+    for (const rec of recs) this.placeEdgeLabel(rec);
   }
 
   // ------------------------------------------------------------ input
@@ -703,6 +780,10 @@ export class Canvas {
     if ((e.key === "+" || e.key === "=") && !e.ctrlKey && !e.metaKey) this.zoomBy(1.2);
     if (e.key === "-" && !e.ctrlKey && !e.metaKey) this.zoomBy(1 / 1.2);
   }
+}
+
+function cardRect(item) {
+  return { x: item.pos.x, y: item.pos.y, w: item.metrics.width, h: item.metrics.height };
 }
 
 function isTyping(el) {

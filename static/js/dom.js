@@ -83,17 +83,22 @@ export function formatBytes(n) {
   return `${value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`;
 }
 
-/** Seconds for people: "0.4 s", "12 s", "3 min 4 s". */
+/** Seconds for people: "340 ms" under a second, then "2.4 s", "12 s", "3 min 4 s", "1 h 5 min". */
 export function formatDuration(s) {
-  if (s === null || s === undefined) return "";
-  if (s < 1) return `${Math.max(1, Math.round(s * 1000))} ms`;
-  if (s < 10) return `${s.toFixed(1)} s`;
-  if (s < 60) return `${Math.round(s)} s`;
-  const m = Math.floor(s / 60);
-  const rest = Math.round(s - m * 60);
+  if (s === null || s === undefined || s === "" || !Number.isFinite(Number(s))) return "";
+  const sec = Math.max(0, Number(s));
+  const ms = Math.round(sec * 1000);
+  if (ms < 1) return "under 1 ms";
+  if (ms < 1000) return `${ms} ms`;
+  // Round first, so 9.97 s reads "10 s" and 59.7 s reads "1 min", never "10.0 s" or "60 s".
+  if (sec < 9.95) return `${sec.toFixed(1)} s`;
+  if (sec < 59.5) return `${Math.round(sec)} s`;
+  const total = Math.round(sec);
+  const m = Math.floor(total / 60);
+  const rest = total % 60;
   if (m < 60) return rest ? `${m} min ${rest} s` : `${m} min`;
   const hours = Math.floor(m / 60);
-  return `${hours} h ${m - hours * 60} min`;
+  return m % 60 ? `${hours} h ${m % 60} min` : `${hours} h`;
 }
 
 /** Parse a timestamp from the API (ISO text or epoch seconds). */

@@ -3,7 +3,7 @@
 import { get, seg, ApiError } from "./api.js";
 import { h, put, clear, formatDuration, formatNumber, formatRecords, formatWhen, textColorFor } from "./dom.js";
 import { portsOf, nodesOf, edgesOf } from "./doc.js";
-import { describeStatus } from "./status.js";
+import { describeStatus, explainStatus } from "./status.js";
 import { OutputPreview } from "./preview.js";
 
 const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
@@ -91,9 +91,16 @@ export class Inspector {
       const counts = {};
       for (const info of Object.values(run.nodes || {})) counts[info.status] = (counts[info.status] || 0) + 1;
       const parts = Object.entries(counts).map(([s, n]) => `${n} ${describeStatus(s).word.toLowerCase()}${s === "cached" ? " (cached)" : ""}`);
+      const stopped = nodes.filter((n) => ["failed", "timed_out"].includes((run.nodes[n.id] || {}).status));
       this.el.append(section("This run",
         h("p", {}, `Run ${run.status || "…"}${run.duration_s ? `, took ${formatDuration(run.duration_s)}` : ""}${run.started_at ? `, started ${formatWhen(run.started_at)}` : ""}.`),
-        parts.length ? h("p", { class: "insp-muted" }, parts.join(" · ")) : null));
+        parts.length ? h("p", { class: "insp-muted" }, parts.join(" · ")) : null,
+        stopped.length ? h("ul", { class: "stopped-list" }, stopped.map((n) => {
+          const why = explainStatus(run.nodes[n.id], (id) => this.titleOf(id));
+          return h("li", { class: "run-reason", "data-status": run.nodes[n.id].status },
+            h("button", { type: "button", class: "link-button run-reason-step", onclick: () => this.studio.canvas.select([n.id], { focus: true }) }, n.title || n.id),
+            why ? h("p", { class: "run-reason-text" }, why.long) : null);
+        })) : null));
     }
     this.el.append(section("How to use it",
       h("ul", { class: "help-list" },
@@ -117,11 +124,19 @@ export class Inspector {
     const scrollTop = changedNode ? 0 : this.el.scrollTop;
     clear(this.el);
 
-    const title = h("input", {
-      class: "insp-title-input", value: node.title || "", placeholder: node.id, "aria-label": "Title",
-      onchange: (e) => this.studio.editNode(nodeId, { title: e.target.value.trim() }),
-      onkeydown: (e) => { if (e.key === "Enter") e.target.blur(); },
+    // A text area, so a long title shows whole; Enter still finishes the edit.
+    const title = h("textarea", {
+      class: "insp-title-input", rows: 1, placeholder: node.id, "aria-label": "Title", spellcheck: "true",
+      onchange: (e) => this.studio.editNode(nodeId, { title: e.target.value.replace(/\s*\n\s*/g, " ").trim() }),
+      onkeydown: (e) => {
+        if (e.key === "Enter") {
+          e.preventDefault();
+          e.target.blur();
+        }
+      },
+      oninput: (e) => fitHeight(e.target),
     });
+    title.value = node.title || "";
     const desc = h("textarea", {
       class: "insp-desc-input", rows: Math.min(8, Math.max(2, Math.ceil((node.description || "").length / 46) + 1)), "aria-label": "Description",
       placeholder: "Say in plain words what this step does.",
@@ -152,6 +167,7 @@ export class Inspector {
       section("Params", this.paramsEditor(node)),
       section("Inputs and outputs", this.portsEditor(node)),
     );
+    fitHeight(title);
     this.renderRunParts();
     if (!keepSource || !this.sources.has(nodeId)) this.loadSource(node);
     else this.renderSource(false);
@@ -171,18 +187,27 @@ export class Inspector {
     } else {
       const d = describeStatus(info.status);
       const facts = [];
-      if (info.duration_s !== null && info.duration_s !== undefined && info.status !== "running") facts.push(["Took", formatDuration(info.duration_s)]);
-      if (info.exit_code !== null && info.exit_code !== undefined) facts.push(["Exit code", String(info.exit_code)]);
+      if (info.duration_s !== null && info.duration_s !== undefined && !["running", "cached"].includes(info.status)) facts.push(["Took", formatDuration(info.duration_s)]);
+      // A step stopped by Pipeloom (time limit, cancel) has a signal's number, not an exit code worth showing.
+      if (info.exit_code !== null && info.exit_code !== undefined && !["timed_out", "cancelled"].includes(info.status)) {
+        facts.push(["Exit code", String(info.exit_code)]);
+      }
       if (info.attempts && info.attempts > 1) facts.push(["Attempts", String(info.attempts)]);
       if (info.attempt && info.attempt > 1) facts.push(["Attempt", String(info.attempt)]);
+      const why = explainStatus(info, (id) => this.titleOf(id));
+      const errorBox = why && (info.status === "failed" || info.status === "timed_out")
+        ? h("div", { class: "error-lines", "data-testid": "error-lines", hidden: true }) : null;
       this.runBox.append(...[
         h("div", { class: "status-pill", "data-status": info.status || "" },
           h("span", { class: "status-icon", "aria-hidden": "true" }, d.icon),
           h("span", {}, d.word), d.mark ? h("span", { class: "status-mark" }, d.mark) : null),
+        why ? h("div", { class: "run-reason", "data-status": info.status, "data-testid": "run-reason" },
+          h("p", { class: "run-reason-text" }, why.long), errorBox) : null,
         facts.length ? h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
-        info.message ? h("p", { class: "run-message" }, info.message) : null,
+        !why && info.message ? h("p", { class: "run-message" }, sentenceCase(info.message)) : null,
         h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId) }, "Show the log"),
       ].filter(Boolean));
+      if (errorBox) this.showErrorLines(errorBox, run.run_id, this.nodeId, info);
     }
     const ports = portsOf(node, "outputs");
     const shown = {
@@ -197,6 +222,42 @@ export class Inspector {
     if (signature === this.previewSignature && this.preview.state) return;
     this.previewSignature = signature;
     this.preview.show(shown);
+  }
+
+  titleOf(id) {
+    const node = this.studio.node(id);
+    return (node && node.title) || id;
+  }
+
+  /** The last error lines the program printed: usually the plainest account of what went wrong. */
+  async showErrorLines(box, runId, nodeId, info) {
+    const key = `${runId}|${nodeId}|${info.status}|${info.message || ""}`;
+    let lines = this.errorLines && this.errorLines.key === key ? this.errorLines.lines : null;
+    if (!lines) {
+      const buf = this.studio.drawer.buffers.get(nodeId);
+      let all = buf && buf.lines.length ? buf.lines : null;
+      const live = !!all;
+      if (!all) {
+        try {
+          const url = `/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/logs`;
+          const head = await get(`${url}?offset=0&limit=1`);
+          const from = Math.max(0, (head.size || 0) - 16384);
+          const page = from ? await get(`${url}?offset=${from}&limit=2000`) : await get(`${url}?offset=0&limit=2000`);
+          all = (page.lines || []).slice(from ? 1 : 0); // a read from the middle starts mid-line
+        } catch {
+          return;
+        }
+      }
+      lines = all.filter((l) => (l.stream === "err" || l.stream === "build") && String(l.text || "").trim())
+        .slice(-4).map((l) => l.text);
+      // Live lines may still be arriving; a page read from the server is final.
+      if (!live) this.errorLines = { key, lines };
+    }
+    if (!lines.length || !box.isConnected) return;
+    clear(box).append(
+      h("div", { class: "error-lines-title" }, "Its last error message:"),
+      h("pre", { class: "error-lines-text" }, lines.join("\n")));
+    box.hidden = false;
   }
 
   async loadSource(node) {
@@ -379,6 +440,17 @@ export class Inspector {
 
 function section(title, ...children) {
   return h("section", { class: "insp-section" }, h("h3", { class: "insp-section-title" }, title), ...children);
+}
+
+/** Grow a text area to show all its text. */
+function fitHeight(area) {
+  area.style.height = "auto";
+  area.style.height = `${area.scrollHeight + 2}px`;
+}
+
+function sentenceCase(text) {
+  const t = String(text);
+  return t.charAt(0).toUpperCase() + t.slice(1);
 }
 
 function shellQuote(arg) {

@@ -13,7 +13,9 @@ function loadDagre() {
 export async function autoLayout(doc) {
   const dagre = await loadDagre();
   const g = new dagre.graphlib.Graph();
-  g.setGraph({ rankdir: "LR", nodesep: 40, ranksep: 120, marginx: 0, marginy: 0 });
+  // Between two columns sits an edge label ("json" over "1,204 records", about 110px wide)
+  // with clear space on both sides; between two cards of a column, room for a detour.
+  g.setGraph({ rankdir: "LR", ranksep: 160, nodesep: 56, edgesep: 28, marginx: 0, marginy: 0 });
   g.setDefaultEdgeLabel(() => ({}));
   const nodes = nodesOf(doc);
   for (const node of nodes) {

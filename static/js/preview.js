@@ -281,6 +281,12 @@ export class OutputPreview {
 
   render() {
     const s = this.state;
+    // The same page of the same output (a new run of the step, say) keeps showing until the new one arrives.
+    const key = `${s.nodeId}|${s.port}|${s.offset}|${this.limit}`;
+    const keep = this.view && this.viewKey === key && this.view.querySelector(".jtree, .table-wrap, .data-table, .text-preview, .hex-preview")
+      ? { view: [...this.view.childNodes], pager: [...this.pager.childNodes] } : null;
+    this.view = null;
+    this.viewKey = null;
     clear(this.el);
     if (!s.ports.length) {
       this.el.append(h("div", { class: "empty-note" }, "This step writes no outputs."));
@@ -321,8 +327,17 @@ export class OutputPreview {
     body.append(h("div", { class: "preview-facts" },
       h("span", {}, facts.filter(Boolean).join(" · ")),
       h("a", { class: "link", href: `${url}/raw`, download: "" }, "Download")));
-    const view = h("div", { class: "preview-view" }, h("div", { class: "empty-note" }, "Loading…"));
+    const view = h("div", { class: "preview-view" });
     const pager = h("div", { class: "pager" });
+    if (keep) {
+      view.append(...keep.view);
+      pager.append(...keep.pager);
+    } else {
+      view.append(h("div", { class: "empty-note" }, "Loading…"));
+    }
+    this.view = view;
+    this.pager = pager;
+    this.viewKey = key;
     body.append(view, pager);
     this.load(url, view, pager);
   }

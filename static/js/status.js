@@ -1,4 +1,5 @@
 // Words and icons for every status, so colour is never the only signal.
+import { formatDuration } from "./dom.js";
 
 export const NODE_STATUS = {
   "": { word: "Not run yet", icon: "○" },
@@ -6,7 +7,7 @@ export const NODE_STATUS = {
   running: { word: "Running", icon: "●" },
   succeeded: { word: "Succeeded", icon: "✓" },
   failed: { word: "Failed", icon: "✕" },
-  timed_out: { word: "Timed out", icon: "⏱" },
+  timed_out: { word: "Timed out", icon: "◷" },
   cancelled: { word: "Cancelled", icon: "⊘" },
   skipped: { word: "Skipped", icon: "↷" },
   cached: { word: "Succeeded", icon: "✓", mark: "cached" },
@@ -34,4 +35,65 @@ export function isFinal(status) {
 /** True when a run status means the run is still going. */
 export function runIsActive(status) {
   return status === "pending" || status === "running";
+}
+
+/**
+ * Why a step did not succeed, in plain words: {short, long}, or null when
+ * there is nothing to explain. `titleOf(id)` names another step.
+ */
+export function explainStatus(info, titleOf = (id) => id) {
+  if (!info) return null;
+  const status = info.status || "";
+  const message = String(info.message || "").trim();
+  let m;
+  if (status === "failed") {
+    if ((m = /^exited with code (-?\d+)/.exec(message)) || (!message && info.exit_code)) {
+      const code = m ? m[1] : String(info.exit_code);
+      return { short: "stopped by an error", long: `The program stopped with an error (exit code ${code}).` };
+    }
+    if ((m = /^build failed:\s*([\s\S]*)/.exec(message))) {
+      return { short: "could not be built", long: `The program could not be built: ${quotes(m[1])}` };
+    }
+    if ((m = /^could not start `([^`]*)`:\s*([\s\S]*)/.exec(message))) {
+      return { short: "could not start", long: `The program could not be started: “${m[1]}” failed (${m[2]}).` };
+    }
+    if ((m = /did not write its declared output\s*([\s\S]*)/.exec(message))) {
+      return { short: "wrote no output", long: quotes(`The program finished but did not write its output ${m[1]}.`.replace(/\.\.$/, ".")) };
+    }
+    if ((m = /^internal error:\s*([\s\S]*)/.exec(message))) {
+      return { short: "could not be run", long: `Pipeloom could not run this step: ${m[1]}` };
+    }
+    return { short: "failed", long: message ? sentence(message) : "The step failed." };
+  }
+  if (status === "timed_out") {
+    m = /after ([\d.]+)\s*s/.exec(message);
+    const limit = m ? formatDuration(Number(m[1])).replace(/\.0 s$/, " s") : "";
+    return {
+      short: limit ? `stopped after ${limit}` : "took too long",
+      long: limit ? `It ran longer than its time limit of ${limit}, so it was stopped.` : "It ran longer than its time limit, so it was stopped.",
+    };
+  }
+  if (status === "skipped") {
+    if ((m = /upstream `([^`]*)` (\w+)/.exec(message))) {
+      const word = describeStatus(m[2]).word.toLowerCase();
+      // The card has room for about 22 characters beside "Skipped".
+      return { short: m[2] === "failed" ? "an earlier step failed" : `earlier step ${word}`, long: `Not run, because “${titleOf(m[1])}” ${word}.` };
+    }
+    if (/cancel/.test(message)) return { short: "run cancelled", long: "Not run, because the run was cancelled." };
+    return { short: "not run", long: message ? sentence(message) : "Not run in this run." };
+  }
+  if (status === "cancelled") {
+    return { short: "run cancelled", long: /before it started/.test(message) ? "Cancelled before it started." : "Stopped, because the run was cancelled." };
+  }
+  return null;
+}
+
+function sentence(text) {
+  const t = quotes(text.charAt(0).toUpperCase() + text.slice(1));
+  return /[.!?]$/.test(t) ? t : `${t}.`;
+}
+
+/** Code-style `name` quoting reads as “name” to people. */
+function quotes(text) {
+  return String(text).replace(/`([^`]*)`/g, "“$1”");
 }

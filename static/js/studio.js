@@ -12,7 +12,7 @@ import { autoLayout } from "./layout.js";
 import { Inspector } from "./inspector.js";
 import { LogDrawer } from "./logs.js";
 import { connectLive } from "./live.js";
-import { describeStatus, runIsActive } from "./status.js";
+import { describeStatus, explainStatus, runIsActive } from "./status.js";
 import { toast } from "./toast.js";
 import { Palette } from "./palette.js";
 import { Versions } from "./versions.js";
@@ -154,6 +154,12 @@ class Studio {
     this.updateUndo();
     this.updateDocSummary();
     this.updateRunControls();
+  }
+
+  /** The title a step shows (its id when it has none). */
+  titleOf(id) {
+    const node = this.node(id);
+    return (node && node.title) || id;
   }
 
   node(id) {
@@ -673,7 +679,16 @@ class Studio {
       this.refreshRuns();
       if (p.status === "failed") {
         const failed = Object.entries(this.run.nodes).find(([, i]) => i.status === "failed" || i.status === "timed_out");
-        toast(failed ? `The run failed at “${failed[0]}”. Its log says why.` : `The run failed${p.message ? `: ${p.message}` : "."}`, { kind: "error", timeout: 8000 });
+        if (failed) {
+          const [id, info] = failed;
+          const why = explainStatus(info, (x) => this.titleOf(x));
+          toast(`The run failed at “${this.titleOf(id)}”.`, {
+            kind: "error", timeout: 8000, lines: why ? [why.long] : [],
+            actions: [{ label: "Show why", onClick: () => this.canvas.select([id], { focus: true }) }],
+          });
+        } else {
+          toast(`The run failed${p.message ? `: ${p.message}` : "."}`, { kind: "error", timeout: 8000 });
+        }
       }
     }
     this.pushRunToCanvas();
