@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.util import port_env
+from tests.engine.util import HELPER_EXPECTED, port_env
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER_DIR = REPO / "server" / "engine" / "helpers" / "go"
@@ -144,11 +144,7 @@ def test_go_program_reads_and_writes_every_format(go, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "3 readings, 2 rows"
 
-    expected = [
-        {"sensor_id": "alpha", "value": 15, "note": "x, y"},
-        {"sensor_id": "bravo", "value": 20, "note": 'say "hi"'},
-        {"sensor_id": "charlie", "value": -40, "note": "two\nlines"},
-    ]
+    expected = HELPER_EXPECTED
     assert json.loads((work / "out.json").read_text()) == expected
     assert [json.loads(x) for x in (work / "out.ndjson").read_text().splitlines()] == expected
     with open(work / "out.csv", newline="") as fh:

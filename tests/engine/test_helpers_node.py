@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.util import clean_env, port_env
+from tests.engine.util import clean_env, no_temp_files, ok, port_env
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER_DIR = REPO / "server" / "engine" / "helpers" / "node"
@@ -47,16 +47,6 @@ def run_js(node: str, workdir: Path, code: str, *, inputs=None, outputs=None, pa
     env["NODE_PATH"] = str(HELPER_DIR)
     env.update(extra_env or {})
     return subprocess.run([node, str(script)], cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
-
-
-def no_temp_files(folder: Path) -> None:
-    left = [p.name for p in folder.iterdir() if ".tmp-" in p.name]
-    assert not left, f"temporary files left behind: {left}"
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])

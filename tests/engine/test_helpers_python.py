@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.util import clean_env, port_env
+from tests.engine.util import clean_env, no_temp_files, ok, port_env
 
 REPO = Path(__file__).resolve().parents[2]
 HELPER_DIR = REPO / "server" / "engine" / "helpers" / "python"
@@ -42,16 +42,6 @@ def run_node(workdir: Path, code: str, *, inputs=None, outputs=None, params=None
     env.update(extra_env or {})
     return subprocess.run([sys.executable, str(script)], cwd=workdir, env=env, capture_output=True, text=True,
                           timeout=120)
-
-
-def ok(proc: subprocess.CompletedProcess) -> str:
-    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
-    return proc.stdout
-
-
-def no_temp_files(folder: Path) -> None:
-    left = [p.name for p in folder.iterdir() if ".tmp-" in p.name]
-    assert not left, f"temporary files left behind: {left}"
 
 
 @pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.util import port_env
+from tests.engine.util import HELPER_EXPECTED, port_env
 
 from server.engine.paths import cache_root
 
@@ -124,11 +124,7 @@ def test_rust_program_reads_and_writes_every_format(cargo, tmp_path):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.strip() == "3 readings, 2 rows"
 
-    expected = [
-        {"sensor_id": "alpha", "value": 15, "note": "x, y"},
-        {"sensor_id": "bravo", "value": 20, "note": 'say "hi"'},
-        {"sensor_id": "charlie", "value": -40, "note": "two\nlines"},
-    ]
+    expected = HELPER_EXPECTED
     assert json.loads((work / "out.json").read_text()) == expected
     assert [json.loads(x) for x in (work / "out.ndjson").read_text().splitlines()] == expected
     with open(work / "out.csv", newline="") as fh:

@@ -71,3 +71,23 @@ def port_env(workdir: Path, inputs: dict | None = None, outputs: dict | None = N
     if params is not None:
         env["PIPELOOM_PARAMS"] = json.dumps(params)
     return env
+
+
+def ok(proc) -> str:
+    """Assert a program run by hand exited 0; return its stdout."""
+    assert proc.returncode == 0, f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}"
+    return proc.stdout
+
+
+def no_temp_files(folder: Path) -> None:
+    """Helpers write via temporary files; none may be left once a program is done."""
+    left = [p.name for p in folder.iterdir() if ".tmp-" in p.name]
+    assert not left, f"temporary files left behind: {left}"
+
+
+# What the Go and Rust helper programs in the tests write, in every format.
+HELPER_EXPECTED = [
+    {"sensor_id": "alpha", "value": 15, "note": "x, y"},
+    {"sensor_id": "bravo", "value": 20, "note": 'say "hi"'},
+    {"sensor_id": "charlie", "value": -40, "note": "two\nlines"},
+]
