@@ -104,3 +104,42 @@ def _group_alive(pgid: int) -> bool:
         return True
     except (ProcessLookupError, PermissionError):
         return False
+
+
+def record_group(folder, node_id: str, pgid: int) -> None:
+    """Note a running node's process group, so a later recovery can stop it if this process dies."""
+    from .store import process_start_time
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{node_id}.pgid").write_text(f"{pgid} {process_start_time(pgid) or ''}\n")
+
+
+def forget_group(folder, node_id: str) -> None:
+    try:
+        (folder / f"{node_id}.pgid").unlink()
+    except FileNotFoundError:
+        pass
+
+
+def stop_orphans(folder) -> int:
+    """Kill the process groups a dead run left behind (as noted by `record_group`); returns how many."""
+    from .store import process_start_time
+
+    stopped = 0
+    if not folder.is_dir():
+        return 0
+    for note in folder.glob("*.pgid"):
+        try:
+            pgid_s, _, start = note.read_text().strip().partition(" ")
+            pgid = int(pgid_s)
+        except (OSError, ValueError):
+            continue
+        now = process_start_time(pgid)
+        if now is not None and start and now != start:
+            note.unlink(missing_ok=True)  # that pid now belongs to someone else
+            continue
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            stopped += 1
+        note.unlink(missing_ok=True)
+    return stopped

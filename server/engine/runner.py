@@ -27,7 +27,7 @@ from .hashing import file_sha256, json_sha256
 from .logs import LogWriter
 from .model import Node, Pipeline
 from .paths import Layout, atomic_write_text, pipeline_id_for
-from .process import NodeProcess
+from .process import NodeProcess, forget_group, record_group
 from .runtimes import get_runtime
 from .store import Store, intact, iso, node_record
 
@@ -402,6 +402,8 @@ class Runner:
             proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink)
         except OSError as exc:
             return self._end_attempt(st, "failed", message=f"could not start `{prepared.argv[0]}`: {exc}")
+        groups = self.layout.run_dir(self.run_id) / "_groups"
+        record_group(groups, node.id, proc.pgid)
         with self._lock:
             self._procs[node.id] = proc
             late_cancel = self._cancel.is_set()
@@ -419,6 +421,7 @@ class Runner:
         finally:
             with self._lock:
                 self._procs.pop(node.id, None)
+            forget_group(groups, node.id)
         st.exit_code = code
         if self._cancel.is_set():
             return self._end_attempt(st, "cancelled", message="cancelled while running")

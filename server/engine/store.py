@@ -166,6 +166,12 @@ class Store:
                 r.status = "interrupted"
                 r.finished_at = r.finished_at or time.time()
                 r.message = "the process running this run stopped before it finished"
+                opts = json.loads(r.options or "{}")
+                if opts.get("workspace"):
+                    from .process import stop_orphans
+
+                    if stop_orphans(Layout(opts["workspace"]).run_dir(r.id) / "_groups"):
+                        r.message += "; the programs it left running were stopped"
                 s.add(r)
                 for nr in s.exec(select(NodeRunRow).where(NodeRunRow.run_id == r.id,
                                                           NodeRunRow.status.in_(("pending", "running")))).all():

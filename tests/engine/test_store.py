@@ -19,6 +19,15 @@ from tests.conftest import REPO
 from tests.engine.util import shell_node, write_pipeline
 
 
+def running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie may linger where nothing reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except OSError:
+        return False
+
+
 def test_killed_run_is_marked_interrupted_and_keeps_finished_nodes(workspace, tmp_path):
     marker = tmp_path / "slow-started"
     pidfile = tmp_path / "slow-pid"
@@ -37,19 +46,27 @@ def test_killed_run_is_marked_interrupted_and_keeps_finished_nodes(workspace, tm
         assert marker.exists(), "the slow node never started"
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
+        pid = int(pidfile.read_text())
+        assert running(pid), "the node's program outlives the killed run..."
+        store = Store.open(workspace)
+        for _ in range(50):
+            if not running(pid):
+                break
+            time.sleep(0.05)
+        assert not running(pid), "...until the store notices the dead run and stops it"
     finally:
         if proc.poll() is None:
             proc.kill()
         pid = int(pidfile.read_text()) if pidfile.exists() else None
         if pid:
             try:
-                os.killpg(pid, signal.SIGKILL)  # the node's own process group, orphaned by the kill
+                os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
-    store = Store.open(workspace)
     runs = store.list_runs()
     assert len(runs) == 1 and runs[0]["status"] == "interrupted"
     rec = store.get_run(runs[0]["run_id"])
+    assert "were stopped" in rec["message"]
     assert rec["nodes"]["fast"]["status"] == "succeeded"
     out = Path(rec["nodes"]["fast"]["outputs"]["out"])
     assert out.read_text().strip() == "[1]"
