@@ -30,6 +30,11 @@ workspace_option = click.option(
     help="Folder that holds the pipelines, sources and .pipeloom/ state. Default: the current folder.")
 
 
+def plural(n: int, word: str) -> str:
+    """`1 node`, `2 nodes`, `1,204 records`."""
+    return f"{n:,} {word}{'' if n == 1 else 's'}"
+
+
 def _workspace(ws: Path | None) -> Path:
     return (ws or Path.cwd()).resolve()
 
@@ -79,7 +84,8 @@ def validate(file: Path, workspace: Path | None) -> None:
     """Check a pipeline file and list every problem (exit 2 if any)."""
     ws = _workspace(workspace)
     p = _load(file, ws)
-    click.secho(f"✓ {file}: {len(p.nodes)} nodes, {len(p.edges)} edges, no problems", fg="green")
+    click.secho(f"✓ {file}: {plural(len(p.nodes), 'node')}, {plural(len(p.edges), 'edge')}, no problems",
+                fg="green")
 
 
 @main.command()
@@ -101,13 +107,16 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
     ws = _workspace(workspace)
     pipeline = _load(file, ws)
     store = Store.open(ws)
-    display = None if as_json else Progress(pipeline, file)
+    display = None if as_json else Progress(pipeline, file, ws)
     try:
         runner = Runner(pipeline, store=store, workspace=ws,
                         options=RunOptions(jobs=jobs, force=force, only=only, from_node=from_node, emit_logs=False),
                         listener=display.on_event if display else None)
     except UsageError as exc:
-        _fail_usage(str(exc))
+        message = str(exc)
+        if message.startswith("no node called"):
+            message = f"--only {only}: {message}" if only else f"--from {from_node}: {message}"
+        _fail_usage(message)
         return
     if display:
         display.start(runner)
@@ -130,9 +139,10 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
 class Progress:
     """A live per-node progress display: redrawn in place on a terminal, one line per change otherwise."""
 
-    def __init__(self, pipeline, file: Path):
+    def __init__(self, pipeline, file: Path, workspace: Path):
         self.pipeline = pipeline
         self.file = file
+        self.workspace = workspace
         self.tty = sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
         self.states: dict[str, dict] = {}
         self.order: list[str] = []
@@ -145,7 +155,7 @@ class Progress:
     def start(self, runner) -> None:
         self.order = list(runner.order)
         self.states = {n: {"status": "pending"} for n in self.order}
-        click.echo(f"Run {runner.run_id} · {self.pipeline.name} · {len(self.order)} nodes", err=True)
+        click.echo(f"Run {runner.run_id} · {self.pipeline.name} · {plural(len(self.order), 'node')}", err=True)
         if self.tty:
             self.ticker = threading.Thread(target=self._tick, daemon=True)
             self.ticker.start()
@@ -214,18 +224,43 @@ class Progress:
             st = result.nodes[nid]
             if st.status in ("failed", "timed_out"):
                 click.secho(f"  {nid}: {st.message}", fg="red", err=True)
-                click.echo(f"    see its log: pipeloom logs {result.run_id} {nid}", err=True)
-        if not result.ok:
-            first = result.first_failed()
-            if first:
-                click.echo(f"Fix it, then resume with: pipeloom run {file} --from {first}", err=True)
+                for line in _last_error_lines(result.run_id, nid, self.workspace):
+                    click.echo(f"    │ {line}", err=True)
+                click.echo(f"    see its whole log: pipeloom logs {result.run_id} {nid}", err=True)
+        first = result.first_failed()
+        if result.status == "cancelled" and first:
+            click.echo(f"Cancelled. Pick up where it stopped with: pipeloom run {file} --from {first}", err=True)
+        elif not result.ok and first:
+            click.echo(f"Fix it, then resume with: pipeloom run {file} --from {first}", err=True)
         else:
             for nid in result.order:
                 st = result.nodes[nid]
                 for port, art in st.artifacts.items():
                     if not any(e.src_node == nid and e.src_port == port for e in self.pipeline.edges):
-                        rec = f", {art['records']:,} records" if art.get("records") is not None else ""
+                        rec = f", {plural(art['records'], 'record')}" if art.get("records") is not None else ""
                         click.echo(f"  output {nid}.{port}: {art['path']} ({_size(art['size'])}{rec})", err=True)
+
+
+def _last_error_lines(run_id: str, node_id: str, workspace: Path, n: int = 3) -> list[str]:
+    """The last lines a failed node wrote to stderr (or stdout when it wrote no stderr)."""
+    from .engine.logs import tail_log
+    from .engine.paths import Layout
+
+    lines = tail_log(Layout(workspace).log_path(run_id, node_id), max_lines=200)
+    err = [ln["text"] for ln in lines if ln["stream"] == "err" and ln["text"].strip()]
+    out = [ln["text"] for ln in lines if ln["stream"] in ("out", "build") and ln["text"].strip()]
+    return [ln[:200] for ln in (err or out)[-n:]]
+
+
+def _exit_text(code: int | None) -> str:
+    if code is None:
+        return ""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit {code}"
 
 
 def _size(n: int) -> str:
@@ -289,13 +324,13 @@ def show(run_id: str, as_json: bool, workspace: Path | None) -> None:
         click.echo(f"  {run_['message']}")
     for nid, n in run_["nodes"].items():
         d = f"{n['duration_s']:.2f}s" if n["duration_s"] is not None else ""
-        code = f"exit {n['exit_code']}" if n["exit_code"] is not None else ""
+        code = _exit_text(n["exit_code"])
         click.echo(click.style(f"  {ICONS.get(n['status'], '?')} {nid:<16} {n['status']:<10} {d:>8} {code}",
                                fg=COLORS.get(n["status"])))
         if n["message"] and n["status"] not in ("succeeded",):
             click.echo(f"      {n['message']}")
         for port, a in n["artifacts"].items():
-            rec = f", {a['records']:,} records" if a.get("records") is not None else ""
+            rec = f", {plural(a['records'], 'record')}" if a.get("records") is not None else ""
             click.echo(f"      → {port}: {a['path']} ({_size(a['size'])}{rec})")
 
 
@@ -313,11 +348,20 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
     store = Store.open(_workspace(workspace))
     try:
         path = store.log_path(run_id, node_id)
+        node = store.get_run(run_id)["nodes"].get(node_id) or {}
     except NotFoundError as exc:
         _fail_usage(str(exc))
         return
     finally:
         store.close()
+    if node.get("status") == "cached":
+        src = node.get("source_run")
+        click.echo(f"`{node_id}` was cached in run {run_id}: nothing it depends on had changed, so no program ran."
+                   + (f"\nIts log is in run {src}: pipeloom logs {src} {node_id}" if src else ""), err=True)
+        return
+    if node.get("status") == "skipped":
+        click.echo(f"`{node_id}` did not run in run {run_id}: {node.get('message') or 'skipped'}", err=True)
+        return
     offset = 0
     while True:
         lines, offset2 = read_log(path, offset, 5000)
@@ -343,12 +387,14 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
 @click.option("--demo/--no-demo", default=False, help="Create the sensor-alerts demo if the workspace has no pipelines.")
 def serve(workspace: Path | None, host: str, port: int, token: str | None, allow_hosts: tuple[str, ...],
           demo: bool) -> None:
-    """Start the studio: a browser editor for the pipelines in the workspace."""
+    """Start the studio, a browser editor for the workspace's pipelines."""
     from .web import serve as serve_web
 
     ws = _workspace(workspace)
+    if demo:
+        ws.mkdir(parents=True, exist_ok=True)
     if not ws.is_dir():
-        _fail_usage(f"workspace {ws} does not exist")
+        _fail_usage(f"workspace {ws} does not exist (add --demo to create it with the demo inside)")
     if demo:
         from .engine.demo import create_demo
         from .engine.paths import find_pipelines

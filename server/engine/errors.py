@@ -75,3 +75,11 @@ class BuildError(PipeloomError):
 class ErrorInfo:
     message: str
     details: list = field(default_factory=list)
+
+
+def did_you_mean(word: str, choices) -> str:
+    """` (did you mean `x`?)` when a close match exists, else an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" (did you mean `{close[0]}`?)" if close else ""

@@ -181,6 +181,9 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
             what = getattr(exc, "problem", None) or str(exc)
+            if any(w in what for w in ("block end", "mapping values are not allowed", "block collection",
+                                       "block mapping", "expected <block")):
+                what += " (check the indentation on this line and the one above)"
             raise ValidationError([Problem("", f"invalid YAML: {what}", line)], source) from exc
         if isinstance(root, yaml.MappingNode):
             for k, v in root.value:

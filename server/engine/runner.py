@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 from . import formats
-from .errors import BuildError, PipeloomError, UsageError
+from .errors import BuildError, PipeloomError, UsageError, did_you_mean
 from .events import (DONE_OK, Event, LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent)
 from .hashing import file_sha256, json_sha256
 from .logs import LogWriter
@@ -59,6 +59,7 @@ class NodeState:
     message: str | None = None
     attempts: int = 0
     cache_key: str | None = None
+    source_run: str | None = None
     artifacts: dict[str, dict] = field(default_factory=dict)
 
     @property
@@ -69,7 +70,7 @@ class NodeState:
 
     def to_dict(self) -> dict:
         return {"status": self.status, "exit_code": self.exit_code, "duration_s": self.duration_s,
-                "message": self.message, "attempts": self.attempts,
+                "message": self.message, "attempts": self.attempts, "source_run": self.source_run,
                 "outputs": {p: a["path"] for p, a in self.artifacts.items()},
                 "records": {p: a.get("records") for p, a in self.artifacts.items()}}
 
@@ -135,9 +136,10 @@ class Runner:
         opts = self.options
         if opts.only and opts.from_node:
             raise UsageError("use either --only or --from, not both")
-        for flag, nid in (("--only", opts.only), ("--from", opts.from_node)):
+        for nid in (opts.only, opts.from_node):
             if nid and pipeline.node(nid) is None:
-                raise UsageError(f"{flag} {nid}: no node called `{nid}` (nodes: {', '.join(pipeline.node_ids)})")
+                raise UsageError(f"no node called `{nid}`{did_you_mean(nid, pipeline.node_ids)} "
+                                 f"(nodes: {', '.join(pipeline.node_ids)})")
         if opts.only:
             self.execute = {opts.only}
         elif opts.from_node:
@@ -242,9 +244,10 @@ class Runner:
                 if arts is not None:
                     st.message = "outputs from an earlier run (its inputs or code have changed since)"
             if arts is None:
-                flag = f"--only {self.options.only}" if self.options.only else f"--from {self.options.from_node}"
-                raise UsageError(f"{flag} needs the outputs of `{nid}`, which has never run successfully; "
-                                 f"run the whole pipeline first, or use --from {nid}")
+                what = (f"running only `{self.options.only}`" if self.options.only
+                        else f"starting from `{self.options.from_node}`")
+                raise UsageError(f"{what} needs the outputs of `{nid}`, which has never run successfully; "
+                                 f"run the whole pipeline first, or start from `{nid}`")
             st.artifacts = {a["port"]: a for a in arts}
 
     def _lookup_cache(self, nid: str, key: str) -> list[dict] | None:
@@ -498,13 +501,17 @@ class Runner:
             s = dst.stat()
             fresh[a["port"]] = {**a, "path": str(dst), "mtime_ns": s.st_mtime_ns, "size": s.st_size}
         st.artifacts = fresh
+        st.source_run = next((a.get("source_run") for a in arts if a.get("source_run")), None)
         st.started_at = st.finished_at = time.time()
-        self._finish(nid, "cached", message="unchanged since the last run; no process started")
+        since = f"run {st.source_run}" if st.source_run else "an earlier run"
+        self._finish(nid, "cached", message=f"unchanged since {since}; no program ran")
 
     def _publish_reused(self, nid: str) -> None:
         st = self.states[nid]
+        st.source_run = next((a.get("source_run") for a in st.artifacts.values() if a.get("source_run")), None)
         st.started_at = st.finished_at = time.time()
-        self._finish(nid, "cached", message=st.message or "taken from the cache")
+        since = f"run {st.source_run}" if st.source_run else "an earlier run"
+        self._finish(nid, "cached", message=st.message or f"unchanged since {since}; no program ran")
 
     def _finish(self, nid: str, status: str, *, message: str | None = None, log: LogWriter | None = None) -> None:
         st = self.states[nid]
@@ -523,7 +530,8 @@ class Runner:
         record = node_record(self.run_id, nid, status=status, started_at=st.started_at,
                              finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
                              attempts=st.attempts, message=st.message, log_path=str(log.path) if log else None,
-                             workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts)
+                             workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts,
+                             source_run=st.source_run if status == "cached" else None)
         with self._lock:
             self._unwritten.append(record)
             batch = [] if status == "cached" else self._unwritten

@@ -58,6 +58,7 @@ class NodeRunRow(SQLModel, table=True):
     message: str | None = Field(default=None, sa_column=Column(Text))
     log_path: str | None = None
     workdir: str | None = None
+    source_run: str | None = None  # for `cached` nodes: the run whose program produced the outputs
 
 
 class ArtifactRow(SQLModel, table=True):
@@ -137,7 +138,17 @@ class Store:
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
         SQLModel.metadata.create_all(self.engine)
+        self._add_missing_columns()
         self.recover_interrupted()
+
+    def _add_missing_columns(self) -> None:
+        """Columns added after a database was created (create_all only makes missing tables)."""
+        from sqlalchemy import inspect
+
+        have = {c["name"] for c in inspect(self.engine).get_columns("node_runs")}
+        if "source_run" not in have:
+            with self.engine.begin() as conn:
+                conn.execute(text("ALTER TABLE node_runs ADD COLUMN source_run VARCHAR"))
 
     @classmethod
     def open(cls, workspace: str | os.PathLike) -> "Store":
@@ -202,12 +213,12 @@ class Store:
     def record_node(self, run_id: str, node_id: str, *, status: str, started_at: float | None,
                     finished_at: float | None, exit_code: int | None, cache_key: str | None, attempts: int,
                     message: str | None, log_path: str | None, workdir: str | None,
-                    artifacts: Iterable[dict] = ()) -> None:
+                    artifacts: Iterable[dict] = (), source_run: str | None = None) -> None:
         """Write one finished node run and its artifacts in one transaction."""
         self.record_nodes([node_record(run_id, node_id, status=status, started_at=started_at,
                                        finished_at=finished_at, exit_code=exit_code, cache_key=cache_key,
                                        attempts=attempts, message=message, log_path=log_path, workdir=workdir,
-                                       artifacts=artifacts)])
+                                       artifacts=artifacts, source_run=source_run)])
 
     def record_nodes(self, records: list[tuple[dict, list[dict]]]) -> None:
         """Write several finished node runs (from `node_record`) in one transaction."""
@@ -229,7 +240,7 @@ class Store:
         nr, a, r = NodeRunRow.__table__, ArtifactRow.__table__, RunRow.__table__
         recent = (sa_select(r.c.id).where(r.c.pipeline_id == pipeline_id)
                   .order_by(r.c.created_at.desc()).limit(limit_runs).scalar_subquery())
-        q = (sa_select(nr.c.id, nr.c.node_id, nr.c.cache_key, nr.c.run_id)
+        q = (sa_select(nr.c.id, nr.c.node_id, nr.c.cache_key, nr.c.run_id, nr.c.source_run)
              .where(nr.c.run_id.in_(recent), nr.c.status.in_(("succeeded", "cached")), nr.c.cache_key.is_not(None))
              .order_by(nr.c.id.desc()))
         index: dict[tuple[str, str], list[list[dict]]] = {}
@@ -244,7 +255,8 @@ class Store:
                     {"port": ar["port"], "path": ar["path"], "format": ar["format"], "size": ar["size"],
                      "sha256": ar["sha256"], "mtime_ns": ar["mtime_ns"], "records": ar["records"]})
         for row in rows:
-            index.setdefault((row.node_id, row.cache_key), []).append(arts.get((row.run_id, row.node_id), []))
+            found = [{**x, "source_run": row.source_run or row.run_id} for x in arts.get((row.run_id, row.node_id), [])]
+            index.setdefault((row.node_id, row.cache_key), []).append(found)
         return index
 
     def find_cached(self, pipeline_id: str, node_id: str, cache_key: str) -> list[dict] | None:
@@ -258,7 +270,7 @@ class Store:
                 arts = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == nr.run_id,
                                                         ArtifactRow.node_id == node_id)).all()
                 if all(_intact(a) for a in arts):
-                    return [_artifact_dict(a) for a in arts]
+                    return [{**_artifact_dict(a), "source_run": nr.source_run or nr.run_id} for a in arts]
         return None
 
     def latest_outputs(self, pipeline_id: str, node_id: str) -> list[dict] | None:
@@ -275,6 +287,7 @@ class Store:
                     out = [_artifact_dict(a) for a in arts]
                     for a in out:
                         a["cache_key"] = nr.cache_key
+                        a["source_run"] = nr.source_run or nr.run_id
                     return out
         return None
 
@@ -315,6 +328,7 @@ class Store:
                     "duration_s": round(nr.duration_s, 3) if nr.duration_s is not None else None,
                     "started_at": iso(nr.started_at), "finished_at": iso(nr.finished_at),
                     "message": nr.message, "attempts": nr.attempts, "cache_key": nr.cache_key,
+                    "source_run": nr.source_run,
                     "outputs": {}, "artifacts": {},
                 }
             for a in s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id)).all():
@@ -390,12 +404,13 @@ class Store:
 
 def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
                 exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,
-                log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = ()) -> tuple[dict, list[dict]]:
+                log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = (),
+                source_run: str | None = None) -> tuple[dict, list[dict]]:
     """Rows for one finished node run, ready for `Store.record_nodes`."""
     duration = (finished_at - started_at) if (started_at and finished_at) else None
     node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
                     finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
-                    attempts=attempts, message=message, log_path=log_path, workdir=workdir)
+                    attempts=attempts, message=message, log_path=log_path, workdir=workdir, source_run=source_run)
     art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
                      size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
                 for a in artifacts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from pathlib import Path
 
-from .errors import Problem, UnsafePathError
+from .errors import Problem, UnsafePathError, did_you_mean
 from .model import Pipeline
 from .paths import safe_path
 from .runtimes import RUNTIMES, get_runtime
@@ -31,7 +31,8 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
         where = f"node `{n.id}`"
         rt = get_runtime(n.runtime) if n.runtime else None
         if n.runtime and rt is None:
-            problems.append(Problem(where, f"unknown runtime `{n.runtime}` (known: {', '.join(RUNTIMES)})", n.line))
+            problems.append(Problem(where, f"unknown runtime `{n.runtime}`{did_you_mean(n.runtime, RUNTIMES)} "
+                                           f"(known: {', '.join(RUNTIMES)})", n.line))
         if rt is not None:
             if rt.needs_source:
                 if not n.source:
@@ -72,8 +73,8 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
     for e in pipeline.edges:
         where = f"edge `{e.src_node}.{e.src_port} -> {e.dst_node}.{e.dst_port}`"
         src, dst = nodes.get(e.src_node), nodes.get(e.dst_node)
-        ok = _check_end(problems, where, e.line, src, e.src_node, e.src_port, "output")
-        ok = _check_end(problems, where, e.line, dst, e.dst_node, e.dst_port, "input") and ok
+        ok = _check_end(problems, where, e.line, src, e.src_node, e.src_port, "output", nodes)
+        ok = _check_end(problems, where, e.line, dst, e.dst_node, e.dst_port, "input", nodes) and ok
         if not ok:
             continue
         fed[(e.dst_node, e.dst_port)].append(f"`{e.src_node}.{e.src_port}`")
@@ -99,10 +100,10 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
 
 
 def _check_end(problems: list[Problem], where: str, line: int | None, node, node_id: str, port: str,
-               kind: str) -> bool:
+               kind: str, all_ids=()) -> bool:
     """One end of an edge: the node exists and has that port on the right side."""
     if node is None:
-        problems.append(Problem(where, f"no node called `{node_id}`", line))
+        problems.append(Problem(where, f"no node called `{node_id}`{did_you_mean(node_id, all_ids)}", line))
         return False
     own, other = (node.outputs, node.inputs) if kind == "output" else (node.inputs, node.outputs)
     if any(p.name == port for p in own):
@@ -110,6 +111,7 @@ def _check_end(problems: list[Problem], where: str, line: int | None, node, node
     other_kind = "input" if kind == "output" else "output"
     hint = f" (it is an {other_kind} of that node)" if any(p.name == port for p in other) else ""
     names = ", ".join(p.name for p in own) or "none"
+    hint = hint or did_you_mean(port, [p.name for p in own])
     problems.append(Problem(where, f"node `{node_id}` has no {kind} `{port}`{hint}; its {kind}s: {names}", line))
     return False
 

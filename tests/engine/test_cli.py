@@ -16,7 +16,8 @@ from tests.engine.util import shell_node, write_pipeline
 
 def two_nodes(ws: Path, fail: bool = False) -> Path:
     a, fa = shell_node("make", "echo '[{\"k\": 1}, {\"k\": 2}]' > out.json\necho made\n")
-    b, fb = shell_node("check", ("exit 4\n" if fail else "cp in.json out.json\n"), inputs=("in",))
+    b, fb = shell_node("check", ("echo 'checked 2 rows' \necho 'row 2: value is not a number' >&2\nexit 4\n"
+                                 if fail else "cp in.json out.json\n"), inputs=("in",))
     return write_pipeline(ws, {"version": 1, "name": "cli", "nodes": [a, b],
                                "edges": [{"from": "make.out", "to": "check.in"}]}, {**fa, **fb})
 
@@ -40,6 +41,7 @@ def test_failed_run_exits_1_and_says_how_to_resume(workspace):
     r = pipeloom_cmd("run", path.name, cwd=workspace)
     assert r.returncode == 1
     assert "check" in r.stderr and "exited with code 4" in r.stderr
+    assert "│ row 2: value is not a number" in r.stderr, "the node's last error line is shown"
     assert f"pipeloom run {path.name} --from check" in r.stderr
     assert "Traceback" not in r.stderr
 
@@ -82,6 +84,10 @@ def test_runs_show_and_logs(workspace):
     assert r.returncode == 0 and r.stdout.strip() == "made"
     r = pipeloom_cmd("logs", run_id, "ghost", cwd=workspace)
     assert r.returncode == 2
+    cached_run = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)["run_id"]
+    r = pipeloom_cmd("logs", cached_run, "make", cwd=workspace)
+    assert r.returncode == 0 and r.stdout == ""
+    assert "was cached" in r.stderr and f"pipeloom logs {run_id} make" in r.stderr
 
 
 def test_ctrl_c_cancels_running_nodes(workspace, tmp_path):
@@ -100,6 +106,13 @@ def test_ctrl_c_cancels_running_nodes(workspace, tmp_path):
     assert proc.returncode == 1, err
     doc = json.loads(out)
     assert doc["status"] == "cancelled" and doc["nodes"]["wait"]["status"] == "cancelled"
+
+
+def test_validate_counts_read_naturally(workspace):
+    n, f = shell_node("only", "true\n")
+    path = write_pipeline(workspace, {"version": 1, "name": "one", "nodes": [n]}, f)
+    r = pipeloom_cmd("validate", path.name, cwd=workspace)
+    assert r.returncode == 0 and "1 node, 0 edges" in r.stdout
 
 
 def test_human_output_lists_nodes_and_outputs(workspace):

@@ -143,3 +143,22 @@ def test_cli_validate_exit_codes(workspace):
     assert r.returncode == 0, r.stderr
     r = pipeloom_cmd("validate", "nothing-here.pipeline.yaml", cwd=workspace)
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+def test_typos_get_a_suggestion(workspace):
+    path = write_pipeline(workspace, {"version": 1, "name": "typo", "nodes": [
+        {"id": "shout", "runtime": "pythn", "source": "s.py", "outputs": [{"name": "loud"}]},
+        {"id": "keep", "runtime": "shell", "source": "k.sh", "inputs": [{"name": "in"}]},
+    ], "edges": [{"from": "shuot.loud", "to": "keep.in"}, {"from": "shout.lound", "to": "keep.in"}]},
+        {"s.py": "", "k.sh": ""})
+    text = "\n".join(problems_of(path, workspace))
+    assert "unknown runtime `pythn` (did you mean `python`?)" in text
+    assert "no node called `shuot` (did you mean `shout`?)" in text
+    assert "no output `lound` (did you mean `loud`?)" in text
+
+
+def test_yaml_indentation_error_says_so(workspace):
+    path = workspace / "indent.pipeline.yaml"
+    path.write_text("version: 1\nname: x\nnodes:\n  - id: a\n    runtime: shell\n   source: a.sh\n")
+    msgs = problems_of(path, workspace)
+    assert "check the indentation" in msgs[0]
