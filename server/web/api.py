@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
@@ -45,6 +46,15 @@ def _opt_str(body: dict, key: str) -> str | None:
     if not isinstance(value, str) or not value:
         raise UsageError(f"`{key}` must be a node id (a non-empty string)")
     return value
+
+
+def name_field(message: str, field: str) -> str:
+    """An engine message about a run option, made to name the JSON field it concerns."""
+    # the engine may still phrase it for the command line (`--only x: ...`)
+    message = re.sub(rf"^--{field}\s+\S+:\s*", "", message)
+    if f"`{field}`" in message or f'"{field}"' in message:
+        return message
+    return f'"{field}": {message}'
 
 
 # ---------------------------------------------------------------- misc
@@ -106,7 +116,11 @@ def save_pipeline(pipeline_id: str):
     body = json_body()
     if "document" not in body:
         raise UsageError("`document` is required")
-    return jsonify(_state().pipelines.save(pipeline_id, body["document"], body.get("version")))
+    replace_broken = body.get("replace_broken", False)
+    if not isinstance(replace_broken, bool):
+        raise UsageError("`replace_broken` must be true or false")
+    return jsonify(_state().pipelines.save(pipeline_id, body["document"], body.get("version"),
+                                           replace_broken=replace_broken))
 
 
 @api.post("/pipelines/<pipeline_id>/validate")
@@ -236,7 +250,13 @@ def start_run(pipeline_id: str):
         raise UsageError("`jobs` must be a whole number >= 1")
     st = _state()
     pipeline = st.pipelines.load(pipeline_id)
-    run_id = st.runs.start(pipeline, pipeline_id, only=only, from_node=from_node, force=force, jobs=jobs)
+    try:
+        run_id = st.runs.start(pipeline, pipeline_id, only=only, from_node=from_node, force=force, jobs=jobs)
+    except UsageError as exc:
+        field = "only" if only else "from" if from_node else None
+        if field is None:
+            raise
+        raise UsageError(name_field(str(exc), field)) from None
     return jsonify({"run_id": run_id, "pipeline_id": pipeline_id}), 202
 
 
@@ -265,7 +285,15 @@ def _run_dict(run_id: str) -> dict:
     st = _state()
     run = st.store.get_run(run_id)
     run["active"] = st.runs.is_active(run_id)
+    for info in (run.get("nodes") or {}).values():
+        keep_source_run(info)
     return run
+
+
+def keep_source_run(info: dict) -> None:
+    """`source_run` (the run a cached node's outputs come from) stays on cached nodes only."""
+    if info.get("status") != "cached" or not info.get("source_run"):
+        info.pop("source_run", None)
 
 
 @api.get("/runs/<run_id>")

@@ -23,6 +23,14 @@ class StaleVersionError(ConflictError):
         self.current_version = current_version
 
 
+class BrokenFileError(ConflictError):
+    """A save over a pipeline file that does not parse; carries the file's problems."""
+
+    def __init__(self, message: str, problems: list):
+        super().__init__(message)
+        self.problems = list(problems)
+
+
 class RunActiveError(ConflictError):
     """A run of the pipeline is already going; carries its id."""
 
@@ -35,6 +43,11 @@ def error_body(message: str, details: list | None = None, **extra) -> dict:
     body = {"error": message, "details": details or []}
     body.update(extra)
     return body
+
+
+def problem_dict(problem) -> dict:
+    """A Problem as JSON, `line` always present (null when unknown)."""
+    return {"where": problem.where, "message": problem.message, "line": problem.line}
 
 
 def json_body() -> dict:
@@ -69,11 +82,15 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(ConflictError)
     def _conflict(exc: ConflictError):
         extra = {}
+        details = None
+        if isinstance(exc, BrokenFileError):
+            extra["broken"] = True
+            details = [problem_dict(p) for p in exc.problems]
         if isinstance(exc, StaleVersionError):
             extra["current_version"] = exc.current_version
         if isinstance(exc, RunActiveError):
             extra["run_id"] = exc.run_id
-        return jsonify(error_body(str(exc), **extra)), 409
+        return jsonify(error_body(str(exc), details, **extra)), 409
 
     @app.errorhandler(UnsafePathError)
     def _unsafe(exc: UnsafePathError):

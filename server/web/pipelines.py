@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Callable
 
 from server.engine.errors import ConflictError, NotFoundError, Problem, UsageError, ValidationError
+from server.engine.rewrite import render_document
 from server.engine.model import ID_RE, dump_document, load_pipeline, parse_text, pipeline_from_document
 from server.engine.paths import (
     atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path, strip_pipeline_suffix,
 )
 
-from .errors import StaleVersionError
+from .errors import BrokenFileError, StaleVersionError, problem_dict
 
 log = logging.getLogger("pipeloom.web")
 
@@ -24,6 +25,9 @@ NOTE_FIRST_SEEN = "first seen"
 NOTE_ON_DISK = "changed on disk"
 NOTE_SAVED = "saved in the studio"
 NOTE_CREATED = "created in the studio"
+
+BROKEN_MESSAGE = ("the file on disk has errors; fix it in your editor first "
+                  "(the studio reloads it when it changes)")
 
 
 def is_json_file(path: Path) -> bool:
@@ -76,23 +80,27 @@ class Pipelines:
         return safe_path(self.ws, path, what="pipeline file")
 
     def list(self) -> list[dict]:
-        """Summaries of every pipeline: {id, name, path, description, nodes, error}."""
+        """Summaries of every pipeline: {id, name, path, description, nodes, format, broken, error, problem}."""
         items = []
         for pid, path in self.all_paths().items():
             item = {"id": pid, "name": pid, "path": self.rel(path), "description": None, "nodes": 0,
-                    "format": "json" if is_json_file(path) else "yaml", "error": None}
+                    "format": "json" if is_json_file(path) else "yaml", "broken": False, "error": None,
+                    "problem": None}
             try:
-                doc, _ = parse_text(path.read_text(encoding="utf-8"), json_syntax=is_json_file(path))
+                doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
+            except ValidationError as exc:
+                first = exc.problems[0] if exc.problems else Problem("", str(exc))
+                item.update(broken=True, error=str(first), problem=problem_dict(first))
+            except (OSError, NotFoundError) as exc:
+                item.update(broken=True, error=f"cannot read the file: {exc}",
+                            problem=problem_dict(Problem("", f"cannot read the file: {exc}")))
+            else:
                 if isinstance(doc.get("name"), str) and doc["name"].strip():
                     item["name"] = doc["name"]
                 if isinstance(doc.get("description"), str):
                     item["description"] = doc["description"]
                 if isinstance(doc.get("nodes"), list):
                     item["nodes"] = len(doc["nodes"])
-            except ValidationError as exc:
-                item["error"] = "; ".join(str(p) for p in exc.problems) or str(exc)
-            except (OSError, UnicodeDecodeError) as exc:
-                item["error"] = f"cannot read the file: {exc}"
             items.append(item)
         return items
 
@@ -115,17 +123,23 @@ class Pipelines:
             self.on_changed(pipeline_id, new["version"])
         return new
 
-    def describe(self, pipeline_id: str) -> dict:
-        """The GET shape: {id, name, path, format, document, version, sha256, problems, autorun}."""
-        path = self.path_for(pipeline_id)
-        latest = self.sync(pipeline_id, path)
-        json_syntax = is_json_file(path)
-        document = None
-        problems: list[Problem] = []
+    def disk_state(self, pipeline_id: str, path: Path) -> tuple[dict | None, dict | None, list[Problem]]:
+        """(latest version, parsed document, problems); the document is None exactly when
+        the file is broken (not UTF-8, not YAML/JSON, or not a mapping)."""
         try:
-            document, _ = parse_text(latest["text"], json_syntax=json_syntax, source=self.rel(path))
+            latest = self.sync(pipeline_id, path)
+        except ValidationError as exc:  # not UTF-8: nothing to record as a version
+            return self.store.latest_version(pipeline_id), None, exc.problems
+        try:
+            document, _ = parse_text(latest["text"], json_syntax=is_json_file(path), source=self.rel(path))
         except ValidationError as exc:
-            problems = exc.problems
+            return latest, None, exc.problems
+        return latest, document, []
+
+    def describe(self, pipeline_id: str) -> dict:
+        """The GET shape: {id, name, path, format, document, broken, version, sha256, problems, autorun}."""
+        path = self.path_for(pipeline_id)
+        latest, document, problems = self.disk_state(pipeline_id, path)
         if document is not None:
             try:
                 load_pipeline(path, workspace=self.ws)
@@ -136,11 +150,12 @@ class Pipelines:
             "id": pipeline_id,
             "name": name if isinstance(name, str) and name else pipeline_id,
             "path": self.rel(path),
-            "format": "json" if json_syntax else "yaml",
+            "format": "json" if is_json_file(path) else "yaml",
             "document": document,
-            "version": latest["version"],
-            "sha256": latest.get("sha256"),
-            "problems": [p.to_dict() for p in problems],
+            "broken": document is None,
+            "version": latest["version"] if latest else None,
+            "sha256": latest.get("sha256") if latest else None,
+            "problems": [problem_dict(p) for p in problems],
             "autorun": self.autorun(pipeline_id),
         }
 
@@ -159,20 +174,27 @@ class Pipelines:
                     safe_path(self.ws, base / port.path, what=f"input `{node.id}.{port.name}`")
         return pipeline
 
-    def save(self, pipeline_id: str, document, version) -> dict:
-        """Write a document over the pipeline file as a new version; 409 when stale, 422 when invalid."""
+    def save(self, pipeline_id: str, document, version, replace_broken: bool = False) -> dict:
+        """Write a document over the pipeline file as a new version; 409 when stale or when the
+        file does not parse (unless `replace_broken`), 422 when invalid."""
         if isinstance(version, bool) or not isinstance(version, int):
             raise UsageError("`version` is required: the version number the edit is based on")
         path = self.path_for(pipeline_id)
         with self.lock(pipeline_id):
-            latest = self.sync(pipeline_id, path)
+            latest, on_disk, problems = self.disk_state(pipeline_id, path)
+            # a half-typed edit in the user's editor must not be replaced by the studio's copy
+            if on_disk is None and not replace_broken:
+                raise BrokenFileError(BROKEN_MESSAGE, problems)
+            if latest is None:
+                latest = {"version": None, "text": None}
             if version != latest["version"]:
                 raise StaleVersionError(
                     f"the pipeline changed since version {version} was loaded (now version {latest['version']}); "
                     "reload it and apply the edit again", latest["version"])
             self.check_document(document, path)
-            text = dump_document(document, json_syntax=is_json_file(path))
-            if text != latest["text"]:
+            # Merge into the file as it is, so comments and the user's formatting survive.
+            text = render_document(document, latest["text"], json_syntax=is_json_file(path))
+            if text != latest["text"] or on_disk is None:
                 atomic_write_text(path, text)
                 self.store.add_version(pipeline_id, self.rel(path), text, NOTE_SAVED)
                 self.invalidate_index()

@@ -383,17 +383,22 @@ class RunManager:
                 "active": False, "nodes": nodes, "logs": {nid: self.tail_log(run_id, nid) for nid in nodes}}
 
     def _add_outputs(self, run_id: str, nodes: dict, stored: dict | None = None) -> None:
-        """Attach {port: {format, size, records}} of finished nodes (edges show record counts)."""
+        """Attach {port: {format, size, records}} of finished nodes (edges show record counts), and
+        `source_run` of cached ones."""
         if stored is None:
             try:
                 stored = self.store.get_run(run_id)
             except NotFoundError:
                 return
         for nid, info in (stored.get("nodes") or {}).items():
+            if nid not in nodes:
+                continue
             arts = info.get("artifacts") or {}
-            if nid in nodes and arts:
+            if arts:
                 nodes[nid]["outputs"] = {port: {"format": a.get("format"), "size": a.get("size"),
                                                 "records": a.get("records")} for port, a in arts.items()}
+            if info.get("status") == "cached" and info.get("source_run"):
+                nodes[nid]["source_run"] = info["source_run"]
 
     def tail_log(self, run_id: str, node_id: str, lines: int = SNAPSHOT_LOG_LINES) -> list[dict]:
         """The last `lines` lines of a node's log file, read from its end."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import secrets
 import signal
@@ -10,6 +11,8 @@ import sys
 import threading
 import webbrowser
 from pathlib import Path
+
+import flask.cli
 
 from server.engine.errors import UsageError
 
@@ -36,6 +39,43 @@ def studio_url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
+def check_port(host: str, port: int) -> None:
+    """UsageError when something already listens on host:port (before anything is printed)."""
+    if not port:
+        return
+    bind_host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
+    family = socket.AF_INET6 if ":" in bind_host else socket.AF_INET
+    error = _try_bind(family, bind_host, port, reuse=False)
+    if error is not None and error.errno == errno.EADDRINUSE:
+        # Connections closed moments ago (TIME_WAIT) also block a plain bind, but not the
+        # server's own (SO_REUSEADDR) one; only a socket that still listens is in the way.
+        if _try_bind(family, bind_host, port, reuse=True) is None and not _accepts(family, bind_host, port):
+            return
+        raise UsageError(f"port {port} on {host} is already in use; try --port {port + 1}")
+    if error is not None:
+        raise UsageError(f"cannot listen on port {port} on {host}: {error.strerror or error}")
+
+
+def _try_bind(family: int, host: str, port: int, *, reuse: bool) -> OSError | None:
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1 if reuse else 0)
+            sock.bind((host, port))
+    except OSError as exc:
+        return exc
+    return None
+
+
+def _accepts(family: int, host: str, port: int) -> bool:
+    if host in ("0.0.0.0", "::", ""):
+        host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
 def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | None = None,
           open_browser: bool = False, allowed_hosts: list[str] | None = None) -> None:
     """Run the studio until interrupted; refuses a non-loopback host without an explicit token."""
@@ -44,6 +84,7 @@ def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | Non
     if not is_loopback(host) and not token:
         raise UsageError(f"refusing to listen on {host} without --token: anyone who can reach it could run code "
                          "here. Pass --token with a long random value, or keep the default --host 127.0.0.1")
+    check_port(host, port)
     token = token or secrets.token_urlsafe(24)
     extra = list(allowed_hosts or [])
     if host in ("0.0.0.0", "::"):
@@ -67,12 +108,16 @@ def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | Non
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _terminate)
+    # Flask's " * Serving Flask app" banner would follow Pipeloom's own lines; errors still show
+    banner = flask.cli.show_server_banner
+    flask.cli.show_server_banner = lambda *args, **kwargs: None
     try:
         socketio.run(app, host=host, port=port, allow_unsafe_werkzeug=True, use_reloader=False, debug=False,
                      log_output=False)
     except KeyboardInterrupt:
         pass
     finally:
+        flask.cli.show_server_banner = banner
         print("Stopping: cancelling active runs…", file=sys.stderr, flush=True)
         state.close()
         if previous is not None:

@@ -33,3 +33,20 @@ def test_every_socket_event_is_documented():
     assert {"snapshot", "run_status", "node_status", "log", "output_ready", "source_changed", "pipeline_changed",
             "subscribe", "unsubscribe"} <= emitted
     assert [e for e in sorted(emitted) if f"`{e}`" not in DOC] == []
+
+
+def test_examples_use_the_id_the_readme_command_shows():
+    from server.engine.paths import pipeline_id_for
+
+    # README's first command serves the repository itself
+    demo_id = pipeline_id_for(REPO, REPO / "nodes" / "sensor-alerts.pipeline.yaml")
+    assert f'"id": "{demo_id}"' in DOC
+    assert f"/api/pipelines/{demo_id}" in DOC
+    assert '"id": "sensor-alerts", "name"' not in DOC
+
+
+def test_broken_file_answer_is_documented():
+    from server.web.pipelines import BROKEN_MESSAGE
+
+    assert f'"error": "{BROKEN_MESSAGE}", "broken": true' in DOC
+    assert '"replace_broken": true' in DOC
