@@ -5,9 +5,12 @@ import { h, svg, clear, formatDuration, formatRecords, textColorFor, rafThrottle
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
 import { cardMetrics, portPoint, edgeCurve, setRuntimeLabels, CARD_W, DESC_LINE_H, DESC_PAD } from "./geometry.js";
 import { Grid, routeEdge, placeLabel } from "./routing.js";
-import { describeStatus, explainStatus } from "./status.js";
+import { describeStatus, explainStatus, NOT_IN_RUN } from "./status.js";
 
 const MIN_ZOOM = 0.08;
+// Below this, card text is too small to read: the first view of a pipeline
+// never goes lower, and a pipeline that does not fit is panned instead.
+export const READABLE_ZOOM = 0.75;
 const MAX_ZOOM = 2;
 const DRAG_THRESHOLD = 4;
 const GRID = 8;
@@ -16,6 +19,7 @@ export class Canvas {
   /**
    * root: the element to draw into. runtimes: {name: {label, color}}.
    * handlers: onSelect(nodeIds, edgeKey), onMove(positions), onConnect(src, srcPort, dst, dstPort),
+   * onConnectCard(src, srcPort, dst) (a wire dropped on a card, not on one of its inputs),
    * onDelete(nodeIds, edgeKeys), onDropRuntime(runtime, point), onActivate(nodeId).
    */
   constructor(root, { runtimes = {}, handlers = {} } = {}) {
@@ -38,6 +42,10 @@ export class Canvas {
     this.running = false;
     this.spaceDown = false;
     this.wire = null; // an unfinished connection
+    this.readOnly = false;
+    this.runShown = false; // a run is on show: nodes without a status were not part of it
+    this.neverRan = new Set(); // nodes no run of the pipeline ever included
+    this.fitted = null; // the options of the last fit, while the user has not moved the view since
     setRuntimeLabels(Object.fromEntries(Object.entries(runtimes).map(([name, rt]) => [name, rt.label || name])));
     this.build();
   }
@@ -52,9 +60,10 @@ export class Canvas {
     this.svg.append(this.edgeLayer, this.wirePath);
     this.cardLayer = h("div", { class: "cards", role: "list", "aria-label": "Steps of the pipeline" });
     this.viewport.append(this.svg, this.cardLayer);
-    this.empty = h("div", { class: "canvas-empty", hidden: true },
-      h("div", { class: "canvas-empty-title" }, "Drag a node from the palette"),
-      h("div", { class: "canvas-empty-hint" }, "Each node is one step: a small program that reads files and writes files."));
+    this.emptyTitle = h("div", { class: "canvas-empty-title" });
+    this.emptyHint = h("div", { class: "canvas-empty-hint" });
+    this.empty = h("div", { class: "canvas-empty", hidden: true }, this.emptyTitle, this.emptyHint);
+    this.paintEmpty();
     this.root.append(this.viewport, this.empty);
     this.applyView = rafThrottle(() => {
       const { x, y, k } = this.view;
@@ -65,6 +74,43 @@ export class Canvas {
     });
     this.bindEvents();
     this.applyView();
+    if (typeof ResizeObserver !== "undefined") {
+      this.size = null;
+      new ResizeObserver(() => this.onResize()).observe(this.root);
+    }
+  }
+
+  /** The canvas got narrower or wider (the palette opened, the window changed): keep the same things in view. */
+  onResize() {
+    const rect = this.root.getBoundingClientRect();
+    const before = this.size;
+    this.size = { w: rect.width, h: rect.height };
+    if (!before || !rect.width || !rect.height) return;
+    if (this.fitted) {
+      this.fit(this.fitted);
+      return;
+    }
+    this.view = { ...this.view, x: this.view.x + (rect.width - before.w) / 2, y: this.view.y + (rect.height - before.h) / 2 };
+    this.applyView();
+  }
+
+  /** Read-only: nothing can be moved, connected, deleted or dropped; `empty` says why when there are no cards. */
+  setReadOnly(readOnly, empty = null) {
+    this.readOnly = readOnly;
+    this.readOnlyEmpty = readOnly ? empty : null;
+    this.root.classList.toggle("read-only", readOnly);
+    if (readOnly) this.cancelWire();
+    this.paintEmpty();
+  }
+
+  paintEmpty() {
+    const text = this.readOnlyEmpty || {
+      title: "Drag a step from the palette",
+      hint: "Each step is a small program that reads files and writes files.",
+    };
+    this.emptyTitle.textContent = text.title;
+    this.emptyHint.textContent = text.hint;
+    this.empty.classList.toggle("canvas-empty-problem", !!this.readOnlyEmpty);
   }
 
   // ------------------------------------------------------------ rendering
@@ -106,7 +152,7 @@ export class Canvas {
     if (this.selectedEdge && !this.edges.has(this.selectedEdge)) this.selectedEdge = null;
     this.refreshSelection();
     this.empty.hidden = this.items.size > 0;
-    if (!keepView) this.fit();
+    if (!keepView) this.fit({ minZoom: READABLE_ZOOM });
   }
 
   renderCard(item) {
@@ -277,7 +323,8 @@ export class Canvas {
 
   paintStatus(item, info) {
     const status = (info && info.status) || "";
-    const d = describeStatus(status);
+    // No status while a run is on show: the step was left out of that run (it may have run in others).
+    const d = !status && this.runShown && !this.neverRan.has(item.node.id) ? NOT_IN_RUN : describeStatus(status);
     item.el.dataset.status = status;
     item.iconEl.textContent = d.icon;
     item.statusEl.textContent = d.word;
@@ -311,6 +358,15 @@ export class Canvas {
     for (const [id, info] of Object.entries(nodes || {})) this.statuses.set(id, info);
     for (const [id, item] of this.items) this.paintStatus(item, this.statuses.get(id));
     for (const rec of this.edges.values()) this.paintEdgeFlow(rec);
+  }
+
+  /** Say whether a run is on show, and which nodes no run ever included (they read "Not run yet"). */
+  setRunContext({ shown = false, neverRan = new Set() } = {}) {
+    const same = shown === this.runShown && neverRan.size === this.neverRan.size && [...neverRan].every((id) => this.neverRan.has(id));
+    this.runShown = shown;
+    this.neverRan = new Set(neverRan);
+    if (same) return;
+    for (const [id, item] of this.items) if (!this.statuses.get(id)) this.paintStatus(item, undefined);
   }
 
   /** Update one node's status and the flow on its edges. */
@@ -385,8 +441,12 @@ export class Canvas {
 
   // ------------------------------------------------------------ view
 
-  /** Fit every node into view (never zooming in past 100%). */
-  fit() {
+  /**
+   * Fit every node into view (never zooming in past 100%, nor out past
+   * `minZoom`). When the pipeline does not fit at `minZoom`, show where it
+   * starts (its left end) and let the user pan to the rest.
+   */
+  fit({ minZoom = MIN_ZOOM } = {}) {
     const rect = this.root.getBoundingClientRect();
     if (!this.items.size || !rect.width) {
       this.view = { x: 40, y: 40, k: 1 };
@@ -395,12 +455,16 @@ export class Canvas {
     }
     const b = this.bounds();
     const pad = 32;
-    const k = Math.max(MIN_ZOOM, Math.min(1, (rect.width - pad * 2) / (b.w || 1), (rect.height - pad * 2) / (b.h || 1)));
+    const whole = Math.min(1, (rect.width - pad * 2) / (b.w || 1), (rect.height - pad * 2) / (b.h || 1));
+    const k = Math.max(MIN_ZOOM, minZoom, whole);
+    const fitsX = b.w * k <= rect.width - pad * 2 + 0.5;
+    const fitsY = b.h * k <= rect.height - pad * 2 + 0.5;
     this.view = {
       k,
-      x: (rect.width - b.w * k) / 2 - b.x * k,
-      y: (rect.height - b.h * k) / 2 - b.y * k,
+      x: fitsX ? (rect.width - b.w * k) / 2 - b.x * k : pad - b.x * k,
+      y: fitsY ? (rect.height - b.h * k) / 2 - b.y * k : pad - b.y * k,
     };
+    this.fitted = { minZoom };
     this.applyView();
   }
 
@@ -430,6 +494,7 @@ export class Canvas {
     const cx = clientX === undefined ? rect.width / 2 : clientX - rect.left;
     const cy = clientY === undefined ? rect.height / 2 : clientY - rect.top;
     const k = Math.min(MAX_ZOOM, Math.max(MIN_ZOOM, this.view.k * factor));
+    this.fitted = null;
     const wx = (cx - this.view.x) / this.view.k;
     const wy = (cy - this.view.y) / this.view.k;
     this.view = { k, x: cx - wx * k, y: cy - wy * k };
@@ -447,6 +512,7 @@ export class Canvas {
     const right = left + item.metrics.width * k;
     const bottom = top + item.metrics.height * k;
     if (left >= 0 && top >= 0 && right <= rect.width && bottom <= rect.height) return;
+    this.fitted = null;
     this.view = {
       k,
       x: rect.width / 2 - (item.pos.x + item.metrics.width / 2) * k,
@@ -512,6 +578,7 @@ export class Canvas {
         this.zoomBy(Math.exp(-delta * 0.0015), e.clientX, e.clientY);
       } else {
         this.view.x -= e.deltaY;
+        this.fitted = null;
         this.applyView();
       }
     }, { passive: false });
@@ -532,14 +599,14 @@ export class Canvas {
       if (portEl && e.detail === 0) this.onPortActivate(portEl);
     });
     root.addEventListener("dragover", (e) => {
-      if (e.dataTransfer && [...e.dataTransfer.types].includes("application/x-pipeloom-runtime")) {
+      if (!this.readOnly && e.dataTransfer && [...e.dataTransfer.types].includes("application/x-pipeloom-runtime")) {
         e.preventDefault();
         e.dataTransfer.dropEffect = "copy";
       }
     });
     root.addEventListener("drop", (e) => {
       const runtime = e.dataTransfer && e.dataTransfer.getData("application/x-pipeloom-runtime");
-      if (!runtime) return;
+      if (!runtime || this.readOnly) return;
       e.preventDefault();
       const p = this.toCanvas(e.clientX, e.clientY);
       if (this.handlers.onDropRuntime) this.handlers.onDropRuntime(runtime, { x: p.x - CARD_W / 2, y: p.y - 30 });
@@ -563,14 +630,13 @@ export class Canvas {
     if (e.button !== 0 && e.button !== 1) return;
     const target = e.target;
     if (this.wire && this.wire.armed) {
-      const inPort = target.closest && target.closest(".port[data-kind=inputs]");
-      this.finishWire(inPort);
+      this.finishWire(this.wireTarget(target));
       e.preventDefault();
       return;
     }
     if (this.spaceDown || e.button === 1) return this.startPan(e);
     const port = target.closest(".port");
-    if (port && port.dataset.kind === "outputs") return this.startWire(e, port);
+    if (port && port.dataset.kind === "outputs" && !this.readOnly) return this.startWire(e, port);
     const card = target.closest(".card");
     if (card) return this.startDrag(e, card);
     const edgeEl = target.closest(".edge");
@@ -592,6 +658,7 @@ export class Canvas {
       const dy = ev.clientY - start.y;
       if (!moved && Math.hypot(dx, dy) < DRAG_THRESHOLD) return;
       moved = true;
+      this.fitted = null;
       this.view.x = start.vx + dx;
       this.view.y = start.vy + dy;
       this.applyView();
@@ -619,6 +686,7 @@ export class Canvas {
     card.focus({ preventScroll: true });
     this.pointerBusy = false;
     e.preventDefault();
+    if (this.readOnly) return;
     const rect = this.root.getBoundingClientRect();
     const origin = this.toCanvas(e.clientX, e.clientY, rect);
     const moving = [...this.selected].filter((n) => this.items.has(n));
@@ -677,28 +745,40 @@ export class Canvas {
         window.addEventListener("pointermove", this.armMove);
         return;
       }
-      const under = document.elementFromPoint(ev.clientX, ev.clientY);
-      this.finishWire(under && under.closest(".port[data-kind=inputs]"));
+      this.finishWire(this.wireTarget(document.elementFromPoint(ev.clientX, ev.clientY)));
     });
+  }
+
+  /** What a wire would end on at `el`: an input port, or another card (which gets a new input), or null. */
+  wireTarget(el) {
+    if (!el || !el.closest || !this.wire) return null;
+    const port = el.closest(".port[data-kind=inputs]");
+    if (port) return port;
+    const card = el.closest(".card");
+    return card && card.dataset.nodeId !== this.wire.src ? card : null;
   }
 
   drawWire(ev) {
     if (!this.wire) return;
     const p = this.toCanvas(ev.clientX, ev.clientY);
     this.wirePath.setAttribute("d", edgeCurve(this.wire.from, p).d);
-    const under = document.elementFromPoint(ev.clientX, ev.clientY);
-    const target = under && under.closest(".port[data-kind=inputs]");
+    const target = this.wireTarget(document.elementFromPoint(ev.clientX, ev.clientY));
     if (this.wireHover && this.wireHover !== target) this.wireHover.classList.remove("drop-target");
     if (target) target.classList.add("drop-target");
     this.wireHover = target;
   }
 
-  finishWire(inPort) {
+  /** End a wire on `target`: an input port connects to it; a card gets a new input for it. */
+  finishWire(target) {
     const wire = this.wire;
     this.cancelWire();
-    if (!wire || !inPort) return;
-    const dst = inPort.closest(".card").dataset.nodeId;
-    if (this.handlers.onConnect) this.handlers.onConnect(wire.src, wire.srcPort, dst, inPort.dataset.port);
+    if (!wire || !target || this.readOnly) return;
+    if (target.classList.contains("card")) {
+      if (this.handlers.onConnectCard) this.handlers.onConnectCard(wire.src, wire.srcPort, target.dataset.nodeId);
+      return;
+    }
+    const dst = target.closest(".card").dataset.nodeId;
+    if (this.handlers.onConnect) this.handlers.onConnect(wire.src, wire.srcPort, dst, target.dataset.port);
   }
 
   cancelWire() {
@@ -714,6 +794,7 @@ export class Canvas {
 
   /** Keyboard connect: Enter on an output arms a wire, Enter on an input finishes it. */
   onPortActivate(portEl) {
+    if (this.readOnly) return;
     if (portEl.dataset.kind === "outputs") {
       const card = portEl.closest(".card");
       const item = this.items.get(card.dataset.nodeId);
@@ -754,14 +835,14 @@ export class Canvas {
       return;
     }
     if (e.key === "Delete" || e.key === "Backspace") {
-      if (!this.selected.size && !this.selectedEdge) return;
+      if ((!this.selected.size && !this.selectedEdge) || this.readOnly) return;
       e.preventDefault();
       if (this.handlers.onDelete) this.handlers.onDelete([...this.selected], this.selectedEdge ? [this.selectedEdge] : []);
       return;
     }
     const card = e.target.closest && e.target.closest(".card");
     const arrows = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
-    if (card && e.target === card && arrows[e.key] && this.selected.size) {
+    if (card && e.target === card && arrows[e.key] && this.selected.size && !this.readOnly) {
       e.preventDefault();
       const step = e.shiftKey ? GRID * 8 : GRID * 2;
       const [dx, dy] = arrows[e.key];

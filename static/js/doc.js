@@ -112,8 +112,3 @@ export function withNodeFields(doc, id, fields) {
   }
   return next;
 }
-
-/** True when every node has a position. */
-export function hasAllPositions(doc) {
-  return nodesOf(doc).every((n) => n.position && Number.isFinite(n.position.x) && Number.isFinite(n.position.y));
-}

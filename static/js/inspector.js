@@ -3,7 +3,7 @@
 import { get, seg, ApiError } from "./api.js";
 import { h, put, clear, formatDuration, formatNumber, formatRecords, formatWhen, textColorFor } from "./dom.js";
 import { portsOf, nodesOf, edgesOf } from "./doc.js";
-import { describeStatus, explainStatus } from "./status.js";
+import { describeStatus, explainStatus, cachedFrom } from "./status.js";
 import { OutputPreview } from "./preview.js";
 
 const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
@@ -55,6 +55,29 @@ export class Inspector {
     if (this.mode === "node" && this.nodeId === nodeId) this.renderSource(true);
   }
 
+  /** The pipeline was saved: a step that was waiting for it can show its source now. */
+  saved() {
+    if (this.mode === "node" && this.awaitingSave === this.nodeId && this.studio.isSaved(this.nodeId)) {
+      const node = this.studio.node(this.nodeId);
+      this.awaitingSave = null;
+      if (node) this.loadSource(node);
+    }
+  }
+
+  /** The save state changed: say why a new step's source is not there yet. */
+  saveStateChanged() {
+    if (this.mode === "node" && this.awaitingSave === this.nodeId && this.sourceBox) this.renderUnsaved();
+  }
+
+  renderUnsaved() {
+    const state = this.studio.saveState;
+    const stuck = ["invalid", "error", "conflict"].includes(state);
+    clear(this.sourceMeta);
+    clear(this.sourceBox).append(h("div", { class: stuck ? "empty-note error-note" : "empty-note", "data-testid": "source-waiting" },
+      stuck ? "This step is not saved yet, so its source cannot be shown. The save state at the top says why."
+        : "Saving… the source shows once the new step is saved."));
+  }
+
   /** Forget cached sources (the pipeline file was reloaded). */
   forgetSources() {
     this.sources.clear();
@@ -77,13 +100,15 @@ export class Inspector {
         h("div", { class: "insp-kicker" }, "Pipeline"),
         h("h2", { class: "insp-title" }, doc.name || this.studio.pipelineId)),
       doc.description ? h("p", { class: "insp-desc" }, doc.description) : null,
-      h("p", { class: "insp-muted" },
-        `${formatNumber(nodes.length)} ${nodes.length === 1 ? "step" : "steps"}, ` +
-        `${formatNumber(edges.length)} ${edges.length === 1 ? "connection" : "connections"} · `,
-        h("code", {}, this.studio.path || "")),
+      this.studio.broken
+        ? h("p", { class: "insp-muted" }, "The file ", h("code", {}, this.studio.path || ""), " does not read as a pipeline yet.")
+        : h("p", { class: "insp-muted" },
+          `${formatNumber(nodes.length)} ${nodes.length === 1 ? "step" : "steps"}, ` +
+          `${formatNumber(edges.length)} ${edges.length === 1 ? "connection" : "connections"} · `,
+          h("code", {}, this.studio.path || "")),
     );
     if (problems.length) {
-      this.el.append(section("Problems to fix",
+      this.el.append(section(this.studio.broken ? "Errors in the file" : "Problems to fix",
         h("ul", { class: "problem-list" }, problems.map((p) => h("li", {},
           p.where ? h("strong", {}, `${p.where}: `) : null, p.message, p.line ? ` (line ${p.line})` : "")))));
     }
@@ -102,11 +127,12 @@ export class Inspector {
             why ? h("p", { class: "run-reason-text" }, why.long) : null);
         })) : null));
     }
+    if (this.studio.broken) return;
     this.el.append(section("How to use it",
       h("ul", { class: "help-list" },
         h("li", {}, "Click a step to see what it does, its output, its log and its source."),
         h("li", {}, "Press ", h("strong", {}, "Run"), " to run every step; the cards show each step's progress."),
-        h("li", {}, "Drag from an output (right side of a card) to an input (left side) to connect two steps."),
+        h("li", {}, "Drag from an output (right side of a card) to an input (left side) to connect two steps; drop it on a card itself to give that step a new input."),
         h("li", {}, "Add a step from the palette on the left."),
         h("li", {}, "Keys: Delete removes, Ctrl+Z undoes, Ctrl+Shift+Z redoes, Space+drag pans, the wheel zooms."))));
   }
@@ -159,7 +185,7 @@ export class Inspector {
         title),
       desc,
       h("div", { class: "insp-actions" },
-        h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ only: nodeId }) }, "Run node"),
+        h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ only: nodeId }) }, "Run this step"),
         h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ from: nodeId }) }, "Run from here")),
       section("Last run", this.runBox),
       section("Output", this.previewBox),
@@ -195,6 +221,7 @@ export class Inspector {
       if (info.attempts && info.attempts > 1) facts.push(["Attempts", String(info.attempts)]);
       if (info.attempt && info.attempt > 1) facts.push(["Attempt", String(info.attempt)]);
       const why = explainStatus(info, (id) => this.titleOf(id));
+      const cached = cachedFrom(info);
       const errorBox = why && (info.status === "failed" || info.status === "timed_out")
         ? h("div", { class: "error-lines", "data-testid": "error-lines", hidden: true }) : null;
       this.runBox.append(...[
@@ -204,8 +231,11 @@ export class Inspector {
         why ? h("div", { class: "run-reason", "data-status": info.status, "data-testid": "run-reason" },
           h("p", { class: "run-reason-text" }, why.long), errorBox) : null,
         facts.length ? h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
-        !why && info.message ? h("p", { class: "run-message" }, sentenceCase(info.message)) : null,
-        h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId) }, "Show the log"),
+        cached ? h("p", { class: "run-message", "data-testid": "cached-note" }, cached.text) : null,
+        !why && !cached && info.message ? h("p", { class: "run-message" }, sentenceCase(info.message)) : null,
+        cached && cached.runId
+          ? h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId, { runId: cached.runId }) }, "Show the log of that run")
+          : cached ? null : h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId) }, "Show the log"),
       ].filter(Boolean));
       if (errorBox) this.showErrorLines(errorBox, run.run_id, this.nodeId, info);
     }
@@ -269,6 +299,13 @@ export class Inspector {
         h("pre", { class: "command-line" }, (node.command || []).map(shellQuote).join(" ")));
       return;
     }
+    // The server knows a step only once it is saved; asking earlier gets a "no node" answer.
+    if (!this.studio.isSaved(nodeId)) {
+      this.awaitingSave = nodeId;
+      this.renderUnsaved();
+      return;
+    }
+    this.awaitingSave = null;
     clear(this.sourceBox).append(h("div", { class: "empty-note" }, "Loading the source…"));
     try {
       const src = await get(`/api/pipelines/${seg(this.studio.pipelineId)}/nodes/${seg(nodeId)}/source`);
@@ -371,7 +408,7 @@ export class Inspector {
     }
     const kindSel = h("select", { class: "select select-small", "aria-label": "New port kind" },
       h("option", { value: "inputs" }, "input"), h("option", { value: "outputs" }, "output"));
-    const nameIn = h("input", { class: "input input-small", placeholder: "name", "aria-label": "New port name", pattern: "[A-Za-z0-9_-]+" });
+    const nameIn = h("input", { class: "input input-small", placeholder: "name", "aria-label": "New port name", pattern: "[A-Za-z0-9_\\-]+" });
     const fmtSel = h("select", { class: "select select-small", "aria-label": "New port format" }, FORMATS.map((f) => h("option", { value: f }, f)));
     const add = h("button", {
       type: "button", class: "btn btn-small",

@@ -1,6 +1,16 @@
-// Automatic layout with dagre: left-to-right layers, in the reading direction of the data.
+// Where cards go: dagre's left-to-right layout for a whole pipeline (Tidy up,
+// or a file with no positions at all), and free spots for single new cards,
+// so placing one card never moves the others.
 import { nodesOf, edgesOf } from "./doc.js";
-import { cardMetrics } from "./geometry.js";
+import { cardMetrics, CARD_W } from "./geometry.js";
+
+const SNAP = 8;
+// Room kept between a placed card and its neighbours: an edge label fits in it.
+const GAP = 40;
+// Between a step and the next one to its right, as in the automatic layout.
+const COLUMN_GAP = 160;
+const SEARCH_STEP = 24;
+const SEARCH_RINGS = 60;
 
 let dagrePromise = null;
 
@@ -15,7 +25,7 @@ export async function autoLayout(doc) {
   const g = new dagre.graphlib.Graph();
   // Between two columns sits an edge label ("json" over "1,204 records", about 110px wide)
   // with clear space on both sides; between two cards of a column, room for a detour.
-  g.setGraph({ rankdir: "LR", ranksep: 160, nodesep: 56, edgesep: 28, marginx: 0, marginy: 0 });
+  g.setGraph({ rankdir: "LR", ranksep: COLUMN_GAP, nodesep: 56, edgesep: 28, marginx: 0, marginy: 0 });
   g.setDefaultEdgeLabel(() => ({}));
   const nodes = nodesOf(doc);
   for (const node of nodes) {
@@ -29,7 +39,92 @@ export async function autoLayout(doc) {
   const out = {};
   for (const node of nodes) {
     const n = g.node(node.id);
-    out[node.id] = { x: Math.round((n.x - n.width / 2) / 8) * 8, y: Math.round((n.y - n.height / 2) / 8) * 8 };
+    out[node.id] = { x: snap(n.x - n.width / 2), y: snap(n.y - n.height / 2) };
+  }
+  return out;
+}
+
+function snap(v) {
+  return Math.round(v / SNAP) * SNAP;
+}
+
+function hasPosition(node) {
+  return !!(node.position && Number.isFinite(node.position.x) && Number.isFinite(node.position.y));
+}
+
+/** The rectangles {x, y, w, h} of every card that has a position. */
+export function cardRects(doc) {
+  return nodesOf(doc).filter(hasPosition).map((n) => ({ x: n.position.x, y: n.position.y, w: CARD_W, h: cardMetrics(n).height }));
+}
+
+/**
+ * The free spot for a card of `size` {w, h} nearest to `want` {x, y}, with a
+ * clear gap to every rectangle in `rects`. `rightward` keeps it at or right of
+ * `want.x` and prefers going down to going sideways (a step after another).
+ */
+export function freeSpot(rects, size, want, { rightward = false } = {}) {
+  const clear = (x, y) => rects.every((r) =>
+    x >= r.x + r.w + GAP || r.x >= x + size.w + GAP || y >= r.y + r.h + GAP || r.y >= y + size.h + GAP);
+  const start = { x: snap(want.x), y: snap(want.y) };
+  if (clear(start.x, start.y)) return start;
+  for (let ring = 1; ring <= SEARCH_RINGS; ring += 1) {
+    const tries = [];
+    for (let i = -ring; i <= ring; i += 1) {
+      for (let j = -ring; j <= ring; j += 1) {
+        if (Math.max(Math.abs(i), Math.abs(j)) !== ring) continue;
+        if (rightward && i < 0) continue;
+        // Sideways costs more than down when the card follows another.
+        const cost = rightward ? i * 3 + Math.abs(j) + (j < 0 ? 0.5 : 0) : Math.hypot(i, j);
+        tries.push({ cost, x: start.x + i * SEARCH_STEP, y: start.y + j * SEARCH_STEP });
+      }
+    }
+    tries.sort((a, b) => a.cost - b.cost);
+    for (const t of tries) if (clear(t.x, t.y)) return { x: t.x, y: t.y };
+  }
+  // Nothing near is free: below everything.
+  const bottom = rects.reduce((m, r) => Math.max(m, r.y + r.h), start.y);
+  return { x: start.x, y: snap(bottom + GAP * 2) };
+}
+
+/** Where a card goes when it follows the card at `pos` (to its right, in the reading direction). */
+export function spotAfter(pos) {
+  return { x: pos.x + CARD_W + COLUMN_GAP, y: pos.y };
+}
+
+/**
+ * Positions for the nodes that have none, leaving every stored position as
+ * it is: all of them laid out when none has a position, otherwise each one
+ * after the step that feeds it (or below the rest) in free space.
+ */
+export async function placeUnpositioned(doc) {
+  const nodes = nodesOf(doc);
+  const missing = nodes.filter((n) => !hasPosition(n));
+  if (!missing.length) return {};
+  if (missing.length === nodes.length) return autoLayout(doc);
+  const rects = cardRects(doc);
+  const placed = Object.fromEntries(nodes.filter(hasPosition).map((n) => [n.id, n.position]));
+  const bottom = rects.reduce((m, r) => Math.max(m, r.y + r.h), 0);
+  const left = rects.reduce((m, r) => Math.min(m, r.x), Infinity);
+  const out = {};
+  // Feeders first, so a chain of new steps lines up.
+  let pending = missing;
+  for (let round = 0; pending.length && round <= missing.length; round += 1) {
+    const later = [];
+    for (const node of pending) {
+      const feeders = edgesOf(doc).filter((e) => e.dst === node.id).map((e) => e.src);
+      const feeder = feeders.find((id) => placed[id]);
+      if (!feeder && feeders.some((id) => !placed[id]) && round < missing.length) {
+        later.push(node);
+        continue;
+      }
+      const want = feeder ? spotAfter(placed[feeder]) : { x: Number.isFinite(left) ? left : 0, y: bottom + GAP * 2 };
+      const size = { w: CARD_W, h: cardMetrics(node).height };
+      const p = freeSpot(rects, size, want, { rightward: !!feeder });
+      out[node.id] = p;
+      placed[node.id] = p;
+      rects.push({ ...p, ...size });
+    }
+    pending = later;
   }
   return out;
 }

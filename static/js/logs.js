@@ -3,6 +3,7 @@
 import { get, seg, ApiError } from "./api.js";
 import { h, clear, formatNumber } from "./dom.js";
 import { LogView } from "./logview.js";
+import { cachedFrom } from "./status.js";
 
 const LIVE_CAP = 5000;
 const FULL_CAP = 200000;
@@ -137,8 +138,15 @@ export class LogDrawer {
     if (nodeId) {
       const buf = this.buffers.get(nodeId);
       const info = run.nodes ? run.nodes[nodeId] : null;
+      const cached = cachedFrom(info);
       if (buf && buf.lines.length) {
         this.view.setLines(buf.lines, { dropped: buf.dropped });
+      } else if (cached) {
+        // No program ran, so this run has no log of it; the run that made the outputs has.
+        this.view.setLines([]);
+        this.view.setPlaceholder(cached.text, cached.runId
+          ? { label: `Open its log from run ${cached.runId}`, onClick: () => this.openFull({ runId: cached.runId }) }
+          : null);
       } else if (info && info.status && info.status !== "pending") {
         this.view.setLines([]);
         this.view.setPlaceholder("Loading the log…");
@@ -160,7 +168,9 @@ export class LogDrawer {
     const marker = buf && buf.lines.some(isDropMarker);
     if (this.full) {
       this.notice.hidden = false;
-      clear(this.notice).append(`Full log, read from the server${this.full.count ? ` (${formatNumber(this.full.count)} lines so far)` : ""}. `,
+      const count = this.full.count;
+      const what = this.full.other ? `The log from run ${this.full.other}, where this step last ran` : "Full log, read from the server";
+      clear(this.notice).append(`${what}${count ? ` (${formatNumber(count)} ${count === 1 ? "line" : "lines"} so far)` : ""}. `,
         h("button", { type: "button", class: "link-button", onclick: () => this.setScope(this.scope) }, "Back to the live view"));
       return;
     }
@@ -198,12 +208,17 @@ export class LogDrawer {
     }
   }
 
-  /** Read the whole log of the selected step from the server, a page at a time. */
-  async openFull() {
+  /** Read the whole log of the selected step from the server, a page at a time (from `runId`, or the run shown). */
+  async openFull({ runId = null } = {}) {
     const nodeId = this.scope;
     const run = this.studio.run;
-    if (!nodeId || !run || !run.run_id) return;
-    this.full = { nodeId, runId: run.run_id, next: 0, count: 0, done: false };
+    if (!runId && run && run.nodes) {
+      const cached = cachedFrom(run.nodes[nodeId]);
+      if (cached && cached.runId) runId = cached.runId;
+    }
+    if (!nodeId || ((!run || !run.run_id) && !runId)) return;
+    const other = runId && (!run || runId !== run.run_id) ? runId : null;
+    this.full = { nodeId, runId: other || run.run_id, other, next: 0, count: 0, done: false };
     this.view.setLines([], { follow: false });
     this.view.setPlaceholder("Loading the full log…");
     this.renderNotice();
@@ -230,6 +245,9 @@ export class LogDrawer {
     this.view.append(lines);
     full.count += lines.length;
     full.done = !lines.length || page.next === null || page.next === undefined || page.next <= full.next;
+    // A short page is the end of a log that is no longer growing.
+    const growing = !full.other && this.studio.run && this.studio.run.live;
+    if (lines.length < PAGE && !growing) full.done = true;
     full.next = page.next;
     if (full.count >= FULL_CAP) full.done = true;
     this.view.setPlaceholder("This step printed nothing.");

@@ -38,9 +38,12 @@ export class LogView {
     if (typeof ResizeObserver !== "undefined") new ResizeObserver(() => this.schedule()).observe(container);
   }
 
-  /** The text shown when there are no lines. */
-  setPlaceholder(text) {
+  /** The text shown when there are no lines, with an optional button {label, onClick}. */
+  setPlaceholder(text, action = null) {
     this.placeholder.textContent = text;
+    if (action) {
+      this.placeholder.append(" ", h("button", { type: "button", class: "link-button", onclick: action.onClick }, action.label));
+    }
     this.schedule();
   }
 

@@ -2,6 +2,8 @@
 import { post, seg, detailLines } from "./api.js";
 import { h, clear, textColorFor } from "./dom.js";
 import { nodesOf, withNode } from "./doc.js";
+import { cardMetrics, CARD_W } from "./geometry.js";
+import { cardRects, freeSpot, spotAfter } from "./layout.js";
 import { toast } from "./toast.js";
 
 const RUNTIME_HINTS = {
@@ -101,7 +103,7 @@ export class Palette {
     const error = document.getElementById("add-node-error");
     const submit = document.getElementById("add-node-submit");
     const id = idInput.value.trim();
-    if (!/^[a-z0-9_-]+$/.test(id)) {
+    if (!/^[a-z0-9_\-]+$/.test(id)) {
       error.textContent = "Use lower-case letters, digits, - and _ only.";
       idInput.focus();
       return;
@@ -126,20 +128,26 @@ export class Palette {
     this.els.dialog.close();
     const node = { ...(created.node || { id, runtime }) };
     if (title && !node.title) node.title = title;
-    const at = point || this.freeSpot();
+    const at = this.placeFor(node, point);
     node.position = { x: Math.round(at.x), y: Math.round(at.y) };
     this.studio.commit(withNode(this.studio.doc, node));
     this.studio.canvas.select([node.id], { focus: true });
     if (created.source_path) toast(`Added “${node.id}”. Its program is in ${created.source_path}.`);
   }
 
-  /** A spot near the centre of the view that no card covers. */
-  freeSpot() {
-    const c = this.studio.canvas.centre();
-    let spot = { x: c.x - 130, y: c.y - 60 };
-    const covered = (p) => [...this.studio.canvas.items.values()].some((it) =>
-      Math.abs(it.pos.x - p.x) < 200 && Math.abs(it.pos.y - p.y) < 120);
-    for (let i = 0; i < 12 && covered(spot); i += 1) spot = { x: spot.x + 48, y: spot.y + 140 };
-    return spot;
+  /**
+   * Where a new card goes, in space no card covers (measured with the card's
+   * real size): where it was dropped, else after the selected step (to its
+   * right, where data flows next), else near the middle of the view.
+   */
+  placeFor(node, point) {
+    const canvas = this.studio.canvas;
+    const size = { w: CARD_W, h: cardMetrics(node).height };
+    const rects = cardRects(this.studio.doc);
+    if (point) return freeSpot(rects, size, point);
+    const selected = this.studio.selection.nodes.length === 1 ? canvas.items.get(this.studio.selection.nodes[0]) : null;
+    if (selected) return freeSpot(rects, size, spotAfter(selected.pos), { rightward: true });
+    const c = canvas.centre();
+    return freeSpot(rects, size, { x: c.x - size.w / 2, y: c.y - size.h / 2 });
   }
 }

@@ -38,13 +38,14 @@ export function describeRange(page) {
   if (kind === "binary") {
     const count = hexByteCount(page);
     if (!count) return "no bytes";
-    return `bytes ${formatNumber(offset + 1)}–${formatNumber(offset + count)} of ${formatNumber(page.size || 0)}`;
+    const bytes = count === 1 ? `byte ${formatNumber(offset + 1)}` : `bytes ${formatNumber(offset + 1)}–${formatNumber(offset + count)}`;
+    return `${bytes} of ${formatNumber(page.size || 0)}`;
   }
-  const unit = kind === "tree" && page.mode === "entries" ? "entries" : UNITS[kind][1];
+  const [one, many] = kind === "tree" && page.mode === "entries" ? ["entry", "entries"] : UNITS[kind];
   const count = (page.items || []).length;
   if (kind === "tree" && page.mode === "document") return count ? "the whole document" : "nothing to show";
-  if (!count) return offset ? `no more ${unit} after ${formatNumber(offset)}` : `no ${unit}`;
-  const range = `${unit} ${formatNumber(offset + 1)}–${formatNumber(offset + count)}`;
+  if (!count) return offset ? `no more ${many} after ${formatNumber(offset)}` : `no ${many}`;
+  const range = count === 1 ? `${one} ${formatNumber(offset + 1)}` : `${many} ${formatNumber(offset + 1)}–${formatNumber(offset + count)}`;
   const total = totalOf(page);
   if (total.exact !== null) return `${range} of ${formatNumber(total.exact)}`;
   if (total.about !== null) return `${range} of about ${formatNumber(total.about)}`;
@@ -391,6 +392,6 @@ function missingText(status) {
   if (status === "failed" || status === "timed_out") return "This step did not finish, so it has no output in this run. Its log says why.";
   if (status === "cancelled") return "This step was cancelled before it wrote its output.";
   if (status === "skipped") return "This step was skipped in this run, because a step before it did not finish.";
-  if (!status) return "This step has not run in this run. Run the pipeline to see its output.";
+  if (!status) return "This step was not part of this run, so it has no output here.";
   return "No output from this step in this run.";
 }

@@ -9,6 +9,8 @@ const CARD_CLEAR = 6; // room kept around a card (its port dots stick out by 5px
 const LANE_GAP = 30; // how far a lane runs from the cards it passes
 const LANE_STEP = 14; // spacing between lanes that run side by side
 const MIN_DETOUR_DX = 80; // shorter edges keep their S-curve
+const BACK_DX = 24; // an input less than this far right of its output is reached by looping back
+const LOOP_REACH = 36; // how far a loop-back edge swings out past its ports
 
 /** Rectangles by id, found by area. */
 export class Grid {
@@ -149,6 +151,14 @@ function cardsHit(points, cards, skip) {
  * `label` lists the points where a label may sit, best first.
  */
 export function routeEdge(p1, p2, cards, skip, lanes = []) {
+  if (p2.x - p1.x < BACK_DX) {
+    // The input is left of (or under) the output: an S-curve would cut back
+    // through both cards, so loop out, run back along a lane, and loop in.
+    const below = loopRoute(p1, p2, cards, skip, lanes, 1);
+    const above = loopRoute(p1, p2, cards, skip, lanes, -1);
+    const cost = (r) => Math.abs(p1.y - r.y) + Math.abs(p2.y - r.y) + (r.clear ? 0 : 1e6);
+    return cost(below) <= cost(above) ? below : above;
+  }
   const k = Math.max(48, Math.abs(p2.x - p1.x) * 0.5);
   const curve = { a: p1, c1: { x: p1.x + k, y: p1.y }, c2: { x: p2.x - k, y: p2.y }, b: p2 };
   const samples = sampleCubic(curve, 24, []);
@@ -217,6 +227,58 @@ function laneRoute(p1, p2, cards, skip, lanes, hit, side) {
     for (let i = 0; i <= steps; i += 1) samples.push({ x: a.x + ((b.x - a.x) * i) / steps, y });
     sampleCubic(second, 12, samples);
     result = { y, a, b, first, second, samples, clear: true };
+    const fresh = cardsHit(samples, cards, skip).filter((id) => !blockers.has(id));
+    if (!fresh.length) return result;
+    for (const id of fresh) blockers.add(id);
+    result.clear = false;
+  }
+  return result;
+}
+
+/** A loop back from an output on the right to an input further left, along a lane below (1) or above (-1). */
+function loopRoute(p1, p2, cards, skip, lanes, side) {
+  const blockers = new Set([...skip].filter((id) => cards.get(id)));
+  const xa = p1.x;
+  const xb = p2.x;
+  let result = null;
+  for (let round = 0; round < 6; round += 1) {
+    let top = Math.min(p1.y, p2.y);
+    let bottom = Math.max(p1.y, p2.y);
+    for (const id of blockers) {
+      const c = cards.get(id);
+      top = Math.min(top, c.y);
+      bottom = Math.max(bottom, c.y + c.h);
+    }
+    let y = side > 0 ? bottom + LANE_GAP : top - LANE_GAP;
+    for (let i = 0; i < 12; i += 1) {
+      const taken = lanes.some((l) => Math.abs(l.y - y) < LANE_STEP && l.x1 < xa + LOOP_REACH && xb - LOOP_REACH < l.x2);
+      if (!taken) break;
+      y += side * LANE_STEP;
+    }
+    const turn = (from, to, dir) => {
+      const reach = dir * clamp(Math.abs(to.y - from.y) * 0.6, LOOP_REACH, LOOP_REACH * 2);
+      return { a: from, c1: { x: from.x + reach, y: from.y }, c2: { x: to.x + reach, y: to.y }, b: to };
+    };
+    const a = { x: xa, y };
+    const b = { x: xb, y };
+    const first = turn(p1, a, 1);
+    const second = turn(b, p2, -1);
+    const samples = sampleCubic(first, 12, []);
+    const steps = Math.max(1, Math.ceil(Math.abs(a.x - b.x) / 30));
+    for (let i = 0; i <= steps; i += 1) samples.push({ x: a.x + ((b.x - a.x) * i) / steps, y });
+    sampleCubic(second, 12, samples);
+    const label = [];
+    for (const t of [0.5, 0.35, 0.65, 0.2, 0.8]) label.push({ x: a.x + (b.x - a.x) * t, y });
+    result = {
+      y,
+      clear: true,
+      d: `M${f(p1.x)},${f(p1.y)} C${f(first.c1.x)},${f(first.c1.y)} ${f(first.c2.x)},${f(first.c2.y)} ${f(a.x)},${f(a.y)}`
+        + ` L${f(b.x)},${f(b.y)} C${f(second.c1.x)},${f(second.c1.y)} ${f(second.c2.x)},${f(second.c2.y)} ${f(p2.x)},${f(p2.y)}`,
+      label,
+      bbox: bboxOf([p1, p2, ...samples]),
+      points: samples,
+      lane: { y, x1: Math.min(a.x, b.x), x2: Math.max(a.x, b.x) },
+    };
     const fresh = cardsHit(samples, cards, skip).filter((id) => !blockers.has(id));
     if (!fresh.length) return result;
     for (const id of fresh) blockers.add(id);

@@ -13,6 +13,9 @@ export const NODE_STATUS = {
   cached: { word: "Succeeded", icon: "✓", mark: "cached" },
 };
 
+/** A step with no status in the run on show: it was left out of that run. */
+export const NOT_IN_RUN = { word: "Not in this run", icon: "○" };
+
 export const RUN_STATUS = {
   pending: "starting",
   running: "running",
@@ -96,4 +99,24 @@ function sentence(text) {
 /** Code-style `name` quoting reads as “name” to people. */
 function quotes(text) {
   return String(text).replace(/`([^`]*)`/g, "“$1”");
+}
+
+/**
+ * For a cached step, the run its outputs come from and a sentence saying so:
+ * {runId, text}; null for any other step. The run id is in `source_run`, or
+ * in the engine's message ("unchanged since run 20261126-…; no program ran").
+ */
+export function cachedFrom(info) {
+  if (!info || info.status !== "cached") return null;
+  let runId = typeof info.source_run === "string" && info.source_run ? info.source_run : null;
+  if (!runId) {
+    const m = /since run (\S+?)[;,.]?(\s|$)/.exec(String(info.message || ""));
+    if (m) runId = m[1];
+  }
+  return {
+    runId,
+    text: runId
+      ? `Cached: nothing changed since run ${runId}, so no program ran.`
+      : "Cached: nothing changed since an earlier run, so no program ran.",
+  };
 }

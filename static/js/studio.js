@@ -4,11 +4,10 @@ import { get, post, put, seg, ApiError, detailLines } from "./api.js";
 import { h, clear, debounce, formatDuration, formatNumber, formatWhen, parseTime } from "./dom.js";
 import {
   nodesOf, edgesOf, portsOf, withEdge, withoutEdges, withoutNodes, withPositions, withNodeFields,
-  hasAllPositions, cloneDoc,
+  cloneDoc,
 } from "./doc.js";
 import { Canvas } from "./canvas.js";
-import { cardMetrics } from "./geometry.js";
-import { autoLayout } from "./layout.js";
+import { autoLayout, placeUnpositioned } from "./layout.js";
 import { Inspector } from "./inspector.js";
 import { LogDrawer } from "./logs.js";
 import { connectLive } from "./live.js";
@@ -19,6 +18,8 @@ import { Versions } from "./versions.js";
 
 const SAVE_DELAY_MS = 600;
 const HISTORY_LIMIT = 100;
+// How many recent runs are read to tell "not in this run" from "never run".
+const HISTORY_RUNS = 10;
 
 class Studio {
   constructor() {
@@ -37,6 +38,8 @@ class Studio {
     this.run = null; // the run shown: {run_id, status, live, nodes: {id: {status, ..., artifacts}}}
     this.following = true; // show each new run as it starts
     this.runs = [];
+    this.runsLoaded = false;
+    this.runNodes = new Map(); // finished run id -> Set of the node ids it included
     this.selection = { nodes: [], edge: null };
     this.scheduleSave = debounce(() => this.save(), SAVE_DELAY_MS);
     this.refreshRuns = debounce(() => this.loadRunList(), 400);
@@ -60,6 +63,7 @@ class Studio {
     this.versions = new Versions(this);
     this.drawer = new LogDrawer(this.els.drawer, this);
     this.bindTopbar();
+    this.bindInspectorResize();
 
     let runtimes;
     let pipeline;
@@ -72,13 +76,15 @@ class Studio {
       this.fatal(err);
       return;
     }
-    for (const rt of runtimes || []) this.runtimes[rt.name] = rt;
+    // Badges are names, so they start with a capital ("command" reads "Command"); the runtime id stays as it is.
+    for (const rt of runtimes || []) this.runtimes[rt.name] = { ...rt, label: capitalise(rt.label || rt.name) };
     this.canvas = new Canvas(this.els.canvas, {
       runtimes: this.runtimes,
       handlers: {
         onSelect: (nodes, edge) => this.onSelect(nodes, edge),
         onMove: (positions) => this.commit(withPositions(this.doc, positions), { render: false }),
         onConnect: (a, ap, b, bp) => this.connect(a, ap, b, bp),
+        onConnectCard: (a, ap, b) => this.connectToCard(a, ap, b),
         onDelete: (nodes, edges) => this.deleteSelection(nodes, edges),
         onDropRuntime: (runtime, point) => this.palette.openAddDialog(runtime, point),
         onActivate: (id) => this.focusInspector(id),
@@ -124,36 +130,61 @@ class Studio {
 
   /** Take a GET/PUT pipeline answer as the current state. */
   async applyPipeline(data, { fit = false, keepHistory = true } = {}) {
-    let doc = data.document && typeof data.document === "object" ? data.document : { version: 1, name: data.name, nodes: [], edges: [] };
-    if (nodesOf(doc).length && (!hasAllPositions(doc) || cardsOverlap(doc))) {
-      // Files written by hand often have no positions, or positions meant for
-      // smaller cards: lay them out for display (saved only with the next edit).
-      const laid = await autoLayout(doc);
-      const overlap = cardsOverlap(doc);
-      const moved = {};
-      for (const n of nodesOf(doc)) if (overlap || !n.position) moved[n.id] = laid[n.id];
-      doc = withPositions(doc, moved);
-    }
+    const parsed = data.document && typeof data.document === "object" ? data.document : null;
+    // A file that does not parse has no document to show or to save over.
+    const broken = data.broken === true || (!parsed && (data.problems || []).length > 0);
+    let doc = parsed || { version: 1, name: data.name, nodes: [], edges: [] };
+    // Stored positions are the user's (or the file author's): keep every one of
+    // them, and place only the nodes that have none (saved with the next edit).
+    const placed = await placeUnpositioned(doc);
+    if (Object.keys(placed).length) doc = withPositions(doc, placed);
     this.doc = doc;
+    this.savedIds = new Set(nodesOf(parsed).map((n) => n.id));
     this.version = data.version;
     this.path = data.path || this.path;
     this.problems = data.problems || [];
-    if (!keepHistory) {
+    this.broken = broken;
+    this.replaceBroken = false;
+    if (!keepHistory || broken) {
       this.undoStack = [];
       this.redoStack = [];
     }
     this.els.name.textContent = data.name || doc.name || this.pipelineId;
     document.title = `${data.name || doc.name || this.pipelineId} — Pipeloom`;
     if (typeof data.autorun === "boolean") this.els.autorun.checked = data.autorun;
+    this.setReadOnly(broken);
     this.canvas.setDocument(doc, { keepView: !fit });
     this.pushRunToCanvas();
     this.dirty = false;
     this.conflict = false;
-    this.hideBanner();
-    this.setSaveState(this.problems.length ? "problems" : "saved");
+    if (broken) this.showBrokenBanner();
+    else this.hideBanner();
+    this.setSaveState(broken ? "broken" : this.problems.length ? "problems" : "saved");
     this.updateUndo();
     this.updateDocSummary();
     this.updateRunControls();
+    this.checkHistory();
+  }
+
+  /** A broken file is shown read-only: no palette, no edits, no saves, until it parses again. */
+  setReadOnly(readOnly) {
+    document.body.dataset.broken = readOnly ? "true" : "false";
+    this.els.palette.hidden = readOnly;
+    this.canvas.setReadOnly(readOnly, {
+      title: "This file has errors, so the studio can't show it",
+      hint: "Fix it in your editor; the studio reloads it when it changes.",
+    });
+    document.getElementById("auto-layout").disabled = readOnly;
+  }
+
+  showBrokenBanner() {
+    this.showBanner("This file has errors, so the studio can't show it:", [
+      { label: "Earlier versions", onClick: () => this.versions.toggleVersions() },
+    ], {
+      lines: problemLines(this.problems),
+      after: "Fix it in your editor; the studio reloads it when it changes.",
+      kind: "error",
+    });
   }
 
   /** The title a step shows (its id when it has none). */
@@ -166,10 +197,20 @@ class Studio {
     return nodesOf(this.doc).find((n) => n.id === id) || null;
   }
 
+  /** True when the file on the server has this step (its source can be asked for). */
+  isSaved(id) {
+    return !!(this.savedIds && this.savedIds.has(id));
+  }
+
   // ------------------------------------------------------------ editing
 
   /** Make `next` the document: record undo, redraw, save soon. */
   commit(next, { render = true } = {}) {
+    if (this.broken) {
+      toast("The file has errors, so it cannot be edited here. Fix it in your editor first.", { kind: "error" });
+      this.canvas.setDocument(this.doc);
+      return;
+    }
     this.undoStack.push(this.doc);
     if (this.undoStack.length > HISTORY_LIMIT) this.undoStack.shift();
     this.redoStack = [];
@@ -193,7 +234,7 @@ class Studio {
   }
 
   undo() {
-    if (!this.undoStack.length) return;
+    if (!this.undoStack.length || this.broken) return;
     this.redoStack.push(this.doc);
     this.doc = this.undoStack.pop();
     this.canvas.setDocument(this.doc);
@@ -202,7 +243,7 @@ class Studio {
   }
 
   redo() {
-    if (!this.redoStack.length) return;
+    if (!this.redoStack.length || this.broken) return;
     this.undoStack.push(this.doc);
     this.doc = this.redoStack.pop();
     this.canvas.setDocument(this.doc);
@@ -211,8 +252,8 @@ class Studio {
   }
 
   updateUndo() {
-    this.els.undo.disabled = !this.undoStack.length;
-    this.els.redo.disabled = !this.redoStack.length;
+    this.els.undo.disabled = !this.undoStack.length || this.broken;
+    this.els.redo.disabled = !this.redoStack.length || this.broken;
   }
 
   /**
@@ -255,6 +296,54 @@ class Studio {
     this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${dstPort}`);
   }
 
+  /**
+   * A wire dropped on a card rather than on one of its inputs: connect to a
+   * free input of the same name, or give the card a new input named after
+   * the output (same format), connected, as one edit.
+   */
+  async connectToCard(src, srcPort, dst) {
+    const from = this.node(src);
+    const to = this.node(dst);
+    if (!from || !to || src === dst) return;
+    const out = portsOf(from, "outputs").find((p) => p.name === srcPort);
+    if (!out) return;
+    const fed = new Set(edgesOf(this.doc).filter((e) => e.dst === dst).map((e) => e.dstPort));
+    const same = portsOf(to, "inputs").find((p) => p.name === srcPort && !fed.has(p.name));
+    if (same) {
+      await this.connect(src, srcPort, dst, same.name);
+      return;
+    }
+    const taken = new Set([...portsOf(to, "inputs"), ...portsOf(to, "outputs")].map((p) => p.name));
+    let name = srcPort;
+    for (let n = 2; taken.has(name); n += 1) name = `${srcPort}-${n}`;
+    const withInput = (doc) => {
+      const node = nodesOf(doc).find((n) => n.id === dst);
+      const inputs = Array.isArray(node.inputs) ? cloneDoc(node.inputs) : [];
+      inputs.push({ name, format: out.format });
+      return withEdge(withNodeFields(doc, dst, { inputs }), src, srcPort, dst, name);
+    };
+    const base = this.doc;
+    const candidate = withInput(base);
+    let problems;
+    try {
+      problems = await this.newProblems(candidate);
+    } catch (err) {
+      toast("The connection could not be checked, so it was not made.", { kind: "error", lines: [err.message] });
+      return;
+    }
+    if (problems.length) {
+      toast(`Cannot connect ${src}.${srcPort} to “${this.titleOf(dst)}”`, { kind: "error", lines: detailLines({ details: problems }) });
+      return;
+    }
+    const next = this.doc === base ? candidate : this.node(dst) ? withInput(this.doc) : null;
+    if (!next) return;
+    this.commit(next);
+    this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${name}`);
+    toast(`Gave “${this.titleOf(dst)}” a new input “${name}” (${out.format}) and connected it.`, {
+      actions: [{ label: "Undo", onClick: () => this.undo() }],
+    });
+  }
+
   deleteSelection(nodeIds, edgeKeys) {
     let next = this.doc;
     if (edgeKeys.length) next = withoutEdges(next, edgeKeys);
@@ -262,9 +351,11 @@ class Studio {
     if (next === this.doc) return;
     this.commit(next);
     this.canvas.select([]);
-    const what = nodeIds.length
-      ? `Removed ${nodeIds.length === 1 ? `step “${nodeIds[0]}”` : `${nodeIds.length} steps`}. Its source file stays on disk.`
-      : "Removed the connection.";
+    const what = nodeIds.length === 1
+      ? `Removed step “${nodeIds[0]}”. Its source file stays on disk.`
+      : nodeIds.length
+        ? `Removed ${formatNumber(nodeIds.length)} steps. Their source files stay on disk.`
+        : edgeKeys.length === 1 ? "Removed the connection." : `Removed ${formatNumber(edgeKeys.length)} connections.`;
     toast(what, { actions: [{ label: "Undo", onClick: () => this.undo() }] });
   }
 
@@ -308,17 +399,22 @@ class Studio {
   // ------------------------------------------------------------ saving
 
   async save() {
-    if (this.conflict || !this.dirty) return;
+    if (this.conflict || !this.dirty || this.broken) return;
     if (this.saving) {
       this.resave = true;
       return;
     }
     const doc = this.doc;
     this.setSaveState("saving");
-    this.saving = put(`/api/pipelines/${seg(this.pipelineId)}`, { document: doc, version: this.version });
+    const body = { document: doc, version: this.version };
+    // Only after the user chose to replace a file that stopped parsing.
+    if (this.replaceBroken) body.replace_broken = true;
+    this.saving = put(`/api/pipelines/${seg(this.pipelineId)}`, body);
     try {
       const data = await this.saving;
+      this.replaceBroken = false;
       this.version = data.version;
+      this.savedIds = new Set(nodesOf(doc).map((n) => n.id));
       this.problems = data.problems || [];
       this.path = data.path || this.path;
       if (this.doc === doc) {
@@ -330,6 +426,7 @@ class Studio {
         this.invalidToast = null;
       }
       if (data.name) this.els.name.textContent = data.name;
+      this.inspector.saved();
     } catch (err) {
       this.onSaveError(err);
     } finally {
@@ -341,7 +438,27 @@ class Studio {
     }
   }
 
+  /** Unsaved edits, and the file on disk stopped parsing: never replace it unasked. */
+  showBrokenConflict(problems) {
+    this.conflict = true;
+    this.replaceBroken = false;
+    this.scheduleSave.cancel();
+    this.setSaveState("conflict", "Not saved: the file on disk has errors");
+    this.showBanner("Not saved: the file on disk now has errors.", [
+      { label: "Replace it with my version", onClick: () => this.overwrite(undefined, { replaceBroken: true }) },
+      { label: "Drop my changes", onClick: () => this.reload() },
+    ], {
+      lines: problemLines(problems),
+      after: "Fix it in your editor to keep both (the studio asks again), or replace it with the version shown here.",
+      kind: "error",
+    });
+  }
+
   onSaveError(err) {
+    if (err.status === 409 && err.body && err.body.broken) {
+      this.showBrokenConflict(err.details);
+      return;
+    }
     if (err.status === 409) {
       this.conflict = true;
       this.setSaveState("conflict");
@@ -379,9 +496,10 @@ class Studio {
     return !this.dirty;
   }
 
-  async overwrite(currentVersion) {
+  async overwrite(currentVersion, { replaceBroken = false } = {}) {
     this.hideBanner();
     this.conflict = false;
+    this.replaceBroken = replaceBroken;
     if (typeof currentVersion === "number") this.version = currentVersion;
     else {
       try {
@@ -406,6 +524,8 @@ class Studio {
     }
     this.inspector.forgetSources();
     await this.applyPipeline(data, { keepHistory: false });
+    if (this.selection.nodes.some((id) => !this.node(id))) this.canvas.select([]);
+    if (this.drawer.scope && !this.node(this.drawer.scope)) this.drawer.setScope(null);
     this.inspector.refresh();
     this.drawer.render();
     if (!quiet) toast("Reloaded the pipeline from its file.");
@@ -418,6 +538,7 @@ class Studio {
       loading: "Loading…",
       saved: `Saved · version ${this.version}`,
       problems: `Saved · version ${this.version} · ${this.problems.length} ${this.problems.length === 1 ? "problem" : "problems"}`,
+      broken: "The file has errors",
       pending: "Unsaved changes…",
       saving: "Saving…",
       conflict: "Not saved: the file changed on disk",
@@ -428,6 +549,7 @@ class Studio {
     el.dataset.state = state;
     el.textContent = text || labels[state] || state;
     el.title = state === "invalid" && this.invalidDetails ? this.invalidDetails.join("\n") : "Versions of this pipeline";
+    if (this.inspector) this.inspector.saveStateChanged();
   }
 
   // ------------------------------------------------------------ selection and panels
@@ -451,9 +573,11 @@ class Studio {
     if (first) first.focus();
   }
 
-  focusLog(id) {
+  /** Open the log drawer on a step (`runId`: its log from that run instead of the run shown). */
+  focusLog(id, { runId = null } = {}) {
     this.drawer.setOpen(true);
     this.drawer.setScope(id);
+    if (runId) this.drawer.openFull({ runId });
     this.drawer.body.focus();
   }
 
@@ -525,6 +649,7 @@ class Studio {
         }
       }
     }
+    this.canvas.setRunContext({ shown: !!(run && run.run_id), neverRan: this.neverRanIds() });
     this.canvas.setStatuses(statuses);
     this.canvas.setRecords(records);
     this.canvas.setRunning(!!(run && run.live && runIsActive(run.status)));
@@ -571,7 +696,50 @@ class Studio {
     }
     picker.value = current;
     if (picker.value !== current) picker.value = "";
+    this.runsLoaded = true;
     this.updateStatusbar();
+    this.checkHistory();
+  }
+
+  /** Steps that no run of the pipeline included, when the history says so for sure. */
+  neverRanIds() {
+    if (!this.historyKnown) return new Set();
+    const ran = new Set();
+    for (const ids of this.runNodes.values()) for (const id of ids) ran.add(id);
+    if (this.run && this.run.nodes) for (const id of Object.keys(this.run.nodes)) ran.add(id);
+    return new Set(nodesOf(this.doc).map((n) => n.id).filter((id) => !ran.has(id)));
+  }
+
+  /** Read the recent runs (once each) to learn which steps ever ran; cards use it. */
+  async checkHistory() {
+    if (!this.runsLoaded || !this.canvas) return;
+    if (this.historyChecking) {
+      this.historyAgain = true;
+      return;
+    }
+    this.historyChecking = true;
+    try {
+      const recent = this.runs.slice(0, HISTORY_RUNS);
+      for (const r of recent) {
+        if (this.runNodes.has(r.run_id) || runIsActive(r.status)) continue;
+        try {
+          const data = await get(`/api/runs/${seg(r.run_id)}`);
+          if (!runIsActive(data.status)) this.runNodes.set(r.run_id, new Set(Object.keys(data.nodes || {})));
+        } catch {
+          // unknown stays unknown: those cards say "Not in this run"
+        }
+      }
+      const shown = this.run && this.run.run_id;
+      this.historyKnown = this.runs.length <= HISTORY_RUNS &&
+        recent.every((r) => this.runNodes.has(r.run_id) || r.run_id === shown);
+    } finally {
+      this.historyChecking = false;
+    }
+    this.canvas.setRunContext({ shown: !!(this.run && this.run.run_id), neverRan: this.neverRanIds() });
+    if (this.historyAgain) {
+      this.historyAgain = false;
+      this.checkHistory();
+    }
   }
 
   updateRunControls() {
@@ -591,20 +759,25 @@ class Studio {
       return;
     }
     const infos = Object.values(run.nodes);
-    const done = infos.filter((i) => ["succeeded", "cached", "failed", "timed_out", "cancelled", "skipped"].includes(i.status)).length;
+    // Finished means done its work: a cancelled or skipped step did not finish.
+    const done = infos.filter((i) => ["succeeded", "cached"].includes(i.status)).length;
     const failed = infos.filter((i) => i.status === "failed" || i.status === "timed_out").length;
     const when = formatWhen(run.started_at);
     const prefix = this.following ? "Latest run" : "Past run";
     const statusWord = run.status === "pending" ? "starting" : run.status;
     let text = `${prefix}${when ? ` (${when})` : ""}: ${statusWord}`;
-    if (infos.length) text += ` · ${done} of ${infos.length} steps finished`;
-    if (failed) text += ` · ${failed} failed`;
+    if (infos.length) text += ` · ${formatNumber(done)} of ${formatNumber(infos.length)} ${infos.length === 1 ? "step" : "steps"} finished`;
+    if (failed) text += ` · ${formatNumber(failed)} failed`;
     if (run.duration_s && !runIsActive(run.status)) text += ` · took ${formatDuration(run.duration_s)}`;
     el.textContent = text;
     el.dataset.status = run.status || "";
   }
 
   updateDocSummary() {
+    if (this.broken) {
+      this.els.docSummary.textContent = `The file has errors${this.path ? ` · ${this.path}` : ""}`;
+      return;
+    }
     const n = nodesOf(this.doc).length;
     const e = edgesOf(this.doc).length;
     this.els.docSummary.textContent = `${formatNumber(n)} ${n === 1 ? "step" : "steps"} · ${formatNumber(e)} ${e === 1 ? "connection" : "connections"}${this.path ? ` · ${this.path}` : ""}`;
@@ -731,10 +904,20 @@ class Studio {
   async onPipelineChanged(p) {
     if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return;
     if (this.saving) await this.saving.catch(() => {});
-    if (typeof p.version === "number" && p.version === this.version) return;
+    if (typeof p.version === "number" && p.version === this.version && !this.broken) return;
     if (this.dirty) {
       this.conflict = true;
       this.scheduleSave.cancel();
+      let current = null;
+      try {
+        current = await get(`/api/pipelines/${seg(this.pipelineId)}`);
+      } catch {
+        // the plain question below still holds
+      }
+      if (current && current.broken) {
+        this.showBrokenConflict(current.problems);
+        return;
+      }
       this.setSaveState("conflict");
       this.showBanner("The file changed on disk — reload?", [
         { label: "Reload", primary: true, onClick: () => this.reload() },
@@ -742,16 +925,25 @@ class Studio {
       ]);
       return;
     }
+    const wasBroken = this.broken;
     await this.reload({ quiet: true });
-    toast(`The pipeline file changed on disk; showing version ${this.version}.`);
+    if (this.broken) return; // the banner says it
+    toast(wasBroken ? `The file reads cleanly again; showing version ${this.version}.` : `The pipeline file changed on disk; showing version ${this.version}.`);
   }
 
   // ------------------------------------------------------------ chrome
 
-  showBanner(message, actions) {
+  /** A message above the canvas; `lines` list details, `after` follows them, `kind` "error" marks a problem. */
+  showBanner(message, actions, { lines = [], after = "", kind = "warning" } = {}) {
     const b = this.els.banner;
-    clear(b).append(h("span", { class: "banner-text" }, message),
+    clear(b).append(
+      h("div", { class: "banner-body" },
+        h("span", { class: "banner-text" }, message),
+        lines.length ? h("ul", { class: "banner-lines" }, lines.slice(0, 6).map((l) => h("li", {}, l))) : null,
+        lines.length > 6 ? h("div", { class: "banner-after" }, `and ${formatNumber(lines.length - 6)} more`) : null,
+        after ? h("div", { class: "banner-after" }, after) : null),
       ...actions.map((a) => h("button", { type: "button", class: `btn btn-small${a.primary ? " btn-primary" : ""}`, onclick: a.onClick }, a.label)));
+    b.dataset.kind = kind;
     b.hidden = false;
   }
 
@@ -777,6 +969,53 @@ class Studio {
     this.els.saveState.addEventListener("click", () => this.versions.toggleVersions());
     document.addEventListener("pointerdown", (e) => {
       if (!this.els.versions.hidden && !e.target.closest(".versions")) this.versions.closeVersions();
+    });
+  }
+
+  /** The inspector's left edge can be dragged (or moved with the arrow keys); the width is remembered. */
+  bindInspectorResize() {
+    const handle = document.getElementById("inspector-resizer");
+    const studio = document.getElementById("studio");
+    const KEY = "pipeloom.inspector-width";
+    const limits = () => ({ min: 300, max: Math.max(300, Math.min(1000, window.innerWidth - 420)) });
+    const current = () => this.els.inspector.getBoundingClientRect().width;
+    const setWidth = (w, { remember = true } = {}) => {
+      const { min, max } = limits();
+      const width = Math.round(Math.min(max, Math.max(min, w)));
+      studio.style.setProperty("--inspector-w", `${width}px`);
+      handle.setAttribute("aria-valuenow", String(width));
+      handle.setAttribute("aria-valuemin", String(min));
+      handle.setAttribute("aria-valuemax", String(max));
+      if (remember) {
+        try { localStorage.setItem(KEY, String(width)); } catch { /* private mode */ }
+      }
+    };
+    let saved = null;
+    try { saved = Number(localStorage.getItem(KEY)); } catch { /* private mode */ }
+    if (saved) setWidth(saved, { remember: false });
+    handle.addEventListener("pointerdown", (e) => {
+      e.preventDefault();
+      const startX = e.clientX;
+      const startW = current();
+      handle.setPointerCapture(e.pointerId);
+      handle.classList.add("dragging");
+      const move = (ev) => setWidth(startW + (startX - ev.clientX));
+      const up = () => {
+        handle.classList.remove("dragging");
+        handle.removeEventListener("pointermove", move);
+        handle.removeEventListener("pointerup", up);
+        handle.removeEventListener("pointercancel", up);
+      };
+      handle.addEventListener("pointermove", move);
+      handle.addEventListener("pointerup", up);
+      handle.addEventListener("pointercancel", up);
+    });
+    handle.addEventListener("keydown", (e) => {
+      const step = e.shiftKey ? 64 : 16;
+      if (e.key === "ArrowLeft") setWidth(current() + step);
+      else if (e.key === "ArrowRight") setWidth(current() - step);
+      else return;
+      e.preventDefault();
     });
   }
 
@@ -819,18 +1058,18 @@ class Studio {
   }
 }
 
-/** True when any two cards would cover each other at their stored positions. */
-function cardsOverlap(doc) {
-  const boxes = nodesOf(doc).filter((n) => n.position).map((n) => ({ ...n.position, ...cardMetrics(n) }));
-  if (boxes.length > 400) return false; // a big pipeline keeps its positions; the check would cost too much
-  for (let i = 0; i < boxes.length; i += 1) {
-    for (let j = i + 1; j < boxes.length; j += 1) {
-      const a = boxes[i];
-      const b = boxes[j];
-      if (a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height) return true;
-    }
-  }
-  return false;
+function capitalise(text) {
+  const t = String(text);
+  return t.charAt(0).toUpperCase() + t.slice(1);
+}
+
+/** A file's problems as lines people read: "line 5: mapping values are not allowed here". */
+function problemLines(problems) {
+  return (problems || []).map((p) => {
+    if (typeof p === "string") return p;
+    const where = p.line ? `line ${p.line}` : p.where || "";
+    return where ? `${where}: ${p.message}` : String(p.message || "");
+  });
 }
 
 /** Fill in the shape every panel expects: nodes with an `artifacts` map. */

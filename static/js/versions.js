@@ -61,8 +61,10 @@ export class Versions {
       return;
     }
     const before = this.studio.doc;
+    const wasBroken = this.studio.broken;
     await this.studio.applyPipeline(data);
-    this.studio.undoStack.push(before);
+    // A file that did not parse has nothing to go back to: undo must not save an empty pipeline over it.
+    if (!wasBroken && !this.studio.broken) this.studio.undoStack.push(before);
     this.studio.updateUndo();
     this.studio.inspector.forgetSources();
     this.studio.inspector.refresh();

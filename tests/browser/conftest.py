@@ -79,6 +79,7 @@ class Studio:
             cwd=REPO, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True)
         self.contexts = []
         self.errors: list[str] = []
+        self.console_errors: list[str] = []  # what the browser console shows as errors (a test decides if that fails)
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 30) -> None:
@@ -126,6 +127,7 @@ class Studio:
         page = ctx.new_page()
         page.set_default_timeout(20_000)
         page.on("pageerror", lambda exc: self.errors.append(str(exc)))
+        page.on("console", lambda msg: self.console_errors.append(msg.text) if msg.type == "error" else None)
         page.goto(f"{self.base}/?token={TOKEN}")
         if path != "/":
             page.goto(f"{self.base}{path}")
@@ -237,3 +239,29 @@ def select_node(page, node_id: str) -> None:
 
 def wait_saved(page, timeout: float = 15_000) -> None:
     page.wait_for_selector('#save-state[data-state="saved"], #save-state[data-state="problems"]', timeout=timeout)
+
+
+def add_step(page, runtime_label: str, node_id: str) -> None:
+    """Add a step from the palette with the "Add a step" dialog and wait for its card."""
+    page.get_by_role("button", name=f"Add a {runtime_label} step").click()
+    page.fill("#add-node-id", node_id)
+    page.get_by_role("button", name="Add step").click()
+    page.wait_for_selector(f'.card[data-node-id="{node_id}"]')
+
+
+def card_boxes(page) -> dict:
+    """Every card's rectangle in canvas coordinates (from its transform and size): {id: {x, y, w, h}}."""
+    return page.evaluate("""() => Object.fromEntries([...window.pipeloomStudio.canvas.items].map(([id, it]) =>
+      [id, { x: it.pos.x, y: it.pos.y, w: it.metrics.width, h: it.metrics.height }]))""")
+
+
+def overlapping(boxes: dict) -> list[tuple[str, str]]:
+    """Pairs of cards that cover each other."""
+    ids = sorted(boxes)
+    pairs = []
+    for i, a in enumerate(ids):
+        for b in ids[i + 1:]:
+            p, q = boxes[a], boxes[b]
+            if p["x"] < q["x"] + q["w"] and q["x"] < p["x"] + p["w"] and p["y"] < q["y"] + q["h"] and q["y"] < p["y"] + p["h"]:
+                pairs.append((a, b))
+    return pairs

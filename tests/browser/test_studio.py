@@ -258,5 +258,7 @@ def test_cancel_a_run(studio, workspace):
     assert wait_status(page, "wait", ("cancelled", "failed"), timeout=20_000) == "cancelled"
     page.wait_for_function("() => document.body.dataset.runStatus === 'cancelled'")
     assert time.monotonic() - started < 20
+    # A cancelled step did not finish, and one step is one step.
+    page.wait_for_function("() => document.getElementById('run-summary').textContent.includes('cancelled · 0 of 1 step finished')")
     assert page.get_by_role("button", name="Run", exact=True).is_enabled()
     assert page.get_by_role("button", name="Cancel", exact=True).is_disabled()
