@@ -233,19 +233,15 @@ class Studio {
     if (!this.conflict) this.scheduleSave();
   }
 
-  undo() {
-    if (!this.undoStack.length || this.broken) return;
-    this.redoStack.push(this.doc);
-    this.doc = this.undoStack.pop();
-    this.canvas.setDocument(this.doc);
-    this.pushRunToCanvas();
-    this.afterEdit();
-  }
+  undo() { this.travel(this.undoStack, this.redoStack); }
 
-  redo() {
-    if (!this.redoStack.length || this.broken) return;
-    this.undoStack.push(this.doc);
-    this.doc = this.redoStack.pop();
+  redo() { this.travel(this.redoStack, this.undoStack); }
+
+  /** Move one step through history: take a document from `from`, keep the current one in `to`. */
+  travel(from, to) {
+    if (!from.length || this.broken) return;
+    to.push(this.doc);
+    this.doc = from.pop();
     this.canvas.setDocument(this.doc);
     this.pushRunToCanvas();
     this.afterEdit();

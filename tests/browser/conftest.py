@@ -181,6 +181,17 @@ def write_pipeline(ws: Path, name: str, doc: dict) -> str:
     return name
 
 
+def one_step_pipeline(ws: Path, name: str, node_id: str, title: str, code: str, output: dict) -> str:
+    """A pipeline of one Python step running `code`, with one declared output; returns its id."""
+    write(ws, f"{node_id}.py", code)
+    return write_pipeline(ws, name, {
+        "version": 1, "name": name.capitalize(),
+        "nodes": [{"id": node_id, "runtime": "python", "title": title, "source": f"{node_id}.py",
+                   "outputs": [output]}],
+        "edges": [],
+    })
+
+
 REPORT_PY = '''\
 import pipeloom
 cfg = pipeloom.params()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import yaml
 
-from .conftest import select_node, wait_saved, wait_status, write, write_pipeline
+from .conftest import one_step_pipeline, select_node, wait_saved, wait_status, write_pipeline
 
 COLS, ROWS = 25, 20
 
@@ -74,13 +74,8 @@ print("finished flooding")
 
 
 def test_a_flood_of_log_lines_keeps_the_page_responsive(studio, workspace):
-    write(workspace, "flood.py", FLOOD_PY)
-    pid = write_pipeline(workspace, "flood", {
-        "version": 1, "name": "Flood",
-        "nodes": [{"id": "flood", "runtime": "python", "title": "Print a lot", "source": "flood.py",
-                   "outputs": [{"name": "out", "file": "out.json", "format": "json"}]}],
-        "edges": [],
-    })
+    pid = one_step_pipeline(workspace, "flood", "flood", "Print a lot", FLOOD_PY,
+                            {"name": "out", "file": "out.json", "format": "json"})
     page = studio.open(pid)
     select_node(page, "flood")
     page.get_by_role("button", name="Run", exact=True).click()

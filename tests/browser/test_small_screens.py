@@ -4,7 +4,7 @@ be made wider for tables and source."""
 
 from __future__ import annotations
 
-from .conftest import report_pipeline, select_node, wait_status, write, write_pipeline
+from .conftest import one_step_pipeline, report_pipeline, select_node, wait_status
 
 # Cards whose rectangle leaves the canvas (screen coordinates).
 CARDS_CUT = """() => {
@@ -60,13 +60,8 @@ def test_opening_the_palette_narrows_the_canvas_without_hiding_cards(studio, wor
 
 
 def test_a_wide_table_scrolls_sideways_with_its_row_numbers_and_the_inspector_widens(studio, workspace):
-    write(workspace, "wide.py", WIDE_PY)
-    pid = write_pipeline(workspace, "wide", {
-        "version": 1, "name": "Wide",
-        "nodes": [{"id": "wide", "runtime": "python", "title": "Make a wide table", "source": "wide.py",
-                   "outputs": [{"name": "wide", "file": "wide.csv", "format": "csv"}]}],
-        "edges": [],
-    })
+    pid = one_step_pipeline(workspace, "wide", "wide", "Make a wide table", WIDE_PY,
+                            {"name": "wide", "file": "wide.csv", "format": "csv"})
     page = studio.open(pid, viewport={"width": 1280, "height": 800})
     page.get_by_role("button", name="Run", exact=True).click()
     wait_status(page, "wide", "succeeded")
