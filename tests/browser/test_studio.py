@@ -169,7 +169,7 @@ def test_source_change_updates_the_inspector_and_auto_run_reruns(studio, workspa
     assert studio.api("GET", f"/api/pipelines/{pid}")[1]["autorun"] is True
     src.write_text(src.read_text().replace('print("shouted again")', 'print("shouted a third time")'))
     page.wait_for_function(
-        f"() => document.body.dataset.runStatus && [...document.querySelectorAll('#run-picker option')].length >= 3",
+        "() => document.body.dataset.runStatus && [...document.querySelectorAll('#run-picker option')].length >= 3",
         timeout=30_000)
     page.wait_for_function("() => document.body.dataset.runStatus === 'succeeded'", timeout=60_000)
     runs = studio.api("GET", f"/api/runs?pipeline={pid}")[1]
