@@ -117,6 +117,7 @@ class Runner:
     def __init__(self, pipeline: Pipeline, *, store: Store, workspace: str | os.PathLike,
                  options: RunOptions | None = None, listener=None):
         self.pipeline = pipeline
+        self._feeds = {(e.dst_node, e.dst_port): e for e in pipeline.edges}  # input -> the edge feeding it
         self.store = store
         self.options = options or RunOptions()
         self.layout = Layout(workspace)
@@ -259,7 +260,7 @@ class Runner:
     def _input_hashes(self, node: Node) -> dict[str, dict]:
         out: dict[str, dict] = {}
         for p in node.inputs:
-            edge = next((e for e in self.pipeline.edges if e.dst_node == node.id and e.dst_port == p.name), None)
+            edge = self._feeds.get((node.id, p.name))
             if edge is not None:
                 art = self.states[edge.src_node].artifacts.get(edge.src_port)
                 if art is None:
@@ -454,7 +455,7 @@ class Runner:
         env.update(node.env)
         for p in node.inputs:
             dst = workdir / p.file
-            edge = next((e for e in self.pipeline.edges if e.dst_node == node.id and e.dst_port == p.name), None)
+            edge = self._feeds.get((node.id, p.name))
             if edge is not None:
                 art = self.states[edge.src_node].artifacts[edge.src_port]
                 if art["format"] != p.format:
@@ -501,17 +502,18 @@ class Runner:
             s = dst.stat()
             fresh[a["port"]] = {**a, "path": str(dst), "mtime_ns": s.st_mtime_ns, "size": s.st_size}
         st.artifacts = fresh
-        st.source_run = next((a.get("source_run") for a in arts if a.get("source_run")), None)
-        st.started_at = st.finished_at = time.time()
-        since = f"run {st.source_run}" if st.source_run else "an earlier run"
-        self._finish(nid, "cached", message=f"unchanged since {since}; no program ran")
+        self._finish_cached(nid)
 
     def _publish_reused(self, nid: str) -> None:
+        self._finish_cached(nid, self.states[nid].message)
+
+    def _finish_cached(self, nid: str, message: str | None = None) -> None:
+        """Finish a node whose outputs came from an earlier run, naming that run."""
         st = self.states[nid]
         st.source_run = next((a.get("source_run") for a in st.artifacts.values() if a.get("source_run")), None)
         st.started_at = st.finished_at = time.time()
         since = f"run {st.source_run}" if st.source_run else "an earlier run"
-        self._finish(nid, "cached", message=st.message or f"unchanged since {since}; no program ran")
+        self._finish(nid, "cached", message=message or f"unchanged since {since}; no program ran")
 
     def _finish(self, nid: str, status: str, *, message: str | None = None, log: LogWriter | None = None) -> None:
         st = self.states[nid]

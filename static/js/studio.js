@@ -273,23 +273,34 @@ class Studio {
       toast("Those two are already connected.");
       return;
     }
+    const ok = await this.commitChecked((doc) => withEdge(doc, src, srcPort, dst, dstPort),
+      `Cannot connect ${src}.${srcPort} to ${dst}.${dstPort}`);
+    if (ok) this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${dstPort}`);
+  }
+
+  /**
+   * Ask the engine about `edit(doc)` before applying it; refuse with the engine's own words.
+   * Another edit may land while the engine is asked, so the edit is re-applied to the latest
+   * document (`edit` returns null when it no longer applies). Returns whether it was committed.
+   */
+  async commitChecked(edit, refusal) {
     const base = this.doc;
-    const candidate = withEdge(base, src, srcPort, dst, dstPort);
+    const candidate = edit(base);
     let problems;
     try {
       problems = await this.newProblems(candidate);
     } catch (err) {
       toast("The connection could not be checked, so it was not made.", { kind: "error", lines: [err.message] });
-      return;
+      return false;
     }
     if (problems.length) {
-      toast(`Cannot connect ${src}.${srcPort} to ${dst}.${dstPort}`, { kind: "error", lines: detailLines({ details: problems }) });
-      return;
+      toast(refusal, { kind: "error", lines: detailLines({ details: problems }) });
+      return false;
     }
-    // Another edit may have landed while the engine was asked; apply to the latest document.
-    const next = this.doc === base ? candidate : withEdge(this.doc, src, srcPort, dst, dstPort);
+    const next = this.doc === base ? candidate : edit(this.doc);
+    if (!next) return false;
     this.commit(next);
-    this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${dstPort}`);
+    return true;
   }
 
   /**
@@ -314,26 +325,12 @@ class Studio {
     for (let n = 2; taken.has(name); n += 1) name = `${srcPort}-${n}`;
     const withInput = (doc) => {
       const node = nodesOf(doc).find((n) => n.id === dst);
+      if (!node) return null; // deleted while the engine was asked
       const inputs = Array.isArray(node.inputs) ? cloneDoc(node.inputs) : [];
       inputs.push({ name, format: out.format });
       return withEdge(withNodeFields(doc, dst, { inputs }), src, srcPort, dst, name);
     };
-    const base = this.doc;
-    const candidate = withInput(base);
-    let problems;
-    try {
-      problems = await this.newProblems(candidate);
-    } catch (err) {
-      toast("The connection could not be checked, so it was not made.", { kind: "error", lines: [err.message] });
-      return;
-    }
-    if (problems.length) {
-      toast(`Cannot connect ${src}.${srcPort} to “${this.titleOf(dst)}”`, { kind: "error", lines: detailLines({ details: problems }) });
-      return;
-    }
-    const next = this.doc === base ? candidate : this.node(dst) ? withInput(this.doc) : null;
-    if (!next) return;
-    this.commit(next);
+    if (!await this.commitChecked(withInput, `Cannot connect ${src}.${srcPort} to “${this.titleOf(dst)}”`)) return;
     this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${name}`);
     toast(`Gave “${this.titleOf(dst)}” a new input “${name}” (${out.format}) and connected it.`, {
       actions: [{ label: "Undo", onClick: () => this.undo() }],

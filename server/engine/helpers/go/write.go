@@ -115,13 +115,7 @@ func WriteJSON(name string, v any) error {
 		if err != nil {
 			return err
 		}
-		for _, it := range items {
-			if err := w.Write(it); err != nil {
-				w.Abort()
-				return err
-			}
-		}
-		return w.Close()
+		return writeAll(w, items)
 	}
 	return p.errorf("format `%s` is not JSON data; use WriteText or WriteBytes", p.Format)
 }
@@ -132,8 +126,13 @@ func WriteRecords(name string, recs []map[string]any) error {
 	if err != nil {
 		return err
 	}
-	for _, r := range recs {
-		if err := w.Write(r); err != nil {
+	return writeAll(w, recs)
+}
+
+// writeAll writes every item and publishes the file, or leaves nothing behind on the first error.
+func writeAll[T any](w *RecordWriter, items []T) error {
+	for _, it := range items {
+		if err := w.Write(it); err != nil {
 			w.Abort()
 			return err
 		}

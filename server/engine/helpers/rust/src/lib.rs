@@ -187,38 +187,25 @@ fn resolve(name: &str, kind: &'static str, hint: Option<&str>) -> Result<Port> {
         }
     }
     let var = format!("PIPELOOM_{}_{}", kind.to_ascii_uppercase(), env_key(name));
+    // A port found by file name alone: its format comes from the extension.
+    let guessed = |path: PathBuf| Port {
+        name: name.to_string(),
+        format: guess_format(&path).to_string(),
+        path,
+        kind,
+    };
     if let Some(p) = std::env::var_os(&var).filter(|p| !p.is_empty()) {
-        let path = PathBuf::from(p);
-        let format = guess_format(&path).to_string();
-        return Ok(Port {
-            name: name.to_string(),
-            path,
-            format,
-            kind,
-        });
+        return Ok(guessed(PathBuf::from(p)));
     }
     let base = workdir();
     if Path::new(name).extension().is_some() {
-        let path = base.join(name);
-        let format = guess_format(&path).to_string();
-        return Ok(Port {
-            name: name.to_string(),
-            path,
-            format,
-            kind,
-        });
+        return Ok(guessed(base.join(name)));
     }
     if kind == "input" || hint.is_none() {
         for ext in GUESS_EXTENSIONS {
             let path = base.join(format!("{name}.{ext}"));
             if path.exists() {
-                let format = guess_format(&path).to_string();
-                return Ok(Port {
-                    name: name.to_string(),
-                    path,
-                    format,
-                    kind,
-                });
+                return Ok(guessed(path));
             }
         }
     }
