@@ -6,7 +6,7 @@ field or file involved, so the CLI and the web layer can show it as is.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class PipeloomError(Exception):
@@ -70,11 +70,6 @@ class ConflictError(PipeloomError):
 class BuildError(PipeloomError):
     """A node's program failed to build (compile, install dependencies)."""
 
-
-@dataclass
-class ErrorInfo:
-    message: str
-    details: list = field(default_factory=list)
 
 
 def did_you_mean(word: str, choices) -> str:

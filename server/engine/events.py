@@ -7,7 +7,6 @@ Socket.IO room under the name in `Event.kind`.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import asdict, dataclass, field
 from typing import Callable, ClassVar
 
@@ -68,33 +67,3 @@ class OutputReadyEvent(Event):
 
 
 Listener = Callable[[Event], None]
-
-
-class EventBus:
-    """Fan one event stream out to many listeners; a failing listener never stops a run."""
-
-    def __init__(self) -> None:
-        self._listeners: list[Listener] = []
-        self._lock = threading.Lock()
-
-    def subscribe(self, listener: Listener) -> Callable[[], None]:
-        with self._lock:
-            self._listeners.append(listener)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                if listener in self._listeners:
-                    self._listeners.remove(listener)
-
-        return unsubscribe
-
-    def __call__(self, event: Event) -> None:
-        with self._lock:
-            listeners = list(self._listeners)
-        for fn in listeners:
-            try:
-                fn(event)
-            except Exception:  # a broken listener must not break the run
-                import logging
-
-                logging.getLogger("pipeloom").exception("event listener failed on %s", event.kind)

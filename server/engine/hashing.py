@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from pathlib import Path
 
 
 _memo: dict[tuple, str] = {}
@@ -34,14 +33,3 @@ def text_sha256(text: str | bytes) -> str:
 
 def json_sha256(obj) -> str:
     return text_sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str))
-
-
-def tree_sha256(paths: list[Path], root: Path | None = None) -> str:
-    """Hash several files, names included, in a stable order."""
-    h = hashlib.sha256()
-    for p in sorted(paths):
-        name = str(p.relative_to(root)) if root else p.name
-        h.update(name.encode())
-        h.update(b"\0")
-        h.update(file_sha256(p).encode())
-    return h.hexdigest()

@@ -122,7 +122,9 @@ def _same(old: Any, new: Any) -> bool:
         return old is new or (isinstance(old, bool) and isinstance(new, bool) and old == new)
     if isinstance(old, (int, float)) and isinstance(new, (int, float)):
         return old == new
-    return type(old) is type(new) and old == new if not isinstance(old, str) else old == new
+    if isinstance(old, str):
+        return old == new  # a quoted or plain ruamel string equals the plain str it spells
+    return type(old) is type(new) and old == new
 
 
 def _merge(old: Any, new: Any, kind: str | None) -> Any:
@@ -170,7 +172,6 @@ def _merge(old: Any, new: Any, kind: str | None) -> Any:
             seq = CommentedSeq(items)
             if flow:
                 seq.fa.set_flow_style()
-            seq.copy_attributes(old) if hasattr(seq, "copy_attributes") else None
             return seq
         return items
     return old if _same(old, new) else new

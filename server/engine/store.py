@@ -396,11 +396,6 @@ class Store:
                 raise NotFoundError(f"pipeline `{pipeline_id}` has no version {version}")
             return _version_dict(row, with_text=True)
 
-    def ping(self) -> bool:
-        with self.session() as s:
-            s.exec(text("SELECT 1"))
-        return True
-
 
 def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
                 exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,

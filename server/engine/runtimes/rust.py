@@ -154,9 +154,9 @@ class RustRuntime(Runtime):
     def _manifest(pkg: str, frontmatter: str, uses_helper: bool) -> str:
         parsed = tomllib.loads(frontmatter) if frontmatter else {}
         lines = ["[package]", f'name = "{pkg}"', 'version = "0.0.0"', 'edition = "2021"', "publish = false", ""]
-        for k, v in (parsed.get("package") or {}).items():
-            if k in ("edition",):
-                lines[3] = f'edition = "{v}"'
+        edition = (parsed.get("package") or {}).get("edition")
+        if edition:
+            lines[3] = f'edition = "{edition}"'
         deps = dict(parsed.get("dependencies") or {})
         lines.append("[dependencies]")
         for name, spec in deps.items():
