@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import threading
 import time
@@ -108,8 +109,6 @@ def _group_alive(pgid: int) -> bool:
 
 def record_group(folder, node_id: str, pgid: int) -> None:
     """Note a running node's process group, so a later recovery can stop it if this process dies."""
-    from .store import process_start_time
-
     folder.mkdir(parents=True, exist_ok=True)
     (folder / f"{node_id}.pgid").write_text(f"{pgid} {process_start_time(pgid) or ''}\n")
 
@@ -123,8 +122,6 @@ def forget_group(folder, node_id: str) -> None:
 
 def stop_orphans(folder) -> int:
     """Kill the process groups a dead run left behind (as noted by `record_group`); returns how many."""
-    from .store import process_start_time
-
     stopped = 0
     if not folder.is_dir():
         return 0
@@ -143,3 +140,29 @@ def stop_orphans(folder) -> int:
             stopped += 1
         note.unlink(missing_ok=True)
     return stopped
+
+
+def process_start_time(pid: int) -> str | None:
+    """The kernel's start time of a process, so a reused pid is not mistaken for a live run."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            data = fh.read().decode(errors="replace")
+        return data.rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def process_alive(pid: int | None, start: str | None, host: str | None) -> bool:
+    """Whether the process that wrote a record (pid, its start time, its host) still runs."""
+    if not pid:
+        return False
+    if host and host != socket.gethostname():
+        return True  # cannot tell from here; leave it alone
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    now = process_start_time(pid)
+    return start is None or now is None or now == start

@@ -24,6 +24,7 @@ from sqlmodel import Field, Session, SQLModel, create_engine, select
 from .errors import NotFoundError
 from .hashing import text_sha256
 from .paths import Layout
+from .process import process_alive, process_start_time, stop_orphans
 
 
 class RunRow(SQLModel, table=True):
@@ -93,31 +94,6 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def process_start_time(pid: int) -> str | None:
-    """The kernel's start time of a process, so a reused pid is not mistaken for a live run."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            data = fh.read().decode(errors="replace")
-        return data.rsplit(")", 1)[1].split()[19]
-    except (OSError, IndexError):
-        return None
-
-
-def _alive(pid: int | None, start: str | None, host: str | None) -> bool:
-    if not pid:
-        return False
-    if host and host != socket.gethostname():
-        return True  # cannot tell from here; leave it alone
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        pass
-    now = process_start_time(pid)
-    return start is None or now is None or now == start
-
-
 class Store:
     """Thread-safe access to Pipeloom's records."""
 
@@ -172,15 +148,13 @@ class Store:
         """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many."""
         with self._lock, self.session() as s:
             rows = s.exec(select(RunRow).where(RunRow.status.in_(("pending", "running")))).all()
-            dead = [r for r in rows if not _alive(r.pid, r.pid_start, r.host)]
+            dead = [r for r in rows if not process_alive(r.pid, r.pid_start, r.host)]
             for r in dead:
                 r.status = "interrupted"
                 r.finished_at = r.finished_at or time.time()
                 r.message = "the process running this run stopped before it finished"
                 opts = json.loads(r.options or "{}")
                 if opts.get("workspace"):
-                    from .process import stop_orphans
-
                     if stop_orphans(Layout(opts["workspace"]).run_dir(r.id) / "_groups"):
                         r.message += "; the programs it left running were stopped"
                 s.add(r)
