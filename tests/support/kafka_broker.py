@@ -200,6 +200,13 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def _die_with_parent() -> None:
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
 def _tail(path: Path, lines: int = 25) -> str:
     try:
         with open(path, "rb") as fh:
@@ -214,10 +221,15 @@ def _tail(path: Path, lines: int = 25) -> str:
 # ------------------------------------------------------------ the broker
 
 class Broker:
-    """One broker whose configuration, data, logs and pid file live in `workdir`."""
+    """One broker whose configuration, data, logs and pid file live in `workdir`.
 
-    def __init__(self, workdir: Path | str):
+    With `die_with_parent`, the kernel kills the broker if this process dies without stopping it (a test
+    session killed with -9); the command line leaves it off, since there the broker must outlive it.
+    """
+
+    def __init__(self, workdir: Path | str, die_with_parent: bool = False):
         self.dir = Path(workdir).resolve()
+        self.die_with_parent = die_with_parent
         self.props = self.dir / "server.properties"
         self.data = self.dir / "data"
         self.logs = self.dir / "logs"
@@ -271,7 +283,8 @@ class Broker:
         t0 = time.monotonic()
         with open(self.logs / "jvm.out", "ab") as out:
             self._proc = subprocess.Popen(cmd, cwd=self.dir, env=_clean_env(), stdin=subprocess.DEVNULL,
-                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+                                          stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                                          preexec_fn=_die_with_parent if self.die_with_parent else None)
         self.pid = self._proc.pid
         self.bootstrap = f"127.0.0.1:{port}"
         self.pid_file.write_text(f"{self.pid}\n")

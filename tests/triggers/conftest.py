@@ -23,7 +23,7 @@ def kafka_bootstrap(tmp_path_factory):
         import confluent_kafka  # noqa: F401
     except ImportError:
         require(False, "the confluent-kafka package is not installed (pip install 'pipeloom[test]')")
-    broker = Broker(tmp_path_factory.mktemp("kafka"))
+    broker = Broker(tmp_path_factory.mktemp("kafka"), die_with_parent=True)
     try:
         yield broker.start()
     finally:
