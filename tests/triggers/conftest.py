@@ -18,7 +18,7 @@ _notes: list[str] = []
 def kafka_bootstrap(tmp_path_factory):
     """bootstrap.servers of a single-node broker on 127.0.0.1, shared by the session's tests."""
     hints = missing_tools()
-    require(not hints, "a real Kafka broker needs " + "; ".join(hints))
+    require(not hints, "cannot run a real Kafka broker: " + "; ".join(hints))
     try:
         import confluent_kafka  # noqa: F401
     except ImportError:
