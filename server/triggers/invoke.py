@@ -52,14 +52,18 @@ class InvokeGate:
         self.waiting = 0
         self._durations: list[float] = []
 
-    def enter(self, timeout: float | None) -> bool:
-        """Take a run slot, waiting in the queue up to `timeout`; False if the wait timed out."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def reserve(self) -> None:
+        """Take a place in the queue, or raise Busy when every slot and place is taken."""
         with self._cond:
             if self.running >= self.max_concurrent and self.waiting >= self.queue:
                 raise Busy(f"{self.running} run(s) going and {self.waiting} waiting; the queue holds {self.queue}",
                            self.retry_after())
             self.waiting += 1
+
+    def acquire(self, timeout: float | None) -> bool:
+        """After `reserve()`: wait for a run slot up to `timeout`; False (and the place given up) if none came."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
             try:
                 while self.running >= self.max_concurrent:
                     left = None if deadline is None else deadline - time.monotonic()
@@ -70,6 +74,11 @@ class InvokeGate:
                 return True
             finally:
                 self.waiting -= 1
+
+    def enter(self, timeout: float | None) -> bool:
+        """Reserve a place and wait for a slot (see `reserve` and `acquire`)."""
+        self.reserve()
+        return self.acquire(timeout)
 
     def leave(self, duration_s: float | None = None) -> None:
         """Give a slot back (when the run has ended, not when the caller stopped waiting)."""
