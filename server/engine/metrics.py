@@ -46,7 +46,10 @@ class Metrics:
 
     def on_event(self, ev: Event) -> None:
         """An engine listener: counts runs and times nodes."""
-        if isinstance(ev, RunStatusEvent) and ev.status in _TERMINAL:
+        if isinstance(ev, RunStatusEvent) and ev.status == "running":
+            with self._lock:
+                self._runs.setdefault(ev.run_id, (ev.pipeline_id, "manual"))
+        elif isinstance(ev, RunStatusEvent) and ev.status in _TERMINAL:
             with self._lock:
                 pipeline, origin = self._runs.pop(ev.run_id, (ev.pipeline_id, "manual"))
             self.runs.labels(pipeline, ev.status, origin).inc()
