@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from .base import Counters, FeedRunner, StatusSink
-from .spec import Trigger
+from server.engine.triggerspec import Trigger
 
 log = logging.getLogger("pipeloom.triggers.folder")
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .base import Counters, FeedOutcome
 from .invoke import EXT, BadBody, Busy, InvokeGate, body_to_input, result_body
-from .spec import Trigger
+from server.engine.triggerspec import Trigger
 
 
 @dataclass

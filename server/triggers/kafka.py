@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from .base import Counters, FeedOutcome, FeedRunner, StatusSink
 from .batch import write_batch
-from .spec import Trigger
+from server.engine.triggerspec import Trigger
 
 log = logging.getLogger("pipeloom.triggers.kafka")
 

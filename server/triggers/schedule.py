@@ -15,7 +15,7 @@ from typing import Callable
 from zoneinfo import ZoneInfo
 
 from .base import Counters, FeedRunner, StatusSink
-from .spec import Trigger
+from server.engine.triggerspec import Trigger
 from .state import TriggerState
 
 # a tick found this late is still "on time"; older ones were missed while down

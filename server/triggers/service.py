@@ -23,7 +23,7 @@ from .folder import FolderTrigger
 from .http import HttpTrigger, RunHandle
 from .kafka import KafkaTrigger
 from .schedule import ScheduleTrigger
-from .spec import Trigger
+from server.engine.triggerspec import Trigger
 from .state import TriggerState, trigger_dir
 
 log = logging.getLogger("pipeloom.triggers")

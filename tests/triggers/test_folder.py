@@ -8,7 +8,7 @@ import time
 
 from server.triggers.base import FeedOutcome
 from server.triggers.folder import FolderTrigger
-from server.triggers.spec import parse_triggers
+from server.engine.triggerspec import parse_triggers
 
 
 def _trigger(**extra):

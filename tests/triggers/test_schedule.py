@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 from server.triggers.base import FeedOutcome
 from server.triggers.schedule import ScheduleTrigger, due, newest_tick
-from server.triggers.spec import parse_triggers
+from server.engine.triggerspec import parse_triggers
 from server.triggers.state import TriggerState
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from server.engine.model import build_pipeline
-from server.triggers.spec import check_triggers, parse_triggers
+from server.engine.triggerspec import check_triggers, parse_triggers
 
 
 def _pipeline(tmp_path: Path):

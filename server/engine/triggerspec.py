@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from server.engine.errors import Problem, UnsafePathError, did_you_mean
-from server.engine.paths import safe_path
+from .errors import Problem, UnsafePathError, did_you_mean
+from .paths import safe_path
 
 KINDS = ("kafka", "http", "folder", "schedule")
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
