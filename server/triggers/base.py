@@ -1,0 +1,82 @@
+"""What every trigger shares: the outcome of a fed run, its state, and the counters the panel shows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# states a trigger can be in, as shown in the studio and `pipeloom triggers list`
+STATES = ("starting", "running", "paused", "failing", "stopped")
+
+
+@dataclass
+class FeedOutcome:
+    """How a run fed by a trigger ended."""
+
+    ok: bool
+    run_id: str | None
+    message: str | None = None
+    failed_node: str | None = None
+    outputs: dict[str, str] = field(default_factory=dict)  # "node.port" -> file path
+
+
+# (the file that feeds the entry input, what fed it) -> how the run ended
+FeedRunner = Callable[[Path, dict], FeedOutcome]
+StatusSink = Callable[[dict], None]
+
+
+class Counters:
+    """Thread-safe counters and a smoothed events-per-second rate for one trigger."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.runs_started = 0
+        self.failures = 0
+        self.dead_lettered = 0
+        self.events = 0
+        self.last_batch: dict | None = None
+        self.last_run_id: str | None = None
+        self._rate = 0.0
+        self._rate_at = time.monotonic()
+        self._rate_events = 0
+
+    def batch(self, size: int, run_id: str | None) -> None:
+        with self._lock:
+            self.events += size
+            self._rate_events += size
+            self.last_batch = {"size": size, "at": time.time(), "run_id": run_id}
+
+    def run_started(self, run_id: str | None) -> None:
+        with self._lock:
+            self.runs_started += 1
+            self.last_run_id = run_id
+
+    def failed(self) -> None:
+        with self._lock:
+            self.failures += 1
+
+    def dead_letter(self) -> None:
+        with self._lock:
+            self.dead_lettered += 1
+
+    def rate(self) -> float:
+        """Events per second, smoothed over about ten seconds."""
+        with self._lock:
+            now = time.monotonic()
+            span = now - self._rate_at
+            if span >= 1.0:
+                inst = self._rate_events / span
+                weight = min(1.0, span / 10.0)
+                self._rate = self._rate * (1 - weight) + inst * weight
+                self._rate_at, self._rate_events = now, 0
+            return round(self._rate, 1)
+
+    def to_dict(self) -> dict:
+        rate = self.rate()
+        with self._lock:
+            return {"runs_started": self.runs_started, "failures": self.failures,
+                    "dead_lettered": self.dead_lettered, "events": self.events, "events_per_s": rate,
+                    "last_batch": self.last_batch, "last_run_id": self.last_run_id}
