@@ -223,10 +223,13 @@ class KafkaTrigger:
         if self.state in ("starting", "failing", "stopped"):
             self._set_state("paused" if self._user_paused else "running")
         self._rewind.clear()
-        while not self._stop.is_set():
+        while not self._stop.is_set() or self._running_batch():
             if self._rewind.is_set():
                 return  # reconnect: the new consumer starts at the committed offsets
             self._apply_commits(consumer)
+            if self._stop.is_set():  # stopping: gather nothing more, but commit the batch that is finishing
+                time.sleep(0.02)
+                continue
             hold = self._user_paused or self._ready.qsize() >= self.max_waiting
             if hold != paused and assigned:
                 (consumer.pause if hold else consumer.resume)(assigned)
@@ -262,6 +265,9 @@ class KafkaTrigger:
                 self.lag = self._measure_lag(consumer, assigned)
                 self._publish()
         # leaving: what was gathered but not run stays uncommitted, to be consumed again
+
+    def _running_batch(self) -> bool:
+        return any(th.is_alive() for th in self._threads if th.name.endswith("-run"))
 
     def _apply_commits(self, consumer) -> None:
         while True:
@@ -377,7 +383,7 @@ class KafkaTrigger:
         done, result = threading.Event(), []
         self._commits.put((b.offsets(), done, result))
         while not done.wait(0.2):
-            if self._stop.is_set() and not any(th.is_alive() for th in self._threads if th.name.endswith("poll")):
+            if not any(th.is_alive() for th in self._threads if th.name.endswith("-poll")):
                 return  # the consumer is gone: left uncommitted, consumed again later
         if result and result[0] is not None:
             log.warning("kafka trigger %s: commit failed (%s); the batch will be consumed again", self.t.id, result[0])
