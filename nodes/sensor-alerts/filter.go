@@ -7,6 +7,8 @@
 //	{"sensor_id": "alpha", "metric": "temperature", "value": 24.5, "unit": "°C",
 //	 "ts": "2026-11-26T10:00:00Z", "line": 17}
 //
+// (plus "sent_at" for live readings that carry their send time)
+//
 // and everything else is counted by reason and left out.
 package main
 
@@ -28,6 +30,7 @@ type rawEvent struct {
 	Value    string `json:"value"`
 	SensorID string `json:"sensor_id"`
 	TS       string `json:"ts"`
+	SentAt   string `json:"sent_at"`
 	Error    string `json:"error"`
 }
 
@@ -38,6 +41,7 @@ type event struct {
 	Unit     string  `json:"unit"`
 	TS       string  `json:"ts"`
 	Line     int64   `json:"line"`
+	SentAt   int64   `json:"sent_at,omitempty"` // live readings: when the gateway sent it (ms since 1970)
 }
 
 type metricRule struct {
@@ -76,7 +80,8 @@ func check(r rawEvent, rules map[string]metricRule) (event, string) {
 	if err != nil {
 		return event{}, "bad or missing timestamp"
 	}
-	return event{r.SensorID, r.Metric, v, rule.Unit, ts.UTC().Format(time.RFC3339), r.Line}, ""
+	sent, _ := strconv.ParseInt(r.SentAt, 10, 64) // absent in logs read from a file
+	return event{r.SensorID, r.Metric, v, rule.Unit, ts.UTC().Format(time.RFC3339), r.Line, sent}, ""
 }
 
 func main() {

@@ -1,12 +1,18 @@
 """Make a realistic sensor log for the sensor-alerts demo.
 
     python nodes/sensor-alerts/generate.py --events 1000000 --out sensors.log --seed 7
+    python nodes/sensor-alerts/generate.py --kafka 127.0.0.1:9092 --topic sensor-readings --rate 2000 --seconds 60
 
 Six greenhouse sensors each report temperature, humidity and air pressure
 every five minutes. Readings follow a daily rhythm with noise; a few are
 spikes or dips (a door left open, a sensor knocked), some sensors get stuck on
 one value for a while, and about 1% of lines arrive garbled or empty, as they
 do from real field gateways. The same seed always gives the same file.
+
+With --kafka, the readings go to a Kafka topic instead, one message per line,
+at a steady rate and stamped with the real time: `ts` is when the reading was
+made and `sent_at` (milliseconds since 1970) when it was sent, so the alerts
+it causes can be timed from end to end.
 """
 
 from __future__ import annotations
@@ -85,29 +91,81 @@ def garbled(rng: random.Random, line: str, sensor: str, ts: str) -> str:
     return line.split(":", 1)[0] + ":NaN " + line.split(" ", 1)[1]
 
 
-def generate(events: int, seed: int, out) -> None:
-    """Write `events` lines to the open text file `out`."""
+def readings(seed: int, clock=None):
+    """Endless log lines; with `clock` (a function returning epoch seconds) stamped live, else simulated."""
     rng = random.Random(seed)
     streams = [Stream(rng, s, m) for s in SENSORS for m in METRICS]
     order = list(range(len(streams)))
-    written = 0
     slot = 0
-    buf: list[str] = []
-    while written < events:
+    while True:
         t_s = slot * STEP_S
         rng.shuffle(order)
         for k, i in enumerate(order):
-            if written >= events:
-                break
             st = streams[i]
-            ts = (START + timedelta(seconds=t_s + 7 * k)).strftime("%Y-%m-%dT%H:%M:%SZ")
             value = st.reading(rng, t_s)
-            line = f"{st.metric}:{value:.{st.decimals}f} sensor_id={st.sensor} ts={ts}"
+            if clock is None:
+                ts = (START + timedelta(seconds=t_s + 7 * k)).strftime("%Y-%m-%dT%H:%M:%SZ")
+                line = f"{st.metric}:{value:.{st.decimals}f} sensor_id={st.sensor} ts={ts}"
+            else:
+                now = clock()
+                ts = datetime.fromtimestamp(now, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+                line = f"{st.metric}:{value:.{st.decimals}f} sensor_id={st.sensor} ts={ts} sent_at={int(now * 1000)}"
             if rng.random() < MALFORMED_RATE:
                 line = garbled(rng, line, st.sensor, ts)
-            buf.append(line)
-            written += 1
+            yield line
         slot += 1
+
+
+def produce(brokers: str, topic: str, rate: float, seconds: float, seed: int) -> int:
+    """Send readings to Kafka at `rate` per second for `seconds`; returns how many the broker acknowledged."""
+    import time
+
+    try:
+        from confluent_kafka import Producer
+    except ImportError:
+        print("generate.py: --kafka needs the confluent-kafka package (pip install confluent-kafka)", file=sys.stderr)
+        raise SystemExit(2)
+    acked = [0]
+    failed = []
+
+    def delivered(err, _msg):
+        if err is None:
+            acked[0] += 1
+        else:
+            failed.append(err)
+
+    p = Producer({"bootstrap.servers": brokers, "linger.ms": 5, "acks": "all", "enable.idempotence": True})
+    total = int(rate * seconds)
+    start = time.monotonic()
+    for n, line in enumerate(readings(seed, clock=time.time)):
+        if n >= total:
+            break
+        due = start + n / rate
+        wait = due - time.monotonic()
+        if wait > 0:
+            time.sleep(wait)
+        while True:
+            try:
+                p.produce(topic, value=line.encode(), on_delivery=delivered)
+                break
+            except BufferError:
+                p.poll(0.05)
+        p.poll(0)
+    left = p.flush(30)
+    took = time.monotonic() - start
+    print(f"generate.py: sent {acked[0]:,} readings to {topic} in {took:.1f} s ({acked[0] / max(took, 1e-9):,.0f}/s)"
+          + (f"; {len(failed) + left} not delivered: {failed[0] if failed else 'timed out'}" if failed or left else ""),
+          file=sys.stderr)
+    return acked[0]
+
+
+def generate(events: int, seed: int, out) -> None:
+    """Write `events` lines to the open text file `out`."""
+    import itertools
+
+    buf: list[str] = []
+    for line in itertools.islice(readings(seed), events):
+        buf.append(line)
         if len(buf) >= 20_000:
             out.write("\n".join(buf) + "\n")
             buf.clear()
@@ -120,9 +178,18 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--events", type=int, default=1000, help="number of log lines (default 1000)")
     ap.add_argument("--out", default="-", help="file to write (default: standard output)")
     ap.add_argument("--seed", type=int, default=24, help="random seed; the same seed gives the same file (default 24)")
+    ap.add_argument("--kafka", metavar="BROKERS", help="send to Kafka (host:port,...) instead of writing a file")
+    ap.add_argument("--topic", default="sensor-readings", help="the topic for --kafka (default sensor-readings)")
+    ap.add_argument("--rate", type=float, default=100.0, help="readings per second for --kafka (default 100)")
+    ap.add_argument("--seconds", type=float, default=10.0, help="how long to send for --kafka (default 10)")
     args = ap.parse_args(argv)
     if args.events < 0:
         ap.error("--events must be 0 or more")
+    if args.kafka:
+        if args.rate <= 0 or args.seconds <= 0:
+            ap.error("--rate and --seconds must be more than 0")
+        sent = produce(args.kafka, args.topic, args.rate, args.seconds, args.seed)
+        return 0 if sent == int(args.rate * args.seconds) else 1
     if args.out == "-":
         generate(args.events, args.seed, sys.stdout)
         return 0
