@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 LineSink = Callable[[str, list[str]], None]
+Keeping = Callable[[], bool]
 
 CHUNK = 256 * 1024
 TOKEN_VAR = "PIPELOOM_NODE_TOKEN"
@@ -149,7 +150,9 @@ class NodeProcess:
     """One node program in its own session, marked with `token` in its environment."""
 
     def __init__(self, argv: list[str], *, cwd: str, env: dict[str, str], sink: LineSink,
-                 token: str | None = None, guard: RunGuard | None = None):
+                 token: str | None = None, guard: RunGuard | None = None, keep: Keeping | None = None,
+                 skipped: Callable[[int], None] | None = None):
+        """`sink` gets whole lines while `keep()` is true; after that, output is only counted (`skipped(n)`)."""
         self.token = token or new_token(env.get("PIPELOOM_RUN_ID", "run"), env.get("PIPELOOM_NODE_ID", "node"))
         self.guard = guard
         env = {**env, TOKEN_VAR: self.token}
@@ -157,8 +160,8 @@ class NodeProcess:
                                      stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
         self.pgid = self.proc.pid
         self._readers = [
-            threading.Thread(target=_pump, args=(self.proc.stdout, "out", sink), daemon=True),
-            threading.Thread(target=_pump, args=(self.proc.stderr, "err", sink), daemon=True),
+            threading.Thread(target=_pump, args=(self.proc.stdout, "out", sink, keep, skipped), daemon=True),
+            threading.Thread(target=_pump, args=(self.proc.stderr, "err", sink, keep, skipped), daemon=True),
         ]
         for t in self._readers:
             t.start()
@@ -196,15 +199,25 @@ class NodeProcess:
                 t.join(2.0)
 
 
-def _pump(pipe, stream: str, sink: LineSink) -> None:
-    """Read big chunks and hand over whole lines; far faster than readline per line."""
+def _pump(pipe, stream: str, sink: LineSink, keep: Keeping | None = None,
+          skipped: Callable[[int], None] | None = None) -> None:
+    """Read big chunks and hand over whole lines; far faster than readline per line.
+
+    Once nobody keeps lines (the log is full), chunks are only counted: a node printing
+    gigabytes then costs a read and a newline count per chunk, in constant memory.
+    """
     fd = pipe.fileno()
     rest = b""
+    counted = 0
     try:
         while True:
             chunk = os.read(fd, CHUNK)
             if not chunk:
                 break
+            if keep is not None and not keep():
+                counted += chunk.count(b"\n")
+                rest = b""
+                continue
             data = rest + chunk
             parts = data.split(b"\n")
             rest = parts.pop()
@@ -218,6 +231,8 @@ def _pump(pipe, stream: str, sink: LineSink) -> None:
     except OSError:
         pass
     finally:
+        if counted and skipped is not None:
+            skipped(counted)
         try:
             pipe.close()
         except OSError:

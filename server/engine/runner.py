@@ -413,7 +413,8 @@ class Runner:
         token = new_token(self.run_id, node.id)
         self._guard.start()
         try:
-            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink, token=token, guard=self._guard)
+            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink, token=token, guard=self._guard,
+                               keep=lambda: not log.full, skipped=log.skip)
         except OSError as exc:
             return self._end_attempt(st, "failed",
                                      message=f"could not start `{prepared.argv[0]}`: {describe_error(exc)}")
