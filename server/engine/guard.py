@@ -20,28 +20,32 @@ import sys
 TOKEN_VAR = b"PIPELOOM_NODE_TOKEN="
 
 
-def marked(needle: bytes, *, prefix: bool) -> list[int]:
-    """Pids whose environment holds PIPELOOM_NODE_TOKEN=<needle> (or a value starting with it)."""
-    want = b"\0" + TOKEN_VAR + needle + (b"" if prefix else b"\0")
+def marked(needles: list[bytes], *, prefix: bool) -> list[int]:
+    """Pids whose environment holds PIPELOOM_NODE_TOKEN=<one of needles> (or a value starting with one)."""
+    wants = [b"\0" + TOKEN_VAR + n + (b"" if prefix else b"\0") for n in needles]
     me = os.getpid()
     found = []
-    for name in os.listdir("/proc"):
+    try:
+        names = os.listdir("/proc")
+    except OSError:  # no /proc (not Linux): nothing can be found this way
+        return []
+    for name in names:
         if not name.isdigit() or int(name) == me:
             continue
         try:
             with open(f"/proc/{name}/environ", "rb") as fh:
-                env = fh.read()
+                env = b"\0" + fh.read() + b"\0"
         except OSError:
             continue
-        if want in b"\0" + env + b"\0":
+        if any(w in env for w in wants):
             found.append(int(name))
     return found
 
 
-def sweep(needle: bytes, *, prefix: bool) -> None:
+def sweep(needles: list[bytes], *, prefix: bool) -> None:
     """SIGKILL every marked process, again until none is left (a fork may race the first pass)."""
     for _ in range(20):
-        pids = marked(needle, prefix=prefix)
+        pids = marked(needles, prefix=prefix)
         if not pids:
             return
         for pid in pids:
@@ -54,15 +58,18 @@ def sweep(needle: bytes, *, prefix: bool) -> None:
 def main() -> None:
     run_id = sys.argv[1].encode()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for Pipeloom, which then cancels the run
-    stdin = sys.stdin.buffer
+    fd = sys.stdin.fileno()
+    pending = b""
     while True:
-        line = stdin.readline()
-        if not line:
+        data = os.read(fd, 65536)  # all the lines written since the last sweep: one /proc scan for them all
+        if not data:
             break
-        line = line.rstrip(b"\n")
-        if line.startswith(b"-") and line[1:].startswith(run_id + b"/"):
-            sweep(line[1:], prefix=False)
-    sweep(run_id + b"/", prefix=True)  # the run ended, or Pipeloom died: nothing of it may stay
+        pending += data
+        lines, _, pending = pending.rpartition(b"\n")
+        tokens = [ln[1:] for ln in lines.split(b"\n") if ln.startswith(b"-" + run_id + b"/")]
+        if tokens:
+            sweep(tokens, prefix=False)
+    sweep([run_id + b"/"], prefix=True)  # the run ended, or Pipeloom died: nothing of it may stay
 
 
 if __name__ == "__main__":

@@ -153,3 +153,23 @@ def test_nodes_die_with_pipeloom_even_on_kill_9(workspace, tmp_path):
     left = left_after(pids)
     kill_all(left)
     assert left == [], f"{len(left)} of {len(pids)} node processes outlived `pipeloom run` (kill -9)"
+
+
+def test_recovery_of_a_dead_run_stops_its_marked_processes(workspace):
+    """What a dead run left in another session is found by the run id in its marker."""
+    from server.engine.paths import Layout
+    from server.engine.process import stop_orphans
+
+    groups = Layout(workspace).run_dir("20260101-000000-dead") / "_groups"
+    groups.mkdir(parents=True)
+    mine = subprocess.Popen(["sleep", "300"], start_new_session=True,
+                            env={**os.environ, TOKEN_VAR: "20260101-000000-dead/n/1234"})
+    other = subprocess.Popen(["sleep", "300"], env={**os.environ, TOKEN_VAR: "20260101-000000-live/n/1234"})
+    try:
+        assert stop_orphans(groups) >= 1
+        assert mine.wait(5) == -signal.SIGKILL
+        assert other.poll() is None, "a process of another run is left alone"
+    finally:
+        for p in (mine, other):
+            p.kill()
+            p.wait()
