@@ -369,7 +369,8 @@ def _build_node(raw: Any, index: int, line: int | None, problems: list[Problem])
             node.cache = c
         else:
             hint = " (write `never` to run the node every time)" if c is False or c in ("no", "off") else ""
-            problems.append(Problem(where, f"`cache` must be auto, always or never, got {c!r}{hint}", line))
+            shown = json.dumps(c) if isinstance(c, (bool, int, float, str)) else type(c).__name__
+            problems.append(Problem(where, f"`cache` must be auto, always or never, got {shown}{hint}", line))
     pos = raw.get("position")
     if pos is not None:
         if (not isinstance(pos, dict) or not all(isinstance(pos.get(k), (int, float)) for k in ("x", "y"))):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -171,7 +172,7 @@ def test_cache_setting_must_be_a_known_word(workspace, value, hint):
     found = problems_of(path, workspace)
     assert len(found) == 1, found
     assert "node `hook`" in found[0] and "`cache` must be auto, always or never" in found[0]
-    assert repr(value) in found[0] and hint in found[0]
+    assert f"got {json.dumps(value)}" in found[0] and hint in found[0]
 
 
 def test_cache_setting_round_trips_and_default_is_not_written(workspace):
