@@ -39,8 +39,22 @@ class LogWriter:
         self._lock = threading.Lock()
         self.lines = 0
 
+    @property
+    def full(self) -> bool:
+        """Past the cap: later lines are only counted."""
+        return self._dropped > 0
+
+    def skip(self, count: int) -> None:
+        """Count lines that were never read into memory because the log was already full."""
+        with self._lock:
+            self._dropped += count
+
     def write(self, stream: str, lines: list[str], ts: float | None = None) -> None:
         if not lines:
+            return
+        if self._dropped:
+            with self._lock:
+                self._dropped += len(lines)
             return
         ts = time.time() if ts is None else ts
         prefix = f"{ts:.3f}\t{stream}\t"

@@ -22,8 +22,11 @@ PORT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 NODE_KEYS = (
     "id", "runtime", "title", "description", "source", "command", "params",
-    "inputs", "outputs", "timeout", "retries", "env", "position",
+    "inputs", "outputs", "timeout", "retries", "cache", "env", "position",
 )
+# When an unchanged node may reuse its earlier outputs instead of running:
+# auto: only if it has outputs (a node without any runs for its side effect); always; never.
+CACHE_MODES = ("auto", "always", "never")
 PORT_KEYS = ("name", "file", "format", "path")
 TOP_KEYS = ("version", "name", "description", "nodes", "edges")
 EDGE_KEYS = ("from", "to")
@@ -56,6 +59,7 @@ class Node:
     outputs: list[Port] = field(default_factory=list)
     timeout: float | None = None
     retries: int = 0
+    cache: str = "auto"
     env: dict[str, str] = field(default_factory=dict)
     position: dict | None = None
     line: int | None = None
@@ -359,6 +363,14 @@ def _build_node(raw: Any, index: int, line: int | None, problems: list[Problem])
         problems.append(Problem(where, f"`retries` must be a whole number >= 0, got {r!r}", line))
     else:
         node.retries = r
+    c = raw.get("cache")
+    if c is not None:
+        if isinstance(c, str) and c in CACHE_MODES:
+            node.cache = c
+        else:
+            hint = " (write `never` to run the node every time)" if c is False or c in ("no", "off") else ""
+            shown = json.dumps(c) if isinstance(c, (bool, int, float, str)) else type(c).__name__
+            problems.append(Problem(where, f"`cache` must be auto, always or never, got {shown}{hint}", line))
     pos = raw.get("position")
     if pos is not None:
         if (not isinstance(pos, dict) or not all(isinstance(pos.get(k), (int, float)) for k in ("x", "y"))):
@@ -448,6 +460,8 @@ def node_to_dict(n: Node) -> dict:
         d["timeout"] = int(n.timeout) if float(n.timeout).is_integer() else n.timeout
     if n.retries:
         d["retries"] = n.retries
+    if n.cache != "auto":
+        d["cache"] = n.cache
     if n.env:
         d["env"] = n.env
     if n.position is not None:
@@ -467,8 +481,7 @@ def canonical(doc: dict) -> dict:
         nodes = []
         for n in out["nodes"]:
             if isinstance(n, dict):
-                n = order(n, ("id", "runtime", "title", "description", "source", "command", "params",
-                              "inputs", "outputs", "timeout", "retries", "env", "position"))
+                n = order(n, NODE_KEYS)
                 for kind in ("inputs", "outputs"):
                     if isinstance(n.get(kind), list):
                         n[kind] = [order(pt, PORT_KEYS) if isinstance(pt, dict) else pt for pt in n[kind]]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import graphlib
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -27,9 +28,11 @@ from .hashing import file_sha256, json_sha256
 from .logs import LogWriter
 from .model import Node, Pipeline
 from .paths import Layout, atomic_write_text, pipeline_id_for
-from .process import NodeProcess, forget_group, record_group
+from .process import NodeProcess, RunGuard, forget_group, new_token, record_group
 from .runtimes import get_runtime
 from .store import Store, intact, iso, node_record
+
+logger = logging.getLogger("pipeloom")
 
 CACHE_VERSION = 1
 # Counting records means parsing the file; larger outputs are counted lazily by the studio.
@@ -127,6 +130,7 @@ class Runner:
         self.run_id = new_run_id()
         self._cancel = threading.Event()
         self._procs: dict[str, NodeProcess] = {}
+        self._guard = RunGuard(self.run_id)
         self._unwritten: list = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -172,6 +176,7 @@ class Runner:
         try:
             self._schedule()
         finally:
+            self._guard.close()
             self._flush_records()
             self.finished_at = time.time()
             if self._cancel.is_set():
@@ -286,9 +291,7 @@ class Runner:
         try:
             self.run()
         except Exception:  # the web layer has no one to raise to; the record says failed
-            import logging
-
-            logging.getLogger("pipeloom").exception("run %s crashed", self.run_id)
+            logger.exception("run %s crashed", self.run_id)
 
     def _schedule(self) -> None:
         graph = {nid: {p for p in self.pipeline.predecessors(nid) if p in self.participants} for nid in self.order}
@@ -327,7 +330,8 @@ class Runner:
                     nid = futures.pop(f)
                     exc = f.exception()
                     if exc is not None and self.states[nid].status not in ("failed", "timed_out", "cancelled"):
-                        self._finish(nid, "failed", message=f"internal error: {exc}")
+                        logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
+                        self._finish(nid, "failed", message=f"internal error: {describe_error(exc)}")
                     ts.done(nid)
 
     # ------------------------------------------------------------ one node
@@ -339,11 +343,11 @@ class Runner:
             key = self._cache_key(node)
         except (OSError, PipeloomError) as exc:
             st.started_at = st.finished_at = time.time()
-            self._finish(nid, "failed", message=str(exc))
+            self._finish(nid, "failed", message=describe_error(exc))
             return
         st.cache_key = key
         use_cache = not self.options.force and not self.options.only and not self.options.from_node
-        if use_cache:
+        if use_cache and may_reuse(node):
             arts = self._lookup_cache(nid, key)
             if arts is not None:
                 self._publish_cached(nid, arts)
@@ -353,7 +357,11 @@ class Runner:
             attempts = node.retries + 1
             for attempt in range(1, attempts + 1):
                 st.attempts = attempt
-                status = self._attempt(node, attempt, log)
+                try:
+                    status = self._attempt(node, attempt, log)
+                except Exception as exc:  # a fault in Pipeloom itself: the node fails, saying what happened
+                    logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
+                    status = self._end_attempt(st, "failed", message=f"internal error: {describe_error(exc)}")
                 if status in ("succeeded", "cancelled", "build_failed") or self._cancel.is_set():
                     break
                 if attempt < attempts:
@@ -396,18 +404,22 @@ class Runner:
             env = self._stage(node, workdir)
             prepared = get_runtime(node.runtime).prepare(node, self.pipeline, lambda line: sink("build", [line]))
         except BuildError as exc:
-            return self._end_attempt(st, "build_failed", message=f"build failed: {exc}")
+            return self._end_attempt(st, "build_failed", message=f"build failed: {describe_error(exc)}")
         except (OSError, PipeloomError) as exc:
-            return self._end_attempt(st, "failed", message=str(exc))
+            return self._end_attempt(st, "failed", message=describe_error(exc))
         if self._cancel.is_set():
             return self._end_attempt(st, "cancelled", message="cancelled before it started")
         env.update(prepared.env)
+        token = new_token(self.run_id, node.id)
+        self._guard.start()
         try:
-            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink)
+            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink, token=token, guard=self._guard,
+                               keep=lambda: not log.full, skipped=log.skip)
         except OSError as exc:
-            return self._end_attempt(st, "failed", message=f"could not start `{prepared.argv[0]}`: {exc}")
+            return self._end_attempt(st, "failed",
+                                     message=f"could not start `{prepared.argv[0]}`: {describe_error(exc)}")
         groups = self.layout.run_dir(self.run_id) / "_groups"
-        record_group(groups, node.id, proc.pgid)
+        record_group(groups, node.id, proc.pgid, token)
         with self._lock:
             self._procs[node.id] = proc
             late_cancel = self._cancel.is_set()
@@ -562,9 +574,30 @@ class Runner:
         try:
             self.listener(event)
         except Exception:
-            import logging
+            logger.exception("listener failed on %s", event.kind)
 
-            logging.getLogger("pipeloom").exception("listener failed on %s", event.kind)
+
+def may_reuse(node: Node) -> bool:
+    """Whether a node's `cache` setting lets an unchanged node be reused: `auto` reuses only nodes with
+    outputs, since a node without any is run for its side effect (a webhook, an upload)."""
+    if node.cache == "auto":
+        return bool(node.outputs)
+    return node.cache == "always"
+
+
+def describe_error(exc: BaseException) -> str:
+    """What happened, never empty: some exceptions (MemoryError, a bare RuntimeError) carry no message."""
+    text = str(exc).strip()
+    if isinstance(exc, PipeloomError) and text:
+        return text
+    if isinstance(exc, OSError) and text:
+        return text
+    kind = type(exc).__name__
+    if isinstance(exc, MemoryError):
+        return f"{kind}: Pipeloom ran out of memory" + (f" ({text})" if text else "")
+    if isinstance(exc, RecursionError):
+        return f"{kind}: the data is nested too deeply to process" + (f" ({text})" if text else "")
+    return f"{kind}: {text}" if text else f"{kind} (raised without a message; Pipeloom's log has the traceback)"
 
 
 def env_name(port: str) -> str:

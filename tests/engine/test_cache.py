@@ -140,3 +140,32 @@ def test_failed_node_is_not_cached(workspace, tmp_path):
     flag.unlink()
     assert go(path, workspace).ok
     assert ran(tmp_path) == ["maybe", "maybe"]
+
+
+def side_effects(ws: Path, tmp: Path, **cache) -> Path:
+    """make -> notify, where notify has no outputs (it only appends to a trace, like a webhook call);
+    `cache` maps node ids to their `cache:` setting."""
+    trace = tmp / "trace"
+    mk, f1 = shell_node("make", f"echo make >> {trace}\necho '[1]' > out.json\n")
+    nt, f2 = shell_node("notify", f"echo notify >> {trace}\n", inputs=("in",), outputs=())
+    for n in (mk, nt):
+        if n["id"] in cache:
+            n["cache"] = cache[n["id"]]
+    return write_pipeline(ws, {"version": 1, "name": "fx", "nodes": [mk, nt],
+                               "edges": [{"from": "make.out", "to": "notify.in"}]}, {**f1, **f2})
+
+
+def test_node_without_outputs_runs_on_every_plain_rerun(workspace, tmp_path):
+    path = side_effects(workspace, tmp_path)
+    assert go(path, workspace).ok and ran(tmp_path) == ["make", "notify"]
+    second = go(path, workspace)
+    assert second.ok and ran(tmp_path) == ["notify"]
+    assert second.nodes["make"].status == "cached" and second.nodes["notify"].status == "succeeded"
+
+
+def test_cache_always_and_never(workspace, tmp_path):
+    path = side_effects(workspace, tmp_path, make="never", notify="always")
+    assert go(path, workspace).ok and ran(tmp_path) == ["make", "notify"]
+    second = go(path, workspace)
+    assert second.ok and ran(tmp_path) == ["make"], "make (never) runs again; notify (always) is reused"
+    assert second.nodes["notify"].status == "cached"

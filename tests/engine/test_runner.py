@@ -182,3 +182,23 @@ def test_stdout_and_stderr_kept_line_by_line(workspace):
     assert all(isinstance(ln["ts"], float) for ln in lines)
     more, nxt2 = read_log(store.log_path(result.run_id, "both"), nxt)
     assert more == [] and nxt2 == nxt
+
+
+@pytest.mark.parametrize("error, words", [(MemoryError(), ["MemoryError", "out of memory"]),
+                                          (RuntimeError(), ["RuntimeError", "without a message"]),
+                                          (KeyError("port"), ["KeyError", "'port'"])])
+def test_engine_fault_never_shows_an_empty_message(workspace, monkeypatch, error, words):
+    import server.engine.runner as runner_mod
+
+    def broken(*_a, **_kw):
+        raise error
+
+    monkeypatch.setattr(runner_mod, "file_sha256", broken)  # hashing an output, after the program exited 0
+    n, f = shell_node("a", "echo '[]' > out.json\n")
+    path = write_pipeline(workspace, {"version": 1, "name": "e", "nodes": [n]}, f)
+    result, events, store = run(path, workspace)
+    msg = result.nodes["a"].message
+    assert result.nodes["a"].status == "failed"
+    assert msg.startswith("internal error: ") and all(w in msg for w in words), msg
+    assert store.get_run(result.run_id)["nodes"]["a"]["message"] == msg
+    assert msg in store.log_path(result.run_id, "a").read_text()

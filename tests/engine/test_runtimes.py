@@ -142,3 +142,57 @@ def test_command_runtime_tar(workspace):
     assert res.ok, logs
     with tarfile.open(res.nodes["arc"].artifacts["a"]["path"]) as tf:
         assert tf.getnames() == ["data.json"]
+
+
+def folder_state(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def twice_unchanged(ws: Path, node: dict, files: dict[str, str], folder: str):
+    """Run a node twice: its source folder must be byte-for-byte as written, and the second run cached."""
+    import uuid
+
+    src = node["source"]  # a fresh comment: the build really happens, whatever the shared cache holds
+    files = {**files, src: files[src] + ("# " if src.endswith(".py") else "// ") + uuid.uuid4().hex + "\n"}
+    res, logs, path, store = run_one(ws, node, files)
+    assert res.ok, logs
+    before = {k: v.encode() for k, v in files.items() if k.startswith(folder + "/")}
+    after = {f"{folder}/{k}": v for k, v in folder_state(ws / folder).items()}
+    assert after == before, f"the build changed {sorted(set(after) ^ set(before)) or 'files'} in {folder}/"
+    again = Runner(load_pipeline(path, workspace=ws), store=store, workspace=ws).run()
+    assert again.nodes[node["id"]].status == "cached", again.nodes[node["id"]].message
+    return res
+
+
+def test_rust_cargo_build_leaves_the_project_folder_alone(workspace, require_tool):
+    require_tool("cargo")
+    files = {
+        "proj/Cargo.toml": ('[package]\nname = "untouched"\nversion = "0.1.0"\nedition = "2021"\n\n'
+                            '[dependencies]\nshout = { path = "../shout" }\n'),
+        "proj/src/main.rs": 'fn main() {\n    std::fs::write("out.json", shout::it("[1]")).unwrap();\n}\n',
+        "shout/Cargo.toml": '[package]\nname = "shout"\nversion = "0.1.0"\nedition = "2021"\n',
+        "shout/src/lib.rs": "pub fn it(s: &str) -> String { s.to_string() }\n",
+    }
+    res = twice_unchanged(workspace, {"id": "r", "runtime": "rust", "source": "proj/src/main.rs",
+                                      "outputs": [{"name": "out"}]}, files, "proj")
+    assert out_json(res, "r") == [1]
+    assert not (workspace / "shout" / "Cargo.lock").exists()
+
+
+def test_go_module_build_leaves_the_folder_alone(workspace, require_tool):
+    require_tool("go")
+    files = {"gm/go.mod": "module example.com/gm\n\ngo 1.21\n",
+             "gm/main.go": 'package main\n\nimport "os"\n\nfunc main() { os.WriteFile("out.json", []byte("[2]"), 0o644) }\n'}
+    res = twice_unchanged(workspace, {"id": "g", "runtime": "go", "source": "gm/main.go",
+                                      "outputs": [{"name": "out"}]}, files, "gm")
+    assert out_json(res, "g") == [2]
+
+
+def test_node_install_leaves_the_folder_alone(workspace, require_tool):
+    require_tool("node")
+    require_tool("npm")
+    files = {"nj/package.json": json.dumps({"name": "nj", "version": "1.0.0", "dependencies": {}}),
+             "nj/n.js": "require('fs').writeFileSync('out.json', '[3]');\n"}
+    res = twice_unchanged(workspace, {"id": "j", "runtime": "node", "source": "nj/n.js",
+                                      "outputs": [{"name": "out"}]}, files, "nj")
+    assert out_json(res, "j") == [3]

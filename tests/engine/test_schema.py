@@ -36,6 +36,11 @@ def test_schema_rejects_what_the_parser_rejects():
     bad = {"version": 1, "name": "x", "nodes": [{"id": "a", "runtime": "command", "source": "a.sh"}]}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, SCHEMA)
+    bad = {"version": 1, "name": "x", "nodes": [{"id": "a", "runtime": "shell", "source": "a.sh", "cache": "no"}]}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, SCHEMA)
+    good = {"version": 1, "name": "x", "nodes": [{"id": "a", "runtime": "shell", "source": "a.sh", "cache": "never"}]}
+    jsonschema.validate(good, SCHEMA)
 
 
 def test_every_field_is_in_schema_and_documented():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -162,3 +163,25 @@ def test_yaml_indentation_error_says_so(workspace):
     path.write_text("version: 1\nname: x\nnodes:\n  - id: a\n    runtime: shell\n   source: a.sh\n")
     msgs = problems_of(path, workspace)
     assert "check the indentation" in msgs[0]
+
+
+@pytest.mark.parametrize("value, hint", [("sometimes", ""), (False, "write `never`"), (3, "")])
+def test_cache_setting_must_be_a_known_word(workspace, value, hint):
+    path = write_pipeline(workspace, {"version": 1, "name": "c", "nodes": [
+        {"id": "hook", "runtime": "shell", "source": "a.sh", "cache": value}]}, {"a.sh": "true\n"})
+    found = problems_of(path, workspace)
+    assert len(found) == 1, found
+    assert "node `hook`" in found[0] and "`cache` must be auto, always or never" in found[0]
+    assert f"got {json.dumps(value)}" in found[0] and hint in found[0]
+
+
+def test_cache_setting_round_trips_and_default_is_not_written(workspace):
+    from server.engine.model import dump_document, node_to_dict
+
+    path = write_pipeline(workspace, {"version": 1, "name": "c", "nodes": [
+        {"id": "a", "runtime": "shell", "source": "a.sh", "cache": "never"},
+        {"id": "b", "runtime": "shell", "source": "a.sh", "cache": "auto"}]}, {"a.sh": "true\n"})
+    p = load_pipeline(path, workspace=workspace)
+    assert [n.cache for n in p.nodes] == ["never", "auto"]
+    assert node_to_dict(p.nodes[0])["cache"] == "never" and "cache" not in node_to_dict(p.nodes[1])
+    assert "cache: never" in dump_document(p.to_document(), json_syntax=False)

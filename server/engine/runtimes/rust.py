@@ -25,6 +25,8 @@ from .. import toolchains
 from .base import HELPERS_DIR, BuildLog, Prepared, Runtime, cache_dir, locked, run_build
 
 _FENCE_RE = re.compile(r"^(-{3,})\s*([A-Za-z0-9_-]*)\s*$")
+# `path = "..."` (dependencies, [lib], [[bin]]) and `build = "..."`: relative to the manifest's folder
+_PATH_RE = re.compile(r'(\b(?:path|build)\s*=\s*)"([^"\\]+)"')
 
 
 def split_frontmatter(text: str) -> tuple[str | None, str]:
@@ -110,8 +112,9 @@ class RustRuntime(Runtime):
             with locked(binary):
                 if not binary.exists():
                     name = self._bin_name(manifest)
+                    copy = self._copy_project(manifest, cache_dir("rust-projects") / f"proj-{key}")
                     log(f"building {manifest.parent.name} with cargo (release)")
-                    run_build([cargo, "build", "--release", "--manifest-path", str(manifest)], log, env=env,
+                    run_build([cargo, "build", "--release", "--manifest-path", str(copy)], log, env=env,
                               what="cargo build")
                     self._publish(target / "release" / name, binary)
             return Prepared([str(binary)], {})
@@ -149,6 +152,31 @@ class RustRuntime(Runtime):
                       what="cargo build")
             self._publish(target / "release" / pkg, binary)
         return Prepared([str(binary)], {})
+
+    def _copy_project(self, manifest: Path, dest: Path) -> Path:
+        """A private copy of the user's project to build in.
+
+        cargo writes Cargo.lock beside the manifest it builds; in the user's folder that file would change the
+        node's fingerprint, so the next run would rebuild and re-run. Relative paths in the manifest are made
+        absolute, so path dependencies still point at the user's folders.
+        """
+        root = manifest.parent
+        if dest.exists():
+            shutil.rmtree(dest)
+        for f in self.project_files(manifest):
+            target = dest / f.relative_to(root)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(f, target)
+
+        def absolute(m: re.Match) -> str:
+            value = m.group(2)
+            return m.group(0) if os.path.isabs(value) else m.group(1) + _toml_value(str((root / value).resolve()))
+
+        text = _PATH_RE.sub(absolute, manifest.read_text(encoding="utf-8"))
+        if not re.search(r"^\s*\[workspace\]", text, re.M):
+            text += "\n[workspace]\n"  # stand alone: never join a workspace found above the copy
+        (dest / "Cargo.toml").write_text(text, encoding="utf-8")
+        return dest / "Cargo.toml"
 
     @staticmethod
     def _manifest(pkg: str, frontmatter: str, uses_helper: bool) -> str:
