@@ -28,7 +28,8 @@ NODE_KEYS = (
 # auto: only if it has outputs (a node without any runs for its side effect); always; never.
 CACHE_MODES = ("auto", "always", "never")
 PORT_KEYS = ("name", "file", "format", "path")
-TOP_KEYS = ("version", "name", "description", "nodes", "edges")
+TOP_KEYS = ("version", "name", "description", "nodes", "edges", "triggers", "retention")
+RETENTION_KEYS = ("keep_runs", "keep_days")
 EDGE_KEYS = ("from", "to")
 
 
@@ -97,6 +98,9 @@ class Pipeline:
     version: int = 1
     path: Path | None = None  # the file it was read from
     base_dir: Path | None = None  # sources and `path` inputs resolve here
+    triggers: list = field(default_factory=list)  # triggerspec.Trigger, in file order
+    triggers_doc: list | None = None  # the `triggers:` list as written, for writing back
+    retention: dict | None = None  # {keep_runs, keep_days} as written; None means the defaults
 
     def node(self, node_id: str) -> Node | None:
         return next((n for n in self.nodes if n.id == node_id), None)
@@ -191,7 +195,7 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
             raise ValidationError([Problem("", f"invalid YAML: {what}", line)], source) from exc
         if isinstance(root, yaml.MappingNode):
             for k, v in root.value:
-                if k.value in ("nodes", "edges") and isinstance(v, yaml.SequenceNode):
+                if k.value in ("nodes", "edges", "triggers") and isinstance(v, yaml.SequenceNode):
                     for i, item in enumerate(v.value):
                         lines[(k.value, i)] = item.start_mark.line + 1
     if doc is None:
@@ -301,9 +305,38 @@ def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tup
         if len(ends) == 2:
             edges.append(Edge(ends[0][0], ends[0][1], ends[1][0], ends[1][1], line))
 
+    from .triggerspec import parse_triggers
+
+    triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
+    problems += trigger_problems
+    retention = _build_retention(doc.get("retention"), problems)
     pipeline = Pipeline(name=name, nodes=nodes, edges=edges, description=description,
-                        version=1, base_dir=base_dir)
+                        version=1, base_dir=base_dir, triggers=triggers,
+                        triggers_doc=doc.get("triggers") if isinstance(doc.get("triggers"), list) else None,
+                        retention=retention)
     return pipeline, problems
+
+
+def _build_retention(raw: Any, problems: list[Problem]) -> dict | None:
+    """`retention: {keep_runs, keep_days}`: how many runs, and how old, to keep (see `pipeloom gc`)."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        problems.append(Problem("field `retention`", "must be a mapping like {keep_runs: 500, keep_days: 7}"))
+        return None
+    out: dict = {}
+    for k, v in raw.items():
+        if k not in RETENTION_KEYS:
+            problems.append(Problem(f"field `retention.{k}`", f"unknown setting (settings: {', '.join(RETENTION_KEYS)})"))
+            continue
+        whole = k == "keep_runs"
+        ok = isinstance(v, int) if whole else isinstance(v, (int, float))
+        if isinstance(v, bool) or not ok or v < (1 if whole else 0):
+            what = "a whole number of runs, 1 or more" if whole else "a number of days, 0 or more"
+            problems.append(Problem(f"field `retention.{k}`", f"must be {what}, got {v!r}"))
+            continue
+        out[k] = v
+    return out
 
 
 def _build_node(raw: Any, index: int, line: int | None, problems: list[Problem]) -> Node | None:
@@ -437,6 +470,10 @@ def to_document(p: Pipeline) -> dict:
         doc["description"] = p.description
     doc["nodes"] = [node_to_dict(n) for n in p.nodes]
     doc["edges"] = [{"from": f"{e.src_node}.{e.src_port}", "to": f"{e.dst_node}.{e.dst_port}"} for e in p.edges]
+    if p.triggers_doc:
+        doc["triggers"] = p.triggers_doc
+    if p.retention:
+        doc["retention"] = p.retention
     return doc
 
 

@@ -80,6 +80,10 @@ class Layout:
     def log_path(self, run_id: str, node_id: str) -> Path:
         return self.runs / run_id / "_logs" / f"{node_id}.log"
 
+    def trigger_dir(self, pipeline_id: str, trigger_id: str) -> Path:
+        """A trigger's own state: pause flag, last tick, batches in flight and the last batch fed."""
+        return self.state / "triggers" / pipeline_id / trigger_id
+
 
 def cache_root() -> Path:
     """Build caches (binaries, virtualenvs, npm installs) keyed by content hash;

@@ -47,9 +47,16 @@ class RunOptions:
     from_node: str | None = None
     emit_logs: bool = True
     log_cap: int | None = None
+    inputs: dict[str, str] = field(default_factory=dict)  # "node.port" -> a file that feeds that entry input
+    origin: dict = field(default_factory=dict)  # what started the run: {"by": "cli"|"studio"|"trigger", ...}
 
     def to_dict(self) -> dict:
-        return {"jobs": self.jobs, "force": self.force, "only": self.only, "from": self.from_node}
+        d = {"jobs": self.jobs, "force": self.force, "only": self.only, "from": self.from_node}
+        if self.origin:
+            d["origin"] = self.origin
+        if self.inputs:
+            d["inputs"] = dict(self.inputs)
+        return d
 
 
 @dataclass
@@ -118,7 +125,7 @@ class Runner:
     """One run of one pipeline. Construct, then `run()` (blocking) or `start()` (thread)."""
 
     def __init__(self, pipeline: Pipeline, *, store: Store, workspace: str | os.PathLike,
-                 options: RunOptions | None = None, listener=None):
+                 options: RunOptions | None = None, listener=None, run_id: str | None = None):
         self.pipeline = pipeline
         self._feeds = {(e.dst_node, e.dst_port): e for e in pipeline.edges}  # input -> the edge feeding it
         self.store = store
@@ -127,7 +134,7 @@ class Runner:
         self.listener = listener or (lambda e: None)
         self.pipeline_id = (pipeline_id_for(self.layout.workspace, pipeline.path) if pipeline.path
                             else pipeline.name)
-        self.run_id = new_run_id()
+        self.run_id = run_id or new_run_id()
         self._cancel = threading.Event()
         self._procs: dict[str, NodeProcess] = {}
         self._guard = RunGuard(self.run_id)
@@ -159,7 +166,9 @@ class Runner:
         self.reuse = needed - self.execute
         self.states = {nid: NodeState(nid) for nid in self.order}
         self._cache_index = store.cache_index(self.pipeline_id) if not opts.force else {}
+        self._last_batches = self._find_last_batches()
         self._resolve_reused()
+        self._check_entry_inputs()
         self.store.create_run(self.run_id, self.pipeline_id, pipeline.name, str(pipeline.path or ""),
                               {**opts.to_dict(), "workspace": str(self.layout.workspace)})
 
@@ -272,10 +281,52 @@ class Runner:
                     raise PipeloomError(f"node `{node.id}`, input `{p.name}`: upstream `{edge.src_node}` "
                                         f"produced no output `{edge.src_port}`")
                 out[p.name] = {"sha256": art["sha256"], "format": art["format"], "file": p.file, "to": p.format}
-            elif p.path:
-                src = Path(self.pipeline.base_dir or ".") / p.path
-                out[p.name] = {"sha256": file_sha256(src), "file": p.file, "to": p.format}
+            else:
+                src = self._entry_source(node, p.name)
+                if src is not None:
+                    out[p.name] = {"sha256": file_sha256(src), "file": p.file, "to": p.format}
         return out
+
+    def _entry_source(self, node: Node, port: str) -> Path | None:
+        """The file feeding an input no edge feeds: a trigger's data for this run, else the sample `path`,
+        else the last batch a trigger fed it."""
+        fed = self.options.inputs.get(f"{node.id}.{port}")
+        if fed:
+            return Path(fed)
+        p = node.input(port)
+        if p is not None and p.path:
+            return Path(self.pipeline.base_dir or ".") / p.path
+        last = self._last_batches.get((node.id, port))
+        return last[1] if last else None
+
+    def _find_last_batches(self) -> dict[tuple[str, str], tuple[str, Path]]:
+        """(node, port) -> (trigger id, the newest batch file it fed), for inputs with no data of this run's own."""
+        found: dict[tuple[str, str], tuple[str, Path]] = {}
+        for t in self.pipeline.triggers:
+            if t.to is None or f"{t.to}" in self.options.inputs:
+                continue
+            for f in self.layout.trigger_dir(self.pipeline_id, t.id).glob("last.*"):
+                known = found.get((t.to.node, t.to.port))
+                if known is None or f.stat().st_mtime > known[1].stat().st_mtime:
+                    found[(t.to.node, t.to.port)] = (t.id, f)
+        return found
+
+    def _check_entry_inputs(self) -> None:
+        """Every input a node to run reads has data; a trigger-only input falls back to its last batch."""
+        for nid in self.order:
+            if nid not in self.execute:
+                continue
+            for p in self.pipeline.node(nid).inputs:
+                if (nid, p.name) in self._feeds or p.path or f"{nid}.{p.name}" in self.options.inputs:
+                    continue
+                last = self._last_batches.get((nid, p.name))
+                if last is not None:
+                    self.states[nid].message = f"input `{p.name}`: the last batch trigger `{last[0]}` fed"
+                    continue
+                by = [f"`{t.id}`" for t in self.pipeline.triggers if t.to and (t.to.node, t.to.port) == (nid, p.name)]
+                raise UsageError(f"node `{nid}`, input `{p.name}` has no data for a run by hand: it is fed by "
+                                 f"trigger {' and '.join(by) or 'nothing'}, which has sent nothing yet. "
+                                 f"Send it an event first, or give the input a `path` to a sample file")
 
     def _cache_key(self, node: Node) -> str:
         rt = get_runtime(node.runtime)
@@ -474,8 +525,10 @@ class Runner:
                     formats.convert(art["path"], art["format"], dst, p.format)
                 else:
                     link_or_copy(Path(art["path"]), dst)
-            elif p.path:
-                shutil.copyfile(Path(self.pipeline.base_dir or ".") / p.path, dst)
+            else:
+                src = self._entry_source(node, p.name)
+                if src is not None:
+                    shutil.copyfile(src, dst)
             env[f"PIPELOOM_INPUT_{env_name(p.name)}"] = str(dst)
             ports["inputs"][p.name] = {"path": str(dst), "format": p.format}
         for p in node.outputs:

@@ -84,14 +84,19 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
             if not okc:
                 problems.append(Problem(where, why or f"no conversion from {sfmt} to {dfmt}", e.line))
 
+    from .triggerspec import check_triggers, entry_inputs
+
+    by_trigger = entry_inputs(pipeline.triggers)
     for n in pipeline.nodes:
         for p in n.inputs:
             sources = fed.get((n.id, p.name), [])
             pw = f"node `{n.id}`, input `{p.name}`"
             if len(sources) > 1:
                 problems.append(Problem(pw, f"fed twice, by {' and '.join(sources)}; an input takes one source", n.line))
-            elif not sources:
-                problems.append(Problem(pw, "fed by nothing: connect an edge to it or give it a `path`", n.line))
+            elif not sources and (n.id, p.name) not in by_trigger:
+                problems.append(Problem(pw, "fed by nothing: connect an edge to it, give it a `path`, "
+                                            "or feed it from a trigger", n.line))
+    problems += check_triggers(pipeline.triggers, pipeline, workspace)
 
     cycle = find_cycle(pipeline)
     if cycle:

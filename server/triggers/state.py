@@ -11,12 +11,12 @@ import json
 import threading
 from pathlib import Path
 
-from server.engine.paths import STATE_DIR, atomic_write_text
+from server.engine.paths import Layout, atomic_write_text
 
 
 def trigger_dir(workspace: str | Path, pipeline_id: str, trigger_id: str) -> Path:
     """Where one trigger keeps its state and its in-flight batch files."""
-    return Path(workspace).resolve() / STATE_DIR / "triggers" / pipeline_id / trigger_id
+    return Layout(workspace).trigger_dir(pipeline_id, trigger_id)
 
 
 class TriggerState:
