@@ -3,7 +3,8 @@
 SQLite in WAL mode with a busy timeout by default, at
 `<workspace>/.pipeloom/pipeloom.db`; `PIPELOOM_DATABASE_URL` selects any
 SQLAlchemy URL (PostgreSQL included). Writes go through one lock and stay
-short, so a web server and a CLI run can share the file.
+short, so a web server and a CLI run can share the file. The tables are made
+and changed by migrations.py only; the models here must match its last step.
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, Text, event, insert, text
+from sqlalchemy import BigInteger, Column, Text, event, insert
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from .errors import NotFoundError
-from .hashing import text_sha256
-from .paths import Layout
-from .process import process_alive, process_start_time, stop_orphans
+from ..errors import NotFoundError
+from ..hashing import text_sha256
+from ..paths import Layout
+from ..process import process_alive, process_start_time, stop_orphans
+from . import migrations
 
 
 class RunRow(SQLModel, table=True):
@@ -113,18 +115,12 @@ class Store:
                 cur.close()
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
-        SQLModel.metadata.create_all(self.engine)
-        self._add_missing_columns()
+        try:
+            migrations.ensure_schema(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.recover_interrupted()
-
-    def _add_missing_columns(self) -> None:
-        """Columns added after a database was created (create_all only makes missing tables)."""
-        from sqlalchemy import inspect
-
-        have = {c["name"] for c in inspect(self.engine).get_columns("node_runs")}
-        if "source_run" not in have:
-            with self.engine.begin() as conn:
-                conn.execute(text("ALTER TABLE node_runs ADD COLUMN source_run VARCHAR"))
 
     @classmethod
     def open(cls, workspace: str | os.PathLike) -> "Store":
