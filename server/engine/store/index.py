@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, Text, event, insert
+from sqlalchemy import BigInteger, Column, Text, event, insert, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -142,9 +142,16 @@ class Store:
 
     def recover_interrupted(self) -> int:
         """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many."""
+        # a plain query first: opening a store pays only this when no run is pending (the usual case)
+        with self.engine.connect() as conn:
+            going = conn.execute(text("SELECT id, pid, pid_start, host FROM runs "
+                                      "WHERE status IN ('pending', 'running')")).all()
+        dead_ids = [r.id for r in going if not process_alive(r.pid, r.pid_start, r.host)]
+        if not dead_ids:
+            return 0
         with self._lock, self.session() as s:
-            rows = s.exec(select(RunRow).where(RunRow.status.in_(("pending", "running")))).all()
-            dead = [r for r in rows if not process_alive(r.pid, r.pid_start, r.host)]
+            dead = s.exec(select(RunRow).where(RunRow.id.in_(dead_ids),
+                                               RunRow.status.in_(("pending", "running")))).all()
             for r in dead:
                 r.status = "interrupted"
                 r.finished_at = r.finished_at or time.time()
