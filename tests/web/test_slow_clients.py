@@ -53,6 +53,11 @@ def _ended(sock: socket.socket, within: float) -> bool:
     return False
 
 
+def _threads(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith("Threads:"))
+
+
 def _run(srv, pid: str) -> str:
     status, _, resp = srv.request("POST", f"/api/pipelines/{pid}/runs", {})
     assert status == 202, resp
@@ -61,9 +66,15 @@ def _run(srv, pid: str) -> str:
 
 def test_a_websocket_client_that_stops_reading_is_cut_off(workspace, start_server, live):
     python_pipeline(workspace, HEAVY, name="heavy", node_id="heavy")
+    python_pipeline(workspace, "import json\nprint('hi')\njson.dump([], open('out.json', 'w'))\n", name="tiny")
     srv = start_server()
     reader = live(srv)
     assert reader.call("subscribe", {"pipeline_id": "heavy"})["ok"]
+    assert reader.call("subscribe", {"pipeline_id": "tiny"})["ok"]
+    warm = _run(srv, "tiny")  # starts the server's lasting threads (log flusher, record counter)
+    reader.wait_for("run_status", lambda d: d.get("run_id") == warm and d.get("status") == "succeeded")
+    time.sleep(0.5)
+    threads = _threads(srv.proc.pid)
     stalled = _stalled_websocket(srv)
     try:
         run_id = _run(srv, "heavy")
@@ -71,6 +82,12 @@ def test_a_websocket_client_that_stops_reading_is_cut_off(workspace, start_serve
                         timeout=60)
         # ~20 MB went out to the room: far past the kernel's buffers plus the 4 MiB limit
         assert _ended(stalled.sock, within=10), "the server still holds a connection that reads nothing"
+        # its request, reader and writer threads end; Engine.IO's ping timer (one thread, 25 s) may still sleep
+        for _ in range(50):
+            if _threads(srv.proc.pid) <= threads + 1:
+                break
+            time.sleep(0.1)
+        assert _threads(srv.proc.pid) <= threads + 1, "threads serving the cut connection are still blocked"
     finally:
         stalled.sock.close()
     assert reader.sio.connected, "a client that reads is never cut off"
