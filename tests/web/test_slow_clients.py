@@ -8,6 +8,7 @@ import json
 import socket
 import time
 
+import pytest
 import websocket
 
 from tests.web.conftest import TOKEN, python_pipeline
@@ -38,6 +39,23 @@ def _stalled_websocket(srv) -> websocket.WebSocket:
     return ws
 
 
+def _stalled_after_upgrade(srv) -> websocket.WebSocket:
+    """As a browser connects: long-polling first, then the upgrade to a WebSocket; then it never reads."""
+    status, opened = _polling(srv, "GET")
+    assert status == 200 and opened.startswith("0{"), opened
+    sid = json.loads(opened[1:])["sid"]
+    assert _polling(srv, "POST", sid, "40" + json.dumps({"token": TOKEN}))[0] == 200
+    assert _polling(srv, "GET", sid)[1].startswith("40{")
+    ws = websocket.create_connection(f"ws://127.0.0.1:{srv.port}/socket.io/?EIO=4&transport=websocket&sid={sid}",
+                                     origin=srv.origin, timeout=10,
+                                     sockopt=[(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)])
+    ws.send("2probe")
+    assert ws.recv() == "3probe"
+    ws.send("5")
+    ws.send("420" + json.dumps(["subscribe", {"pipeline_id": "heavy"}]))
+    return ws
+
+
 def _ended(sock: socket.socket, within: float) -> bool:
     """Whether the connection's data ends (the server closed it) within `within` seconds of reading."""
     sock.settimeout(0.5)
@@ -64,7 +82,8 @@ def _run(srv, pid: str) -> str:
     return resp["run_id"]
 
 
-def test_a_websocket_client_that_stops_reading_is_cut_off(workspace, start_server, live):
+@pytest.mark.parametrize("connect", [_stalled_websocket, _stalled_after_upgrade], ids=["websocket", "upgraded"])
+def test_a_websocket_client_that_stops_reading_is_cut_off(workspace, start_server, live, connect):
     python_pipeline(workspace, HEAVY, name="heavy", node_id="heavy")
     python_pipeline(workspace, "import json\nprint('hi')\njson.dump([], open('out.json', 'w'))\n", name="tiny")
     srv = start_server()
@@ -75,7 +94,7 @@ def test_a_websocket_client_that_stops_reading_is_cut_off(workspace, start_serve
     reader.wait_for("run_status", lambda d: d.get("run_id") == warm and d.get("status") == "succeeded")
     time.sleep(0.5)
     threads = _threads(srv.proc.pid)
-    stalled = _stalled_websocket(srv)
+    stalled = connect(srv)
     try:
         run_id = _run(srv, "heavy")
         reader.wait_for("run_status", lambda d: d.get("run_id") == run_id and d.get("status") == "succeeded",
