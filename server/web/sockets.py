@@ -39,7 +39,6 @@ class SlowClients:
     def __init__(self, socketio: SocketIO, limit: int = MAX_BACKLOG_BYTES):
         self.server = socketio.server
         self.limit = limit
-        self.cut_count = 0
         self._raw: weakref.WeakValueDictionary[str, socket.socket] = weakref.WeakValueDictionary()
         self._lock = threading.Lock()
         eio = self.server.eio
@@ -49,7 +48,9 @@ class SlowClients:
             # a WebSocket upgrade names its Engine.IO session; a direct WebSocket connect is noted in on_connect
             query = parse_qs(environ.get("QUERY_STRING", ""))
             if query.get("transport") == ["websocket"] and query.get("sid"):
-                self.note(query["sid"][0], environ)
+                session = eio.sockets.get(query["sid"][0])
+                if session is not None and not session.upgraded and not session.upgrading:
+                    self.note(query["sid"][0], environ)
             return handle(environ, start_response)
 
         eio.handle_request = handle_request
@@ -82,7 +83,6 @@ class SlowClients:
 
     def cut(self, eio_sid: str, queued: int) -> None:
         """Close a client's session without waiting on it, and abort its TCP connection if known."""
-        self.cut_count += 1
         log.warning("a live client stopped reading (%.1f MB of events waiting); disconnecting it, and it will "
                     "get a fresh snapshot when it reconnects", queued / 1e6)
         sock = self.server.eio.sockets.get(eio_sid)
