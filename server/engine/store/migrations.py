@@ -10,11 +10,13 @@ failed step leaves the database as it was.
 
 To change the schema (a table for trigger state, a column, an index), append
 one function to MIGRATIONS that takes a SQLAlchemy Connection and makes the
-change; the database's version is the function's position in the list. Then
-change the models in index.py to match (tests/engine/test_migrations.py fails
-when the migrated schema and the models disagree). Never edit or reorder a
-released step: databases already ran it. A database newer than MIGRATIONS
-(written by a later Pipeloom) is refused untouched.
+change; the database's version is the function's position in the list. A new
+table's step may simply run `NewModel.__table__.create(conn)`; a later change
+to that table is a further step of its own (ALTER TABLE ...). Keep the models
+matching (tests/engine/test_migrations.py fails when the migrated schema and
+the models disagree). Never edit or reorder a released step: databases
+already ran it. A database newer than MIGRATIONS (written by a later
+Pipeloom) is refused untouched.
 """
 
 from __future__ import annotations
