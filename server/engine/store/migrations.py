@@ -10,9 +10,10 @@ failed step leaves the database as it was.
 
 To change the schema (a table for trigger state, a column, an index), append
 one function to MIGRATIONS that takes a SQLAlchemy Connection and makes the
-change; the database's version is the function's position in the list. A new
-table's step may simply run `NewModel.__table__.create(conn)`; a later change
-to that table is a further step of its own (ALTER TABLE ...). Keep the models
+change; the database's version is the function's position in the list. Spell
+a new table out in its step (as `_v1_tables` does) instead of creating the
+model's own table, so that a later change to the model, itself a further step
+(ALTER TABLE ...), does not alter what the old step makes. Keep the models
 matching (tests/engine/test_migrations.py fails when the migrated schema and
 the models disagree). Never edit or reorder a released step: databases
 already ran it. A database newer than MIGRATIONS (written by a later
