@@ -4,7 +4,7 @@ The stalled client is a raw WebSocket (websocket-client, a 4 KiB receive
 buffer) that connects, authenticates, subscribes and then never reads its
 socket again, so the kernel buffers between it and the server fill and the
 server's writes to it block. It subscribes to the pipeline the fifty readers
-follow (a flood of ~400 numbered lines a second) and to a second one printing
+follow (a flood of ~200 numbered lines a second) and to a second one printing
 ~5 MB/s, so that what the server holds for it would grow quickly if nothing
 bounded it. The readers are real python-socketio clients in five processes
 (tests/reliability/sio_readers.py); every line carries its sequence number
@@ -32,7 +32,7 @@ from tests.web.conftest import TOKEN, python_pipeline, start_server  # noqa: F40
 pytestmark = pytest.mark.reliability
 
 READERS, PROCESSES = 50, 5
-LINES, CHUNK, PAUSE_S = 4_800, 40, 0.1          # ~400 lines/s for ~12 s
+LINES, CHUNK, PAUSE_S = 2_400, 20, 0.1          # ~200 lines/s for ~12 s
 HEAVY_S, HEAVY_LINE, HEAVY_CHUNK = 12.0, 3_500, 75  # ~5 MB/s, to the stalled client (and nobody reading)
 
 FLOOD = f"""
