@@ -64,7 +64,17 @@ def _load(file: Path, ws: Path, *, check_env: bool = True):
         sys.exit(EXIT_USAGE)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Main(click.Group):
+    def invoke(self, ctx: click.Context):
+        from .engine.errors import SchemaError
+
+        try:
+            return super().invoke(ctx)
+        except SchemaError as exc:  # any command that opens the store: a clear refusal, not a traceback
+            _fail_usage(str(exc))
+
+
+@click.group(cls=_Main, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pipeloom")
 def main() -> None:
     """Pipeloom runs pipelines whose steps are ordinary programs in Rust, Go,

@@ -71,6 +71,10 @@ class BuildError(PipeloomError):
     """A node's program failed to build (compile, install dependencies)."""
 
 
+class SchemaError(PipeloomError):
+    """The database cannot be used by this Pipeloom (a newer one wrote it)."""
+
+
 
 def did_you_mean(word: str, choices) -> str:
     """` (did you mean `x`?)` when a close match exists, else an empty string."""

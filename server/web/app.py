@@ -80,8 +80,12 @@ class WebState:
         self._closed = False
 
     def emit(self, event: str, payload: dict, rooms: list[str]) -> None:
-        """Send an event to the union of rooms (a client in several gets it once)."""
-        self.socketio.emit(event, payload, to=rooms, namespace="/")
+        """Send an event to the union of rooms (a client in several gets it once); a client too far
+        behind is cut off instead (see sockets.SlowClients)."""
+        from .sockets import slow_clients
+
+        late = slow_clients(self.socketio).lagging(rooms)
+        self.socketio.emit(event, payload, to=rooms, namespace="/", skip_sid=late or None)
 
     def _pipeline_changed(self, pipeline_id: str, version: int | None) -> None:
         self.emit("pipeline_changed", {"pipeline_id": pipeline_id, "version": version},

@@ -130,19 +130,3 @@ def test_postgres_end_to_end(workspace, postgres_url, monkeypatch):
                                   "mtime_ns": time.time_ns()}])
     assert store.get_artifact(first.run_id, "big", "o")["size"] == big
     store.close()
-
-
-def test_database_from_before_source_run_is_upgraded(workspace):
-    import sqlite3
-
-    db = workspace / ".pipeloom" / "pipeloom.db"
-    Store.open(workspace).close()
-    con = sqlite3.connect(db)
-    con.execute("ALTER TABLE node_runs DROP COLUMN source_run")
-    con.commit()
-    con.close()
-    store = Store.open(workspace)
-    store.create_run("r1", "p", "p", "x", {})
-    store.record_node("r1", "n", status="cached", started_at=1.0, finished_at=1.0, exit_code=None, cache_key="k",
-                      attempts=0, message=None, log_path=None, workdir=None, source_run="r0")
-    assert store.get_run("r1")["nodes"]["n"]["source_run"] == "r0"

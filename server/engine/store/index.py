@@ -3,7 +3,8 @@
 SQLite in WAL mode with a busy timeout by default, at
 `<workspace>/.pipeloom/pipeloom.db`; `PIPELOOM_DATABASE_URL` selects any
 SQLAlchemy URL (PostgreSQL included). Writes go through one lock and stay
-short, so a web server and a CLI run can share the file.
+short, so a web server and a CLI run can share the file. The tables are made
+and changed by migrations.py only; the models here must match its last step.
 """
 
 from __future__ import annotations
@@ -21,10 +22,11 @@ from sqlalchemy import BigInteger, Column, Text, event, insert, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from .errors import NotFoundError
-from .hashing import text_sha256
-from .paths import Layout
-from .process import process_alive, process_start_time, stop_orphans
+from ..errors import NotFoundError
+from ..hashing import text_sha256
+from ..paths import Layout
+from ..process import process_alive, process_start_time, stop_orphans
+from . import migrations
 
 
 class RunRow(SQLModel, table=True):
@@ -113,18 +115,12 @@ class Store:
                 cur.close()
         else:
             self.engine = create_engine(url, pool_pre_ping=True)
-        SQLModel.metadata.create_all(self.engine)
-        self._add_missing_columns()
+        try:
+            migrations.ensure_schema(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
         self.recover_interrupted()
-
-    def _add_missing_columns(self) -> None:
-        """Columns added after a database was created (create_all only makes missing tables)."""
-        from sqlalchemy import inspect
-
-        have = {c["name"] for c in inspect(self.engine).get_columns("node_runs")}
-        if "source_run" not in have:
-            with self.engine.begin() as conn:
-                conn.execute(text("ALTER TABLE node_runs ADD COLUMN source_run VARCHAR"))
 
     @classmethod
     def open(cls, workspace: str | os.PathLike) -> "Store":
@@ -146,9 +142,16 @@ class Store:
 
     def recover_interrupted(self) -> int:
         """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many."""
+        # a plain query first: opening a store pays only this when no run is pending (the usual case)
+        with self.engine.connect() as conn:
+            going = conn.execute(text("SELECT id, pid, pid_start, host FROM runs "
+                                      "WHERE status IN ('pending', 'running')")).all()
+        dead_ids = [r.id for r in going if not process_alive(r.pid, r.pid_start, r.host)]
+        if not dead_ids:
+            return 0
         with self._lock, self.session() as s:
-            rows = s.exec(select(RunRow).where(RunRow.status.in_(("pending", "running")))).all()
-            dead = [r for r in rows if not process_alive(r.pid, r.pid_start, r.host)]
+            dead = s.exec(select(RunRow).where(RunRow.id.in_(dead_ids),
+                                               RunRow.status.in_(("pending", "running")))).all()
             for r in dead:
                 r.status = "interrupted"
                 r.finished_at = r.finished_at or time.time()
