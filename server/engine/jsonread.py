@@ -18,6 +18,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import sys
 from typing import Any, Callable, Iterator
 
 import ijson
@@ -276,9 +277,19 @@ def iter_ndjson_lines(f: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
 
 def parse_ndjson_line(path: str | os.PathLike, lineno: int, line: bytes) -> Any:
     """One ndjson line as a value, or MalformedDataError naming the line."""
-    if lineno == 1 and line[:3] == BOM:
+    if lineno > 1 and sys.getrecursionlimit() <= MAX_DEPTH:
+        # The common case, at C speed: what the C decoder accepts within this
+        # recursion limit nests less than MAX_DEPTH; anything else takes the long way for its message.
+        try:
+            return _json_loads(line.decode("utf-8"))
+        except (ValueError, RecursionError):
+            pass
+    elif lineno == 1 and line[:3] == BOM:
         line = line[3:]
     return loads(line, path, f"line {lineno}")
+
+
+_json_loads = json.loads
 
 
 def dumps_deep(value: Any, scalar: Callable[[Any], str], item_sep: str = ", ", key_sep: str = ": ") -> str:
