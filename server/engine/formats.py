@@ -262,14 +262,20 @@ class CsvReader:
     reader). Strict: a quote must close before the end of the file and be
     followed by a delimiter, and NUL bytes are refused. Short rows are padded
     with empty strings; a row with more cells than the header is malformed.
-    `line` is the physical line of the last row read."""
+    `line` is the physical line of the last row read.
+
+    A line without a quote is split on commas directly, as the csv module
+    would split it; only quoted rows go through the csv module, whose field
+    buffer costs four bytes a character (a 10 MB cell would take 64 MB)."""
 
     def __init__(self, f: io.BufferedIOBase, path: str | os.PathLike):
         self.path = path
         self.file = f
         self._lineno = 0
         self._row_start = 1
-        self._reader = csv.reader(self._lines(f), strict=True)
+        self._pending: str | None = None
+        self._source = self._lines(f)
+        self._reader = csv.reader(iter(self._pull, None), strict=True)
         self.columns: list[str] = []
         row = self._next()
         if row is not None:
@@ -299,13 +305,27 @@ class CsvReader:
                     raise MalformedDataError(self.path, f"not valid UTF-8 text (byte {exc.start + 1} of the line)",
                                              f"line {self._lineno}") from None
 
+    def _pull(self) -> str | None:
+        # the csv module's source: the line _next() looked at first, then the file (None at its end)
+        if self._pending is not None:
+            line, self._pending = self._pending, None
+            return line
+        return next(self._source, None)
+
     def _next(self) -> list[str] | None:
         while True:
             self._row_start = self._lineno + 1
+            line = next(self._source, None)
+            if line is None:
+                return None
+            if '"' not in line:
+                text = line.rstrip("\r\n")
+                if text:
+                    return text.split(",")
+                continue
+            self._pending = line
             try:
                 row = next(self._reader)
-            except StopIteration:
-                return None
             except csv.Error as exc:
                 if "unexpected end of data" in str(exc):
                     raise MalformedDataError(self.path, "a quoted field starts here and is never closed (the file"
