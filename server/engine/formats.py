@@ -7,8 +7,10 @@ json, ndjson and csv may feed a text input as their raw bytes, and anything
 may feed a binary input.
 
 Conversions stream: JSON arrays are read with ijson (its C backend when
-present), CSV with the csv module and parquet in row batches, so a 1 GB
-file converts in bounded memory. Every output is written to a temporary
+present; jsonread.py holds the rules: UTF-8 only, at most MAX_DEPTH levels,
+bounded memory at any depth), CSV line by line (strict, errors on the true
+physical line) and parquet in row batches, so a 1 GB file converts in
+bounded memory. Every output is written to a temporary
 file beside the destination and moved into place only when complete.
 
 CSV carries no types. Values read from CSV are always strings (an empty cell
