@@ -12,6 +12,9 @@
   the schema for parquet). An array item or ndjson line that is not an object
   (a number, a string, a list) becomes the row `{"value": item}`, so an array
   of scalars shows as a one-column table named "value". CSV values are strings.
+  A cell longer than CELL_CHARS characters (a nested value: its JSON text) is
+  cut to its start and listed in `cut_cells` as {"record", "column", "type",
+  "chars", "bytes"}; cell_value() pages its full text.
 - "tree": a json document that is not an array. Up to 2 MB, `items` is
   `[the whole value]` and `mode` is "document". Larger, a top-level object is
   paged by its entries: `items` are `{"key", "value"}` pairs and `mode` is
@@ -33,7 +36,8 @@ when items follow the page. `bytes_read` is how far into the file the page
 read (None for parquet, which reads by column chunks). Nothing reads more of a file than the page needs, plus one read buffer.
 
 A malformed file gives the items read before the problem and an `error`
-naming the line or record. Bad arguments raise PreviewError, which the web
+naming the line or record; JSON is read by jsonread's rules (UTF-8, at most
+1,000 levels deep). Containers deeper than SHOW_DEPTH levels show as DEPTH_MARK. Bad arguments raise PreviewError, which the web
 layer maps to 400; a missing file raises NotFoundError.
 """
 

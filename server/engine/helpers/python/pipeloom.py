@@ -240,8 +240,48 @@ def _ndjson(port: Port) -> Iterator[Any]:
 
 
 def _csv_rows(port: Port) -> Iterator[dict]:
-    with _open_text(port) as fh:
-        yield from csv.DictReader(fh)
+    """Rows as dicts, strictly (a quote left open and NUL bytes are errors), naming the true line.
+
+    Lines are read as bytes and decoded one by one: a text file decodes ahead
+    of the csv reader, so its errors would name an earlier line."""
+    lineno = 0
+
+    def lines(fh) -> Iterator[str]:
+        nonlocal lineno
+        for raw in fh:
+            if lineno == 0 and raw[:3] == b"\xef\xbb\xbf":
+                raw = raw[3:]
+            # old Mac files end lines with a bare CR
+            pieces = re.split(rb"(?<=\r)(?!\n)", raw) if raw.count(b"\r") > raw.endswith(b"\r\n") else (raw,)
+            for piece in filter(None, pieces):
+                lineno += 1
+                if b"\0" in piece:
+                    raise PipeloomError(f"{port.where()} line {lineno}: a NUL byte, which CSV text cannot hold")
+                try:
+                    yield piece.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise PipeloomError(f"{port.where()} line {lineno}: not valid UTF-8 text "
+                                        f"(byte {exc.start + 1} of the line)") from None
+
+    try:
+        fh = open(port.path, "rb")
+    except OSError:
+        fh = _open_text(port)  # raises the usual message
+    with fh:
+        reader = csv.DictReader(lines(fh), strict=True)
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise PipeloomError(f"{port.where()} line {start}: a quoted field starts here and is never "
+                                        "closed (the file ends inside quotes)") from None
+                raise PipeloomError(f"{port.where()} line {lineno}: invalid CSV: {exc}") from None
+            start = lineno + 1
+            yield row
 
 
 def _text_lines(port: Port) -> Iterator[str]:
