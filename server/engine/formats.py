@@ -31,13 +31,13 @@ import io
 import json
 import math
 import os
-import re
 import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+from .csvread import CsvReader, open_csv
 from .dataerrors import ConversionError, FormatError, MalformedDataError
 from .errors import NotFoundError, PipeloomError
 from .jsonread import (JSON_BACKEND, MAX_DEPTH, _ijson, dumps_deep, first_line, iter_json_values,  # noqa: F401
@@ -48,8 +48,6 @@ _first_line = first_line
 BATCH_ROWS = 10_000
 PARQUET_HINT = "parquet needs the optional pyarrow package: pip install 'pipeloom[parquet]'"
 
-# Cells larger than the csv module's 128 KiB default are legitimate (JSON-encoded values).
-csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
 
 
 @dataclass(frozen=True)
@@ -254,116 +252,6 @@ def _ndjson_records(path: Path) -> Iterator[dict]:
             if not isinstance(value, dict):
                 raise MalformedDataError(path, f"expected a JSON object, found {_kind(value)}", f"line {lineno}")
             yield value
-
-
-class CsvReader:
-    """Rows of a CSV file with a header line, as dicts of strings.
-
-    Reads a binary file line by line, decoding each line itself, so an error
-    names the true physical line (a text wrapper decodes ahead of the csv
-    reader). Strict: a quote must close before the end of the file and be
-    followed by a delimiter, and NUL bytes are refused. Short rows are padded
-    with empty strings; a row with more cells than the header is malformed.
-    `line` is the physical line of the last row read.
-
-    A line without a quote is split on commas directly, as the csv module
-    would split it; only quoted rows go through the csv module, whose field
-    buffer costs four bytes a character (a 10 MB cell would take 64 MB)."""
-
-    def __init__(self, f: io.BufferedIOBase, path: str | os.PathLike):
-        self.path = path
-        self.file = f
-        self._lineno = 0
-        self._row_start = 1
-        self._pending: str | None = None
-        self._source = self._lines(f)
-        self._reader = csv.reader(iter(self._pull, None), strict=True)
-        self.columns: list[str] = []
-        row = self._next()
-        if row is not None:
-            seen = set()
-            for col in row:
-                if col in seen:
-                    raise MalformedDataError(path, f"column `{col}` appears twice in the header", "line 1")
-                seen.add(col)
-            self.columns = row
-
-    @property
-    def line(self) -> int:
-        return self._lineno
-
-    def _lines(self, f: io.BufferedIOBase) -> Iterator[str]:
-        for raw in f:
-            if self._lineno == 0 and raw[:3] == b"\xef\xbb\xbf":
-                raw = raw[3:]
-            pieces = _split_cr(raw) if raw.count(b"\r") > raw.endswith(b"\r\n") else (raw,)
-            for piece in pieces:
-                self._lineno += 1
-                if b"\0" in piece:
-                    raise MalformedDataError(self.path, "a NUL byte, which CSV text cannot hold", f"line {self._lineno}")
-                try:
-                    yield piece.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise MalformedDataError(self.path, f"not valid UTF-8 text (byte {exc.start + 1} of the line)",
-                                             f"line {self._lineno}") from None
-
-    def _pull(self) -> str | None:
-        # the csv module's source: the line _next() looked at first, then the file (None at its end)
-        if self._pending is not None:
-            line, self._pending = self._pending, None
-            return line
-        return next(self._source, None)
-
-    def _next(self) -> list[str] | None:
-        while True:
-            self._row_start = self._lineno + 1
-            line = next(self._source, None)
-            if line is None:
-                return None
-            if '"' not in line:
-                text = line.rstrip("\r\n")
-                if text:
-                    return text.split(",")
-                continue
-            self._pending = line
-            try:
-                row = next(self._reader)
-            except csv.Error as exc:
-                if "unexpected end of data" in str(exc):
-                    raise MalformedDataError(self.path, "a quoted field starts here and is never closed (the file"
-                                             " ends inside quotes)", f"line {self._row_start}") from None
-                raise MalformedDataError(self.path, f"invalid CSV ({exc})", f"line {self.line}") from exc
-            if row:
-                return row
-
-    def next_raw(self) -> list[str] | None:
-        """The next data row as a list, or None at the end."""
-        row = self._next()
-        if row is not None and len(row) > len(self.columns):
-            raise MalformedDataError(
-                self.path, f"{len(row)} fields, but the header has {len(self.columns)}", f"line {self.line}"
-            )
-        return row
-
-    def to_dict(self, row: list[str]) -> dict[str, str]:
-        """A data row as a dict keyed by the header."""
-        if len(row) < len(self.columns):
-            row = row + [""] * (len(self.columns) - len(row))
-        return dict(zip(self.columns, row))
-
-    def __iter__(self) -> Iterator[dict[str, str]]:
-        while (row := self.next_raw()) is not None:
-            yield self.to_dict(row)
-
-
-def _split_cr(raw: bytes) -> list[bytes]:
-    """A line holding bare carriage returns (old Mac line ends) split after each one."""
-    return [p for p in re.split(rb"(?<=\r)(?!\n)", raw) if p]
-
-
-def open_csv(path: str | os.PathLike) -> io.BufferedReader:
-    """Open a CSV file for CsvReader (binary: the reader decodes UTF-8 per line and drops a leading BOM)."""
-    return open(path, "rb")
 
 
 def _csv_records(path: Path) -> Iterator[dict]:

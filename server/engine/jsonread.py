@@ -88,10 +88,22 @@ class DepthScanner:
         if b"\\" in body:
             # pairs first (an escaped backslash), then escaped quotes; what is left escapes nothing we count
             body = body.replace(b"\\\\", b"").replace(b'\\"', b"")
-        parts = body.translate(None, _NOT_STRUCTURE).split(b'"')
-        outside = b"".join(parts[1::2] if self.in_string else parts[0::2])
-        if len(parts) % 2 == 0:
-            self.in_string = not self.in_string
+        marks = body.translate(None, _NOT_STRUCTURE)
+        if b'"' in marks:
+            flip = marks.count(b'"') % 2 == 1
+            # Adjacent quotes either delimit an empty string or end one string and start the next
+            # with nothing counted between them: dropping the pair keeps every bracket on its side.
+            marks = marks.replace(b'""', b"")
+            if b'"' in marks:
+                parts = marks.split(b'"')
+                marks = b"".join(parts[1::2] if self.in_string else parts[0::2])
+            elif self.in_string:
+                marks = b""
+            if flip:
+                self.in_string = not self.in_string
+        elif self.in_string:
+            marks = b""
+        outside = marks
         opens = outside.count(b"[") + outside.count(b"{")
         if self.depth + opens > self.limit:
             depth = self.depth

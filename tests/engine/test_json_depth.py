@@ -49,8 +49,9 @@ def test_twenty_thousand_levels_fail_clearly_in_bounded_memory(tmp_path, call):
             {call}
         except formats.MalformedDataError as exc:
             print("ERROR", exc)
-        import resource
-        print("RSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+        # VmHWM: this process's own peak (ru_maxrss would include the parent's size at fork)
+        hwm = next(ln for ln in open("/proc/self/status") if ln.startswith("VmHWM"))
+        print("RSS", int(hwm.split()[1]) // 1024)
     """)
     assert proc.returncode == 0, proc.stderr[-2000:]
     lines = dict(ln.split(" ", 1) for ln in proc.stdout.splitlines())
@@ -172,3 +173,44 @@ def test_invalid_utf8_in_a_small_document_names_the_file(tmp_path):
     doc.write_bytes(b'{"a": "\xff"}')
     assert "doc.json" in preview.preview_file(doc, "json")["error"]
     assert "UTF-8" in preview.preview_file(doc, "json")["error"]
+
+
+def _max_depth(value) -> int:
+    deepest, todo = 0, [(value, 1)]
+    while todo:
+        v, d = todo.pop()
+        if isinstance(v, (list, dict)):
+            deepest = max(deepest, d)
+            todo.extend((x, d + 1) for x in (v.values() if isinstance(v, dict) else v))
+    return deepest
+
+
+def _random_value(rng, depth: int):
+    if depth <= 0 or rng.random() < 0.3:
+        return "".join(rng.choice('ab[]{}"\\\\,:') for _ in range(rng.randrange(6)))
+    if rng.random() < 0.5:
+        return [_random_value(rng, depth - 1) for _ in range(rng.randrange(1, 3))]
+    return {_random_value(rng, 0): _random_value(rng, depth - 1) for _ in range(rng.randrange(1, 3))}
+
+
+def test_the_depth_scanner_agrees_with_a_parser_at_any_chunking():
+    import random
+
+    from server.engine.jsonread import DepthScanner, TooDeep
+
+    rng = random.Random(7)
+    for _ in range(300):
+        value = _random_value(rng, rng.randrange(1, 9))
+        data = json.dumps(value).encode()
+        limit = rng.randrange(1, 9)
+        scanner = DepthScanner(limit)
+        try:
+            pos = 0
+            while pos < len(data):
+                step = rng.randrange(1, 9)
+                scanner.feed(data[pos:pos + step])
+                pos += step
+        except TooDeep:
+            assert _max_depth(value) > limit, data
+        else:
+            assert _max_depth(value) <= limit and scanner.depth == 0 and not scanner.in_string, data
