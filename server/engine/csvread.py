@@ -64,6 +64,18 @@ def _cut(block: bytes, quotes_before: int) -> int:
     return 0
 
 
+def _end_of_last_record(lines: Iterator[str]) -> int:
+    """The line on which the last complete record ends (0 if none), in lines that end inside quotes."""
+    reader = csv.reader(lines, strict=True)
+    done = 0
+    try:
+        for _ in reader:
+            done = reader.line_num
+    except csv.Error:
+        pass
+    return done
+
+
 class CsvReader:
     """Rows of a CSV file with a header line, as dicts of strings.
 
@@ -159,13 +171,22 @@ class CsvReader:
                     self._lineno = lineno
                     yield line.split(",")
             return
-        lines = data.splitlines(keepends=True)  # bytes split at LF, CRLF and CR only
-        reader = csv.reader(map(bytes.decode, lines), strict=True)
+        if len(data) <= BLOCK:
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                start = yield from self._good_part(data, exc.start, before)
+                raise self._error(_bad_utf8(exc, start), before + _breaks(data[:exc.start]) + 1) from None
+
+            def make_lines():
+                return io.StringIO(text, newline="")  # split at LF, CRLF and CR only, endings kept
+        else:
+            def make_lines():  # a long carried block: bytes lines cost less than StringIO's 4 bytes a character
+                return map(bytes.decode, data.splitlines(keepends=True))
+        reader = csv.reader(make_lines(), strict=True)
         self._lineno, self._block_reader = before, reader  # `line` reads the reader's count from here on
-        done = 0  # lines of the block behind the last row
         try:
             for row in reader:
-                done = reader.line_num
                 if row:
                     yield row
         except UnicodeDecodeError as exc:
@@ -174,7 +195,7 @@ class CsvReader:
             if "unexpected end of data" not in str(exc):
                 raise self._error(f"invalid CSV ({exc})", before + reader.line_num) from exc
             if not partial:
-                raise self._error(_OPEN_QUOTE, before + done + 1) from None
+                raise self._error(_OPEN_QUOTE, before + _end_of_last_record(make_lines()) + 1) from None
         finally:
             self._lineno, self._block_reader = before + reader.line_num, None
 
