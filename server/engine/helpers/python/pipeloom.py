@@ -42,6 +42,7 @@ _GUESS_EXTENSIONS = (".json", ".ndjson", ".jsonl", ".csv", ".txt", ".log", ".par
 _FORMAT_EXTENSION = {"json": ".json", "ndjson": ".ndjson", "csv": ".csv", "text": ".txt",
                      "binary": ".bin", "parquet": ".parquet"}
 _CHUNK = 1 << 20
+_TOO_DEEP = "nested too deeply (more arrays and objects inside each other than Python's json reads, about 1,000)"
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER_TAIL = re.compile(r"[0-9eE+\-.]*")
 
@@ -194,6 +195,8 @@ def read(name: str) -> Any:
                 return json.load(fh)
             except ValueError as exc:
                 raise PipeloomError(f"{port.where()}: invalid JSON: {exc}") from None
+            except RecursionError:
+                raise PipeloomError(f"{port.where()}: invalid JSON: {_TOO_DEEP}") from None
     if fmt in ("ndjson", "csv", "parquet"):
         return list(_records(port))
     if fmt == "text":
@@ -237,6 +240,8 @@ def _ndjson(port: Port) -> Iterator[Any]:
                     yield loads(line)
                 except ValueError as exc:
                     raise PipeloomError(f"{port.where()} line {n}: invalid JSON: {exc}") from None
+                except RecursionError:
+                    raise PipeloomError(f"{port.where()} line {n}: invalid JSON: {_TOO_DEEP}") from None
 
 
 def _csv_rows(port: Port) -> Iterator[dict]:
@@ -342,7 +347,7 @@ def _json_array(port: Port) -> Iterator[Any]:
                     # first item makes a trailing `,]` fail as it should.
                     try:
                         items = loads(("[" if state == "first" else "[0,") + buf[pos:])
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         items = None
                     if items is not None:
                         yield from (items if state == "first" else items[1:])
@@ -357,7 +362,7 @@ def _json_array(port: Port) -> Iterator[Any]:
                         if k < len(buf) and buf[k] == ",":
                             try:
                                 items = loads("[" + buf[pos:j + 1] + "]")
-                            except ValueError:
+                            except (ValueError, RecursionError):
                                 end = j
                                 continue
                             yield from items
@@ -387,6 +392,8 @@ def _json_array(port: Port) -> Iterator[Any]:
                     return
                 try:
                     item, nxt = decode(buf, pos)
+                except RecursionError:
+                    raise invalid(_TOO_DEEP) from None
                 except ValueError as exc:
                     if not eof and len(buf) - pos < 64 * _CHUNK:
                         break  # perhaps an item cut at the buffer's end
