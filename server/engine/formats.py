@@ -7,8 +7,10 @@ json, ndjson and csv may feed a text input as their raw bytes, and anything
 may feed a binary input.
 
 Conversions stream: JSON arrays are read with ijson (its C backend when
-present), CSV with the csv module and parquet in row batches, so a 1 GB
-file converts in bounded memory. Every output is written to a temporary
+present; jsonread.py holds the rules: UTF-8 only, at most MAX_DEPTH levels,
+bounded memory at any depth), CSV line by line (strict, errors on the true
+physical line) and parquet in row batches, so a 1 GB file converts in
+bounded memory. Every output is written to a temporary
 file beside the destination and moved into place only when complete.
 
 CSV carries no types. Values read from CSV are always strings (an empty cell
@@ -35,41 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
-import ijson
-
+from .csvread import CsvReader, open_csv
+from .dataerrors import ConversionError, FormatError, MalformedDataError
 from .errors import NotFoundError, PipeloomError
+from .jsonread import (JSON_BACKEND, MAX_DEPTH, _ijson, dumps_deep, first_line, iter_json_values,  # noqa: F401
+                       iter_ndjson_lines, parse_ndjson_line, peek_json)
 
-try:
-    _ijson = ijson.get_backend("yajl2_c")
-except ImportError:  # the pure-Python backend still works, just slower
-    _ijson = ijson
+_first_line = first_line
 
-JSON_BACKEND: str = getattr(_ijson, "backend", "python")
 BATCH_ROWS = 10_000
 PARQUET_HINT = "parquet needs the optional pyarrow package: pip install 'pipeloom[parquet]'"
 
-# Cells larger than the csv module's 128 KiB default are legitimate (JSON-encoded values).
-csv.field_size_limit(max(csv.field_size_limit(), 64 * 1024 * 1024))
-
-
-class FormatError(PipeloomError):
-    """An unknown format, or a conversion that does not exist."""
-
-
-class ConversionError(FormatError):
-    """A conversion that cannot be done between two formats."""
-
-
-class MalformedDataError(FormatError):
-    """A file whose content does not match its declared format."""
-
-    def __init__(self, path: str | os.PathLike, message: str, where: str | None = None):
-        self.path = str(path)
-        self.where = where
-        self.detail = message
-        name = os.path.basename(self.path)
-        head = f"{name} {where}" if where else name
-        super().__init__(f"{head}: {message}")
 
 
 @dataclass(frozen=True)
@@ -211,18 +189,12 @@ def json_text(value: Any, *, compact: bool = False) -> str:
     encode = _encode_compact if compact else _encode
     try:
         return encode(value)
-    except ValueError:
-        return encode(_finite(value))
+    except (ValueError, RecursionError):
+        # a non-finite number, or a value nested deeper than the C encoder recurses
+        def scalar(v: Any) -> str:
+            return "null" if isinstance(v, float) and not math.isfinite(v) else encode(v)
 
-
-def _finite(value: Any) -> Any:
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(v) for v in value]
-    return value
+        return dumps_deep(value, scalar, *((",", ":") if compact else (", ", ": ")))
 
 
 # Types the csv module already writes as csv_cell would (None as "", numbers via str()).
@@ -265,98 +237,12 @@ def _kind(value: Any) -> str:
 # Readers
 
 
-_JSON_START = {b"[": "array", b"{": "object", b'"': "string", b"t": "boolean", b"f": "boolean", b"n": "null"}
-
-
-def peek_json(f: io.BufferedIOBase) -> str:
-    """Kind of the top-level JSON value in binary file `f` ("array", "object", ...,
-    "empty" or "invalid"); leaves `f` positioned at the value (after any BOM)."""
-    pos = f.tell()
-    head = f.read(3)
-    if head == b"\xef\xbb\xbf":
-        pos += 3
-    f.seek(pos)
-    while True:
-        chunk = f.read(4096)
-        if not chunk:
-            f.seek(pos)
-            return "empty"
-        stripped = chunk.lstrip(b" \t\r\n")
-        if stripped:
-            pos += len(chunk) - len(stripped)
-            f.seek(pos)
-            c = stripped[:1]
-            if c in _JSON_START:
-                return _JSON_START[c]
-            if c in b"-0123456789":
-                return "number"
-            return "invalid"
-        pos += len(chunk)
-
-
-def _first_line(exc: BaseException) -> str:
-    arg = exc.args[0] if len(exc.args) == 1 else None
-    text = (arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(exc)).strip().splitlines()
-    return text[0].strip() if text else type(exc).__name__
-
-
-def iter_json_values(f: io.BufferedIOBase, path: str | os.PathLike) -> Iterator[Any]:
-    """Stream the items of the top-level JSON array in binary file `f`.
-
-    Raises MalformedDataError naming the record when the document is not an
-    array or stops being valid JSON."""
-    kind = peek_json(f)
-    if kind != "array":
-        found = {"empty": "an empty file", "invalid": "invalid JSON", "object": "an object", "null": "null"}.get(
-            kind, f"a {kind}"
-        )
-        raise MalformedDataError(path, f"expected a JSON array of objects, found {found}")
-    start = f.tell()
-    n = 0
-    it = _ijson.items(f, "item", use_float=True)
-    fallback = _ijson is not ijson.get_backend("python")
-    while True:
-        try:
-            value = next(it)
-        except StopIteration:
-            return
-        except (ijson.JSONError, ValueError) as exc:
-            message = _first_line(exc)
-            if fallback and "integer overflow" in message:
-                # yajl stops at integers beyond 64 bits; the pure-Python parser
-                # takes over from the start, skipping the records already given.
-                fallback = False
-                f.seek(start)
-                it = ijson.get_backend("python").items(f, "item", use_float=True)
-                for _ in range(n):
-                    next(it)
-                continue
-            raise MalformedDataError(path, f"invalid JSON ({message})", f"record {n + 1}") from exc
-        n += 1
-        yield value
-
-
 def _json_records(path: Path) -> Iterator[dict]:
     with open(path, "rb") as f:
         for n, value in enumerate(iter_json_values(f, path), 1):
             if not isinstance(value, dict):
                 raise MalformedDataError(path, f"expected an object, found {_kind(value)}", f"record {n}")
             yield value
-
-
-def iter_ndjson_lines(f: io.BufferedIOBase) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) for every non-blank line of binary file `f`."""
-    for lineno, line in enumerate(f, 1):
-        if line.strip():
-            yield lineno, line
-
-
-def parse_ndjson_line(path: str | os.PathLike, lineno: int, line: bytes) -> Any:
-    """One ndjson line as a value, or MalformedDataError naming the line."""
-    try:
-        return json.loads(line)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise MalformedDataError(path, f"invalid JSON ({_first_line(exc)})", f"line {lineno}") from exc
 
 
 def _ndjson_records(path: Path) -> Iterator[dict]:
@@ -366,68 +252,6 @@ def _ndjson_records(path: Path) -> Iterator[dict]:
             if not isinstance(value, dict):
                 raise MalformedDataError(path, f"expected a JSON object, found {_kind(value)}", f"line {lineno}")
             yield value
-
-
-class CsvReader:
-    """Rows of a CSV file with a header line, as dicts of strings.
-
-    Short rows are padded with empty strings; a row with more cells than the
-    header is malformed. `line` is the physical line of the last row read."""
-
-    def __init__(self, f: io.TextIOBase, path: str | os.PathLike):
-        self.path = path
-        self.file = f
-        self._reader = csv.reader(f)
-        self.columns: list[str] = []
-        row = self._next()
-        if row is not None:
-            seen = set()
-            for col in row:
-                if col in seen:
-                    raise MalformedDataError(path, f"column `{col}` appears twice in the header", "line 1")
-                seen.add(col)
-            self.columns = row
-
-    @property
-    def line(self) -> int:
-        return self._reader.line_num
-
-    def _next(self) -> list[str] | None:
-        while True:
-            try:
-                row = next(self._reader)
-            except StopIteration:
-                return None
-            except UnicodeDecodeError as exc:
-                raise MalformedDataError(self.path, "not valid UTF-8 text", f"line {self.line + 1}") from exc
-            except csv.Error as exc:
-                raise MalformedDataError(self.path, f"invalid CSV ({exc})", f"line {self.line}") from exc
-            if row:
-                return row
-
-    def next_raw(self) -> list[str] | None:
-        """The next data row as a list, or None at the end."""
-        row = self._next()
-        if row is not None and len(row) > len(self.columns):
-            raise MalformedDataError(
-                self.path, f"{len(row)} fields, but the header has {len(self.columns)}", f"line {self.line}"
-            )
-        return row
-
-    def to_dict(self, row: list[str]) -> dict[str, str]:
-        """A data row as a dict keyed by the header."""
-        if len(row) < len(self.columns):
-            row = row + [""] * (len(self.columns) - len(row))
-        return dict(zip(self.columns, row))
-
-    def __iter__(self) -> Iterator[dict[str, str]]:
-        while (row := self.next_raw()) is not None:
-            yield self.to_dict(row)
-
-
-def open_csv(path: str | os.PathLike) -> io.TextIOWrapper:
-    """Open a CSV file for reading (UTF-8, a leading BOM dropped)."""
-    return open(path, "r", encoding="utf-8-sig", newline="")
 
 
 def _csv_records(path: Path) -> Iterator[dict]:
@@ -788,29 +612,39 @@ def count_records(path: str | os.PathLike, fmt: str, max_bytes: int | None = Non
 
     json counts the items of a top-level array, ndjson its non-blank lines,
     csv its rows without the header, parquet reads its metadata."""
+    return check_records(path, fmt, max_bytes)[0]
+
+
+def check_records(path: str | os.PathLike, fmt: str, max_bytes: int | None = None) -> tuple[int | None, str | None]:
+    """(count, problem): the count_records figure, and why the file could not be read when it is malformed
+    (a message naming the file and the line or record; None when it reads, is too big or is not records)."""
     if fmt not in _READERS:
-        return None
+        return None, None
     p = Path(path)
     try:
         if fmt == "parquet":
             pf = open_parquet(p)
             try:
-                return pf.metadata.num_rows
+                return pf.metadata.num_rows, None
             finally:
                 pf.close()
         if max_bytes is not None and p.stat().st_size > max_bytes:
-            return None
+            return None, None
         if fmt == "json":
             with open(p, "rb") as f:
-                return sum(1 for _ in iter_json_values(f, p))
+                return sum(1 for _ in iter_json_values(f, p)), None
         if fmt == "ndjson":
             with open(p, "rb") as f:
-                return sum(1 for _ in iter_ndjson_lines(f))
+                return sum(1 for _ in iter_ndjson_lines(f)), None
         with open_csv(p) as f:
             reader = CsvReader(f, p)
             n = 0
             while reader.next_raw() is not None:
                 n += 1
-            return n
+            return n, None
+    except MalformedDataError as exc:
+        return None, str(exc)
     except (PipeloomError, OSError):
-        return None
+        return None, None
+    except MemoryError:
+        return None, f"{p.name}: too large to read in the memory available"

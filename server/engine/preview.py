@@ -12,6 +12,9 @@
   the schema for parquet). An array item or ndjson line that is not an object
   (a number, a string, a list) becomes the row `{"value": item}`, so an array
   of scalars shows as a one-column table named "value". CSV values are strings.
+  A cell longer than CELL_CHARS characters (a nested value: its JSON text) is
+  cut to its start and listed in `cut_cells` as {"record", "column", "type",
+  "chars", "bytes"}; cell_value() pages its full text.
 - "tree": a json document that is not an array. Up to 2 MB, `items` is
   `[the whole value]` and `mode` is "document". Larger, a top-level object is
   paged by its entries: `items` are `{"key", "value"}` pairs and `mode` is
@@ -33,14 +36,14 @@ when items follow the page. `bytes_read` is how far into the file the page
 read (None for parquet, which reads by column chunks). Nothing reads more of a file than the page needs, plus one read buffer.
 
 A malformed file gives the items read before the problem and an `error`
-naming the line or record. Bad arguments raise PreviewError, which the web
+naming the line or record; JSON is read by jsonread's rules (UTF-8, at most
+1,000 levels deep). Containers deeper than SHOW_DEPTH levels show as DEPTH_MARK. Bad arguments raise PreviewError, which the web
 layer maps to 400; a missing file raises NotFoundError.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import math
 import os
 import threading
@@ -50,7 +53,7 @@ from typing import Any, Callable, Iterator
 
 import ijson
 
-from . import formats
+from . import formats, jsonread
 from .errors import NotFoundError, PipeloomError
 from .formats import MalformedDataError
 
@@ -61,6 +64,11 @@ HEX_BYTES = 512
 TEXT_LINE_BYTES = 16 * 1024
 NDJSON_LINE_BYTES = 16 * 1024 * 1024
 VALUE_NODES = 10_000  # largest nested value (in JSON nodes) a tree entry shows whole
+SHOW_DEPTH = 600  # deeper containers are shown as DEPTH_MARK
+DEPTH_MARK = f"… (nested deeper than {SHOW_DEPTH} levels; download the file to see it all)"
+CELL_CHARS = 4096  # a table cell longer than this (as text) is cut; the cell route pages the rest
+CELL_PAGE_CHARS = 64 * 1024
+CELL_MAX_CHARS = 1024 * 1024
 
 
 class PreviewError(PipeloomError):
@@ -83,20 +91,49 @@ def hex_dump(data: bytes, start: int = 0) -> str:
     return "\n".join(lines)
 
 
-def safe_value(value: Any) -> Any:
-    """A copy of `value` that strict JSON (and so a browser) accepts: non-finite
-    floats become strings, dates and decimals become their JSON stand-ins."""
+def _safe_scalar(value: Any) -> Any:
     if value is None or isinstance(value, (str, bool, int)):
         return value
     if isinstance(value, float):
         if math.isfinite(value):
             return value
         return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
-    if isinstance(value, dict):
-        return {str(k): safe_value(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [safe_value(v) for v in value]
-    return safe_value(formats.jsonable(value))
+    return _CONTAINER
+
+
+_CONTAINER = object()
+
+
+def safe_value(value: Any) -> Any:
+    """A copy of `value` that strict JSON (and so a browser) accepts: non-finite
+    floats become strings, dates and decimals become their JSON stand-ins, and
+    containers nested deeper than SHOW_DEPTH levels become DEPTH_MARK.
+
+    Iterative, so a deep value cannot exhaust the stack; the depth cut keeps
+    the web layer's (recursive) JSON encoder within its limits too."""
+    out: list = [None]
+    todo: list[tuple[Any, Any, Any, int]] = [(value, out, 0, 1)]
+    while todo:
+        v, parent, key, depth = todo.pop()
+        plain = _safe_scalar(v)
+        if plain is not _CONTAINER:
+            parent[key] = plain
+        elif isinstance(v, (dict, list, tuple)):
+            if depth > SHOW_DEPTH:
+                parent[key] = DEPTH_MARK
+            elif isinstance(v, dict):
+                child: Any = {}
+                parent[key] = child
+                for k, x in v.items():
+                    child[str(k)] = None  # keeps the key order
+                    todo.append((x, child, str(k), depth + 1))
+            else:
+                child = [None] * len(v)
+                parent[key] = child
+                todo.extend((x, child, i, depth + 1) for i, x in enumerate(v))
+        else:
+            todo.append((formats.jsonable(v), parent, key, depth))
+    return out[0]
 
 
 def _row(value: Any) -> dict:
@@ -217,7 +254,11 @@ def _finish_totals(result: dict, page: _Page, bytes_read: int, size: int, count:
 def _json_page(path: Path, result: dict, offset: int, limit: int) -> None:
     size = result["size"]
     with open(path, "rb") as f:
-        top = formats.peek_json(f)
+        try:
+            top = formats.peek_json(f, path)
+        except MalformedDataError as exc:
+            result.update(kind="tree", mode="document", error=str(exc))
+            return
         if top == "array":
             result["kind"] = "table"
             values = formats.iter_json_values(f, path)
@@ -240,15 +281,13 @@ def _json_page(path: Path, result: dict, offset: int, limit: int) -> None:
             return
         if size <= TREE_WHOLE_BYTES:
             result["mode"] = "document"
+            f.seek(0)
             data = f.read()
             result["bytes_read"] = f.tell()
             try:
-                value = json.loads(data)
-            except json.JSONDecodeError as exc:
-                result["error"] = f"{path.name} line {exc.lineno} column {exc.colno}: invalid JSON ({exc.msg})"
-                return
-            except (ValueError, UnicodeDecodeError) as exc:
-                result["error"] = f"{path.name}: invalid JSON ({exc})"
+                value = jsonread.loads(data, path)
+            except MalformedDataError as exc:
+                result["error"] = str(exc)
                 return
             result["total"] = 1
             result["items"] = [value][offset : offset + limit]
@@ -269,7 +308,7 @@ def _json_page(path: Path, result: dict, offset: int, limit: int) -> None:
 
     def count_keys() -> int:
         with open(path, "rb") as g:
-            formats.peek_json(g)
+            formats.peek_json(g, path)
             return sum(1 for _ in _object_entries(g, path, 0, 0))
 
     result["items"] = page.items
@@ -283,7 +322,8 @@ _ENDS = frozenset({"end_map", "end_array"})
 def _object_entries(f: io.BufferedReader, path: Path, build_from: int, build_to: int) -> Iterator[dict | None]:
     """The entries of a top-level JSON object, built only for indexes in
     [build_from, build_to) (None for the others), each cut at VALUE_NODES."""
-    events = formats._ijson.basic_parse(f, use_float=True)
+    events = jsonread._ijson.basic_parse(jsonread.Scanned(f, jsonread.DepthScanner()), use_float=True,
+                                         buf_size=jsonread.READ_CHUNK)
     index = 0
     try:
         event, _ = next(events)  # start_map
@@ -307,8 +347,10 @@ def _object_entries(f: io.BufferedReader, path: Path, build_from: int, build_to:
             index += 1
         for _ in events:  # trailing content must be valid too
             pass
+    except jsonread.TooDeep as exc:
+        raise MalformedDataError(path, str(exc), f"entry {index + 1}") from None
     except (ijson.JSONError, ValueError) as exc:
-        raise MalformedDataError(path, f"invalid JSON ({formats._first_line(exc)})", f"entry {index + 1}") from exc
+        raise MalformedDataError(path, f"invalid JSON ({jsonread.first_line(exc)})", f"entry {index + 1}") from exc
 
 
 def _read_container(events: Iterator, first: str, budget: int) -> tuple[Any, bool]:
@@ -389,7 +431,7 @@ def _csv_page(path: Path, result: dict, offset: int, limit: int) -> None:
         try:
             reader = formats.CsvReader(f, path)
         except MalformedDataError as exc:
-            result.update(error=str(exc), columns=[], bytes_read=f.buffer.tell())
+            result.update(error=str(exc), columns=[], bytes_read=f.tell())
             return
         result["columns"] = reader.columns
 
@@ -400,8 +442,8 @@ def _csv_page(path: Path, result: dict, offset: int, limit: int) -> None:
                 index += 1
 
         page = _Page(offset, limit)
-        page.fill(rows(), f.buffer.tell)
-        bytes_read = f.buffer.tell()
+        page.fill(rows(), f.tell)
+        bytes_read = f.tell()
 
     def count() -> int:
         with formats.open_csv(path) as g:
@@ -536,4 +578,71 @@ def preview_file(path: str | os.PathLike, fmt: str, offset: int = 0, limit: int 
     }
     _PAGERS[fmt](p, result, offset, limit)
     result["items"] = safe_value(result["items"])
+    if result["kind"] == "table":
+        _cap_cells(result)
     return result
+
+
+def _cell_text(value: Any) -> tuple[str, str]:
+    """(text, type) of a cell as the cell route pages it: strings as they are, other values as JSON."""
+    if isinstance(value, str):
+        return value, "string"
+    return formats.json_text(value, compact=True), "json"
+
+
+def _cap_cells(result: dict) -> None:
+    """Cut every cell longer than CELL_CHARS characters (as text) and list the cut ones in `cut_cells`."""
+    cut = []
+    for i, row in enumerate(result["items"]):
+        if not isinstance(row, dict):
+            continue
+        for column, value in row.items():
+            if isinstance(value, str):
+                if len(value) <= CELL_CHARS:
+                    continue
+            elif not isinstance(value, (dict, list)):
+                continue
+            text, kind = _cell_text(value)
+            if len(text) <= CELL_CHARS:
+                continue
+            row[column] = text[:CELL_CHARS]
+            cut.append({"record": result["offset"] + i, "column": column, "type": kind, "chars": len(text),
+                        "bytes": len(text.encode("utf-8", "surrogatepass"))})
+    result["cell_chars"] = CELL_CHARS
+    result["cut_cells"] = cut
+
+
+def cell_value(path: str | os.PathLike, fmt: str, record: int, column: str, offset: int = 0,
+               limit: int = CELL_PAGE_CHARS) -> dict:
+    """One page (`limit` characters from `offset`) of the full text of one table cell.
+
+    Returns {"record", "column", "type", "chars", "bytes", "offset", "limit",
+    "text", "next"}: `type` is "string", or "json" for a nested value sent as
+    JSON text; `chars` and `bytes` (UTF-8) measure the whole value; `next` is
+    the offset of the following page, or None after the last."""
+    _check_int("record", record, 0)
+    _check_int("offset", offset, 0)
+    _check_int("limit", limit, 1, CELL_MAX_CHARS)
+    if fmt not in ("json", "ndjson", "csv", "parquet"):
+        raise PreviewError(f"a {fmt} output has no table cells; cells exist in json, ndjson, csv and parquet")
+    p = Path(path)
+    if not p.is_file():
+        raise NotFoundError(f"{p}: no such file")
+    page: dict[str, Any] = {"items": [], "total": None, "size": p.stat().st_size}
+    _PAGERS[fmt](p, page, record, 1)
+    if page.get("kind") != "table":
+        raise PreviewError(f"{p.name} is a JSON document, not a table; it has no cells")
+    if not page["items"]:
+        if page.get("error"):
+            raise PreviewError(page["error"])
+        raise NotFoundError(f"{p.name} has no record {record} (records are counted from 0)")
+    row = page["items"][0]
+    if not isinstance(row, dict) or column not in row:
+        raise NotFoundError(f"record {record} of {p.name} has no column `{column}`")
+    text, kind = _cell_text(safe_value(row[column]))
+    if offset > len(text):
+        raise PreviewError(f"offset must be at most {len(text)}, the length of the cell, got {offset}")
+    end = offset + limit
+    return {"record": record, "column": column, "type": kind, "chars": len(text),
+            "bytes": len(text.encode("utf-8", "surrogatepass")), "offset": offset, "limit": limit,
+            "text": text[offset:end], "next": end if end < len(text) else None}

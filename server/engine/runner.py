@@ -501,7 +501,10 @@ class Runner:
             names = ", ".join(f"`{p.name}` ({p.file})" for p in missing)
             return self._end_attempt(st, "failed", message=f"exited 0 but did not write its declared output {names}")
         st.artifacts = {p.name: self._artifact(workdir / p.file, p.name, p.format) for p in node.outputs}
-        return self._end_attempt(st, "succeeded")
+        unreadable = [a.pop("problem") for a in st.artifacts.values() if a.get("problem")]
+        for text in unreadable:
+            log.meta(f"[pipeloom] warning: {text}")
+        return self._end_attempt(st, "succeeded", message="; ".join(unreadable) or None)
 
     @staticmethod
     def _end_attempt(st: NodeState, status: str, message: str | None = None) -> str:
@@ -522,7 +525,7 @@ class Runner:
             if edge is not None:
                 art = self.states[edge.src_node].artifacts[edge.src_port]
                 if art["format"] != p.format:
-                    formats.convert(art["path"], art["format"], dst, p.format)
+                    convert_edge(edge, art, dst, p.format)
                 else:
                     link_or_copy(Path(art["path"]), dst)
             else:
@@ -542,14 +545,15 @@ class Runner:
 
     def _artifact(self, path: Path, port: str, fmt: str) -> dict:
         st = path.stat()
-        records = None
+        records = problem = None
         if st.st_size <= RECORD_COUNT_LIMIT:
-            try:
-                records = formats.count_records(path, fmt, max_bytes=RECORD_COUNT_LIMIT)
-            except Exception:
-                records = None
-        return {"port": port, "path": str(path), "format": fmt, "size": st.st_size, "sha256": file_sha256(path),
-                "mtime_ns": st.st_mtime_ns, "records": records}
+            records, problem = formats.check_records(path, fmt, max_bytes=RECORD_COUNT_LIMIT)
+        art = {"port": port, "path": str(path), "format": fmt, "size": st.st_size, "sha256": file_sha256(path),
+               "mtime_ns": st.st_mtime_ns, "records": records}
+        if problem:
+            art["problem"] = (f"output `{port}` ({path.name}) was written but cannot be read as {fmt}: {problem};"
+                              " steps that read it will fail")
+        return art
 
     def _publish_cached(self, nid: str, arts: list[dict]) -> None:
         """Reuse earlier outputs: link them into this run's folder; no process starts."""
@@ -656,6 +660,17 @@ def describe_error(exc: BaseException) -> str:
 def env_name(port: str) -> str:
     """PIPELOOM_INPUT_<PORT>: upper-cased, anything but a letter or digit becomes `_`."""
     return "".join(c if c.isalnum() and c.isascii() else "_" for c in port.upper())
+
+
+def convert_edge(edge, art: dict, dst: Path, dst_fmt: str) -> None:
+    """Convert the file an edge carries into the format its input declares; errors name the edge."""
+    where = f"edge {edge.src_node}.{edge.src_port} → {edge.dst_node}.{edge.dst_port} ({art['format']} → {dst_fmt})"
+    try:
+        formats.convert(art["path"], art["format"], dst, dst_fmt)
+    except formats.FormatError as exc:
+        raise formats.ConversionError(f"{where}: {exc}") from exc
+    except MemoryError:
+        raise formats.ConversionError(f"{where}: ran out of memory converting {Path(art['path']).name}") from None
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

@@ -372,3 +372,22 @@ def output_raw(run_id: str, node_id: str, port: str):
     _, path = _artifact_path(run_id, node_id, port)
     return send_file(path, as_attachment=True, download_name=f"{node_id}-{path.name}",
                      mimetype="application/octet-stream", max_age=0)
+
+
+# ---------------------------------------------------------------- one cell of a table preview, by pages
+
+@api.get("/runs/<run_id>/nodes/<node_id>/outputs/<port>/cell")
+def output_cell(run_id: str, node_id: str, port: str):
+    """One page of the full text of a table cell (previews cut long cells and list them in `cut_cells`)."""
+    from server.engine.preview import CELL_MAX_CHARS, CELL_PAGE_CHARS, cell_value
+
+    if request.args.get("record") in (None, ""):
+        raise UsageError("`record` is required: the cell's record number, counted from 0")
+    record = int_arg("record", 0)
+    column = request.args.get("column")
+    if column is None or column == "":
+        raise UsageError("`column` is required: the name of the cell's column")
+    offset = int_arg("offset", 0)
+    limit = int_arg("limit", CELL_PAGE_CHARS, low=1, high=CELL_MAX_CHARS)
+    art, path = _artifact_path(run_id, node_id, port)
+    return jsonify(cell_value(path, art.get("format") or "binary", record, column, offset=offset, limit=limit))

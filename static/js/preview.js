@@ -6,11 +6,14 @@ import { h, clear, formatNumber, formatBytes, formatRecords } from "./dom.js";
 const PAGE_SIZES = [50, 100, 500];
 const TREE_CHILD_LIMIT = 200;
 
-/** Render one preview page into an element. */
-export function renderPage(page) {
+/**
+ * Render one preview page into an element. `cellUrl`, when given, is the output's
+ * `/cell` route: a cut cell then offers to load its full value from there.
+ */
+export function renderPage(page, cellUrl = null) {
   const kind = pageKind(page);
   if (kind === "binary") return renderHex(page);
-  if (kind === "table") return renderTable(page);
+  if (kind === "table") return renderTable(page, cellUrl);
   if (kind === "text") return renderText(page);
   return renderTree(page);
 }
@@ -156,8 +159,11 @@ function inlinePreview(obj) {
 
 // ------------------------------------------------------------ table
 
-function renderTable(page) {
+function renderTable(page, cellUrl) {
   const items = page.items || [];
+  // Cells the server cut short (see docs/api.md, `cut_cells`), by record number and column.
+  const cuts = new Map((page.cut_cells || []).map((c) => [`${c.record}\u0000${c.column}`, c]));
+  const viewer = h("div", { class: "cell-viewer", hidden: true, "data-testid": "cell-viewer" });
   let columns = Array.isArray(page.columns) ? page.columns.map((c) => (typeof c === "string" ? c : c.name)) : null;
   if (!columns) {
     const seen = new Set();
@@ -174,7 +180,10 @@ function renderTable(page) {
   items.forEach((row, i) => {
     const tr = h("tr", {}, h("td", { class: "rownum" }, formatNumber(offset + i + 1)));
     if (row && typeof row === "object" && !Array.isArray(row)) {
-      for (const c of columns) tr.append(cell(row[c], !(c in row)));
+      for (const c of columns) {
+        const cut = cuts.get(`${offset + i}\u0000${c}`);
+        tr.append(cut ? cutCell(row[c], cut, cellUrl, viewer) : cell(row[c], !(c in row)));
+      }
     } else if (Array.isArray(row)) {
       for (let j = 0; j < columns.length; j += 1) tr.append(cell(row[j], j >= row.length));
     } else {
@@ -183,7 +192,63 @@ function renderTable(page) {
     body.append(tr);
   });
   table.append(body);
-  return h("div", { class: "table-wrap" }, table);
+  return h("div", { class: "table-wrap" }, table, viewer);
+}
+
+/** A cell the server cut: its start, how big it really is, and a button to read it all. */
+function cutCell(start, cut, cellUrl, viewer) {
+  const size = `${formatNumber(cut.chars)} characters, ${formatBytes(cut.bytes)}`;
+  const td = h("td", { class: "cell-cut", "data-cut-record": cut.record, "data-cut-column": cut.column,
+    title: `Cut short: the full value is ${size}` },
+    h("span", { class: "cell-cut-start" }, String(start).slice(0, 80)),
+    h("span", { class: "cell-cut-mark" }, `… cut (${formatBytes(cut.bytes)})`));
+  if (cellUrl) {
+    td.append(h("button", {
+      type: "button", class: "btn btn-small cell-cut-open",
+      "aria-label": `Show all of ${cut.column} in row ${formatNumber(cut.record + 1)} (${size})`,
+      onclick: () => openCell(viewer, cellUrl, cut),
+    }, "Show all"));
+  }
+  return td;
+}
+
+const CELL_PAGE = 65536;
+
+/** Show one cut cell in the viewer under the table, loading its text a page at a time. */
+function openCell(viewer, cellUrl, cut) {
+  clear(viewer);
+  viewer.hidden = false;
+  const kind = cut.type === "json" ? "JSON text" : "text";
+  const status = h("span", { class: "cell-viewer-status" });
+  const more = h("button", { type: "button", class: "btn btn-small" }, "Load more");
+  const close = h("button", { type: "button", class: "btn btn-small", onclick: () => { viewer.hidden = true; clear(viewer); } }, "Close");
+  const text = h("pre", { class: "cell-viewer-text", tabindex: "0" });
+  viewer.append(
+    h("div", { class: "cell-viewer-head" },
+      h("strong", {}, `Row ${formatNumber(cut.record + 1)}, column “${cut.column}”`),
+      h("span", {}, ` · ${kind}, ${formatNumber(cut.chars)} characters (${formatBytes(cut.bytes)})`)),
+    text,
+    h("div", { class: "cell-viewer-foot" }, status, more, close));
+  let next = 0;
+  let loaded = 0;
+  const load = async () => {
+    more.disabled = true;
+    try {
+      const part = await get(`${cellUrl}?record=${cut.record}&column=${encodeURIComponent(cut.column)}&offset=${next}&limit=${CELL_PAGE}`);
+      text.append(document.createTextNode(part.text));
+      loaded += part.text.length;
+      next = part.next;
+    } catch (err) {
+      status.textContent = err instanceof ApiError ? err.message : String(err);
+      more.disabled = false;
+      return;
+    }
+    status.textContent = `showing ${formatNumber(loaded)} of ${formatNumber(cut.chars)} characters`;
+    more.hidden = next === null;
+    more.disabled = false;
+  };
+  more.addEventListener("click", load);
+  load();
 }
 
 function cell(value, missing) {
@@ -358,7 +423,10 @@ export class OutputPreview {
     if (ticket !== this.request) return;
     clear(view);
     if (page.error) view.append(h("div", { class: "preview-error error-note" }, `This file does not match its format: ${page.error}`));
-    view.append(renderPage(page));
+    view.append(renderPage(page, `${url}/cell`));
+    // A cut cell opens below the scrolling view, at the panel's full width.
+    const viewer = view.querySelector(".cell-viewer");
+    if (viewer) view.after(viewer);
     this.renderPager(pager, page);
   }
 

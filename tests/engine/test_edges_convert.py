@@ -75,3 +75,33 @@ def test_bad_upstream_json_fails_the_downstream_node_clearly(workspace):
     assert res.nodes["make"].status == "succeeded"
     assert res.nodes["take"].status == "failed"
     assert "rows.json" in res.nodes["take"].message or "array" in res.nodes["take"].message
+
+
+def _two_step(workspace, make_code: str, dst_fmt: str):
+    files = {"make.py": make_code,
+             "take.py": "import shutil, os\nshutil.copy(os.environ['PIPELOOM_INPUT_ROWS'], 'seen.bin')\n"}
+    path = write_pipeline(workspace, {"version": 1, "name": "conv", "nodes": [
+        {"id": "make", "runtime": "python", "source": "make.py", "outputs": [{"name": "rows", "file": "rows.json"}]},
+        {"id": "take", "runtime": "python", "source": "take.py",
+         "inputs": [{"name": "rows", "format": dst_fmt}],
+         "outputs": [{"name": "seen", "file": "seen.bin", "format": "binary"}]},
+    ], "edges": [{"from": "make.rows", "to": "take.rows"}]}, files)
+    return Runner(load_pipeline(path, workspace=workspace), store=Store.open(workspace), workspace=workspace).run()
+
+
+def test_a_conversion_error_names_the_edge_ports_and_formats(workspace):
+    res = _two_step(workspace, "open('rows.json', 'w').write('[1, 2]')\n", "csv")
+    assert res.nodes["make"].status == "succeeded"
+    assert res.nodes["take"].status == "failed"
+    assert res.nodes["take"].message == (
+        "edge make.rows → take.rows (json → csv): rows.json record 1: expected an object, found a number")
+
+
+def test_a_too_deep_output_is_reported_by_its_producer_and_its_consumer(workspace):
+    res = _two_step(workspace, "open('rows.json', 'w').write('[' * 20000 + ']' * 20000)\n", "ndjson")
+    make, take = res.nodes["make"], res.nodes["take"]
+    assert make.status == "succeeded" and make.artifacts["rows"]["records"] is None
+    assert "output `rows` (rows.json) was written but cannot be read as json" in make.message
+    assert "nested too deeply" in make.message and "1,000" in make.message
+    assert take.status == "failed" and not take.message.startswith("internal error")
+    assert take.message.startswith("edge make.rows → take.rows (json → ndjson): rows.json record 1: nested too deeply")

@@ -42,6 +42,7 @@ _GUESS_EXTENSIONS = (".json", ".ndjson", ".jsonl", ".csv", ".txt", ".log", ".par
 _FORMAT_EXTENSION = {"json": ".json", "ndjson": ".ndjson", "csv": ".csv", "text": ".txt",
                      "binary": ".bin", "parquet": ".parquet"}
 _CHUNK = 1 << 20
+_TOO_DEEP = "nested too deeply (more arrays and objects inside each other than Python's json reads, about 1,000)"
 _WS = re.compile(r"[ \t\n\r]*")
 _NUMBER_TAIL = re.compile(r"[0-9eE+\-.]*")
 
@@ -194,6 +195,8 @@ def read(name: str) -> Any:
                 return json.load(fh)
             except ValueError as exc:
                 raise PipeloomError(f"{port.where()}: invalid JSON: {exc}") from None
+            except RecursionError:
+                raise PipeloomError(f"{port.where()}: invalid JSON: {_TOO_DEEP}") from None
     if fmt in ("ndjson", "csv", "parquet"):
         return list(_records(port))
     if fmt == "text":
@@ -237,11 +240,53 @@ def _ndjson(port: Port) -> Iterator[Any]:
                     yield loads(line)
                 except ValueError as exc:
                     raise PipeloomError(f"{port.where()} line {n}: invalid JSON: {exc}") from None
+                except RecursionError:
+                    raise PipeloomError(f"{port.where()} line {n}: invalid JSON: {_TOO_DEEP}") from None
 
 
 def _csv_rows(port: Port) -> Iterator[dict]:
-    with _open_text(port) as fh:
-        yield from csv.DictReader(fh)
+    """Rows as dicts, strictly (a quote left open and NUL bytes are errors), naming the true line.
+
+    Lines are read as bytes and decoded one by one: a text file decodes ahead
+    of the csv reader, so its errors would name an earlier line."""
+    lineno = 0
+
+    def lines(fh) -> Iterator[str]:
+        nonlocal lineno
+        for raw in fh:
+            if lineno == 0 and raw[:3] == b"\xef\xbb\xbf":
+                raw = raw[3:]
+            # old Mac files end lines with a bare CR
+            pieces = re.split(rb"(?<=\r)(?!\n)", raw) if raw.count(b"\r") > raw.endswith(b"\r\n") else (raw,)
+            for piece in filter(None, pieces):
+                lineno += 1
+                if b"\0" in piece:
+                    raise PipeloomError(f"{port.where()} line {lineno}: a NUL byte, which CSV text cannot hold")
+                try:
+                    yield piece.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise PipeloomError(f"{port.where()} line {lineno}: not valid UTF-8 text "
+                                        f"(byte {exc.start + 1} of the line)") from None
+
+    try:
+        fh = open(port.path, "rb")
+    except OSError:
+        fh = _open_text(port)  # raises the usual message
+    with fh:
+        reader = csv.DictReader(lines(fh), strict=True)
+        start = 1
+        while True:
+            try:
+                row = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                if "unexpected end of data" in str(exc):
+                    raise PipeloomError(f"{port.where()} line {start}: a quoted field starts here and is never "
+                                        "closed (the file ends inside quotes)") from None
+                raise PipeloomError(f"{port.where()} line {lineno}: invalid CSV: {exc}") from None
+            start = lineno + 1
+            yield row
 
 
 def _text_lines(port: Port) -> Iterator[str]:
@@ -302,7 +347,7 @@ def _json_array(port: Port) -> Iterator[Any]:
                     # first item makes a trailing `,]` fail as it should.
                     try:
                         items = loads(("[" if state == "first" else "[0,") + buf[pos:])
-                    except ValueError:
+                    except (ValueError, RecursionError):
                         items = None
                     if items is not None:
                         yield from (items if state == "first" else items[1:])
@@ -317,7 +362,7 @@ def _json_array(port: Port) -> Iterator[Any]:
                         if k < len(buf) and buf[k] == ",":
                             try:
                                 items = loads("[" + buf[pos:j + 1] + "]")
-                            except ValueError:
+                            except (ValueError, RecursionError):
                                 end = j
                                 continue
                             yield from items
@@ -347,6 +392,8 @@ def _json_array(port: Port) -> Iterator[Any]:
                     return
                 try:
                     item, nxt = decode(buf, pos)
+                except RecursionError:
+                    raise invalid(_TOO_DEEP) from None
                 except ValueError as exc:
                     if not eof and len(buf) - pos < 64 * _CHUNK:
                         break  # perhaps an item cut at the buffer's end
