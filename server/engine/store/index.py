@@ -22,7 +22,7 @@ from sqlalchemy import BigInteger, Column, Text, event, insert, text
 from sqlalchemy import select as sa_select
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
-from ..errors import NotFoundError
+from ..errors import ConflictError, NotFoundError
 from ..hashing import text_sha256
 from ..paths import Layout
 from ..process import process_alive, process_start_time, stop_orphans
@@ -88,6 +88,18 @@ class VersionRow(SQLModel, table=True):
     text: str = Field(sa_column=Column(Text, nullable=False))
     note: str = ""
     created_at: float = 0.0
+
+
+class InvokeKeyRow(SQLModel, table=True):
+    __tablename__ = "invoke_keys"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(unique=True, index=True)
+    pipeline_id: str = Field(index=True)
+    trigger_id: str | None = None
+    key_hash: str = Field(unique=True, index=True)
+    created_at: float = 0.0
+    revoked_at: float | None = None
+    last_used_at: float | None = None
 
 
 def iso(ts: float | None) -> str | None:
@@ -374,6 +386,56 @@ class Store:
             return _version_dict(row, with_text=True)
 
 
+    # ------------------------------------------------------------ invoke keys
+
+    def add_key(self, name: str, pipeline_id: str, trigger_id: str | None, key_hash: str) -> dict:
+        """Keep a new key's hash under `name` (ConflictError when the name is taken)."""
+        from sqlalchemy.exc import IntegrityError
+
+        row = InvokeKeyRow(name=name, pipeline_id=pipeline_id, trigger_id=trigger_id, key_hash=key_hash,
+                           created_at=time.time())
+        try:
+            with self._lock, self.session() as s:
+                s.add(row)
+                s.commit()
+        except IntegrityError:
+            raise ConflictError(f"a key called `{name}` exists already; pick another name or revoke it first") from None
+        return _key_dict(row)
+
+    def list_keys(self) -> list[dict]:
+        with self.session() as s:
+            return [_key_dict(r) for r in s.exec(select(InvokeKeyRow).order_by(InvokeKeyRow.created_at)).all()]
+
+    def revoke_key(self, name: str) -> dict:
+        with self._lock, self.session() as s:
+            row = s.exec(select(InvokeKeyRow).where(InvokeKeyRow.name == name)).first()
+            if row is None:
+                raise NotFoundError(f"no key called `{name}`")
+            if row.revoked_at is None:
+                row.revoked_at = time.time()
+                s.add(row)
+                s.commit()
+            return _key_dict(row)
+
+    def find_key(self, key_hash: str) -> dict | None:
+        """The key with this hash, noting when it was used; None when there is none."""
+        with self._lock, self.session() as s:
+            row = s.exec(select(InvokeKeyRow).where(InvokeKeyRow.key_hash == key_hash)).first()
+            if row is None:
+                return None
+            out = {**_key_dict(row), "key_hash": row.key_hash}
+            if row.revoked_at is None and (row.last_used_at or 0) < time.time() - 60:
+                row.last_used_at = time.time()  # at most once a minute: a hot key costs no write per call
+                s.add(row)
+                s.commit()
+            return out
+
+
+def _key_dict(r: InvokeKeyRow) -> dict:
+    return {"name": r.name, "pipeline_id": r.pipeline_id, "trigger_id": r.trigger_id,
+            "created_at": iso(r.created_at), "revoked_at": iso(r.revoked_at), "last_used_at": iso(r.last_used_at)}
+
+
 def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
                 exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,
                 log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = (),
@@ -413,9 +475,13 @@ def _artifact_dict(a: ArtifactRow) -> dict:
 
 def _run_summary(r: RunRow) -> dict:
     dur = (r.finished_at - r.started_at) if (r.started_at and r.finished_at) else None
+    try:
+        origin = json.loads(r.options or "{}").get("origin") or {}
+    except ValueError:
+        origin = {}
     return {"run_id": r.id, "pipeline_id": r.pipeline_id, "pipeline_name": r.pipeline_name, "status": r.status,
             "created_at": iso(r.created_at), "started_at": iso(r.started_at), "finished_at": iso(r.finished_at),
-            "duration_s": round(dur, 3) if dur is not None else None}
+            "duration_s": round(dur, 3) if dur is not None else None, "origin": origin}
 
 
 def _version_dict(r: VersionRow, *, with_text: bool) -> dict:

@@ -95,9 +95,25 @@ def _v2_source_run(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE node_runs ADD COLUMN source_run VARCHAR"))
 
 
+def _v3_invoke_keys(conn: Connection) -> None:
+    """invoke_keys: the hashes of the keys that open a pipeline's http triggers (never the keys themselves)."""
+    md = MetaData()
+    Table("invoke_keys", md,
+          Column("id", Integer, primary_key=True),
+          Column("name", String, nullable=False, unique=True, index=True),
+          Column("pipeline_id", String, nullable=False, index=True),
+          Column("trigger_id", String),
+          Column("key_hash", String, nullable=False, unique=True, index=True),
+          Column("created_at", Float, nullable=False),
+          Column("revoked_at", Float),
+          Column("last_used_at", Float))
+    md.create_all(conn)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_tables,
     _v2_source_run,
+    _v3_invoke_keys,
 ]
 LATEST = len(MIGRATIONS)
 
