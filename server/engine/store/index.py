@@ -386,6 +386,51 @@ class Store:
             return _version_dict(row, with_text=True)
 
 
+    # ------------------------------------------------------------ retention
+
+    def gc_view(self, pipeline_id: str) -> tuple[list[dict], dict[str, list[dict]]]:
+        """Every run of a pipeline, newest first ({run_id, status, created_at, origin, options}), and for each
+        run its node runs ({node_id, status, log_path, workdir}) with their artifacts' paths."""
+        with self.session() as s:
+            runs = s.exec(select(RunRow).where(RunRow.pipeline_id == pipeline_id)
+                          .order_by(RunRow.created_at.desc(), RunRow.id.desc())).all()
+            out = []
+            for r in runs:
+                try:
+                    opts = json.loads(r.options or "{}")
+                except ValueError:
+                    opts = {}
+                out.append({"run_id": r.id, "status": r.status, "created_at": r.created_at,
+                            "origin": opts.get("origin") or {}, "workspace": opts.get("workspace")})
+            ids = [r["run_id"] for r in out]
+            nodes: dict[str, list[dict]] = {i: [] for i in ids}
+            arts: dict[tuple[str, str], list[str]] = {}
+            for chunk in (ids[i:i + 500] for i in range(0, len(ids), 500)):
+                for a in s.exec(select(ArtifactRow).where(ArtifactRow.run_id.in_(chunk))).all():
+                    arts.setdefault((a.run_id, a.node_id), []).append(a.path)
+                for nr in s.exec(select(NodeRunRow).where(NodeRunRow.run_id.in_(chunk))).all():
+                    nodes[nr.run_id].append({"node_id": nr.node_id, "status": nr.status, "log_path": nr.log_path,
+                                             "paths": arts.get((nr.run_id, nr.node_id), [])})
+            return out, nodes
+
+    def delete_runs(self, run_ids: list[str]) -> int:
+        """Remove runs' records (artifacts, node runs, the runs); returns how many runs went."""
+        if not run_ids:
+            return 0
+        from sqlalchemy import delete
+
+        with self._lock, self.engine.begin() as conn:
+            for chunk in (run_ids[i:i + 500] for i in range(0, len(run_ids), 500)):
+                conn.execute(delete(ArtifactRow.__table__).where(ArtifactRow.__table__.c.run_id.in_(chunk)))
+                conn.execute(delete(NodeRunRow.__table__).where(NodeRunRow.__table__.c.run_id.in_(chunk)))
+                conn.execute(delete(RunRow.__table__).where(RunRow.__table__.c.id.in_(chunk)))
+        return len(run_ids)
+
+    def pipeline_ids(self) -> list[str]:
+        """Every pipeline id that has runs."""
+        with self.engine.connect() as conn:
+            return sorted(conn.execute(sa_select(RunRow.__table__.c.pipeline_id).distinct()).scalars())
+
     # ------------------------------------------------------------ invoke keys
 
     def add_key(self, name: str, pipeline_id: str, trigger_id: str | None, key_hash: str) -> dict:
