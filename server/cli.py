@@ -65,6 +65,19 @@ def _load(file: Path, ws: Path, *, check_env: bool = True):
 
 
 class _Main(click.Group):
+    # commands for a workspace that serves live events, loaded only when asked for
+    LAZY = ("triggers", "keys", "gc")
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.LAZY])
+
+    def get_command(self, ctx: click.Context, name: str):
+        if name in self.LAZY:
+            from .cli_service import COMMANDS
+
+            return COMMANDS[name]
+        return super().get_command(ctx, name)
+
     def invoke(self, ctx: click.Context):
         from .engine.errors import SchemaError
 

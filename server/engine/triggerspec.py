@@ -18,7 +18,7 @@ from .paths import safe_path
 
 KINDS = ("kafka", "http", "folder", "schedule")
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 COMMON_KEYS = ("id", "kind", "to", "description")
 KIND_KEYS = {
@@ -84,13 +84,24 @@ class Trigger:
 
 
 def expand_env(value: str, *, where: str) -> str:
-    """Replace ${VAR} from the environment; a variable that is not set raises ValueError naming it."""
+    """Replace ${VAR} (or ${VAR:-default}) from the environment; a variable that is not set and has no
+    default raises UnsetVariable naming it."""
     def sub(m: re.Match) -> str:
-        name = m.group(1)
-        if name not in os.environ:
-            raise ValueError(f"{where}: environment variable `{name}` is not set")
-        return os.environ[name]
+        name, default = m.group(1), m.group(2)
+        if os.environ.get(name):
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise UnsetVariable(f"{where}: environment variable `{name}` is not set", name)
     return _ENV_RE.sub(sub, value)
+
+
+class UnsetVariable(ValueError):
+    """A ${VAR} with no value: the trigger stays off until it is set (not a mistake in the file)."""
+
+    def __init__(self, message: str, name: str):
+        super().__init__(message)
+        self.name = name
 
 
 def parse_triggers(raw: Any, lines: dict[tuple, int] | None = None) -> tuple[list[Trigger], list[Problem]]:
@@ -311,11 +322,6 @@ def check_triggers(triggers: list[Trigger], pipeline, workspace: Path) -> list[P
             except UnsafePathError:
                 problems.append(Problem(f"{where}, field `path`",
                                         f"{t.path} is outside the workspace {Path(workspace).resolve()}", t.line))
-        if t.kind == "kafka" and t.brokers:
-            try:
-                t.resolved_brokers()
-            except ValueError as exc:
-                problems.append(Problem(f"{where}, field `brokers`", str(exc).split(": ", 1)[-1], t.line))
     return problems
 
 

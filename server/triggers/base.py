@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Callable
 
 # states a trigger can be in, as shown in the studio and `pipeloom triggers list`
-STATES = ("starting", "running", "paused", "failing", "stopped")
+STATES = ("starting", "running", "paused", "failing", "off", "stopped")
 
 
 @dataclass

@@ -120,9 +120,21 @@ class KafkaTrigger:
             "max.poll.interval.ms": 300000,
             "queued.max.messages.kbytes": 16384,
             "client.id": f"pipeloom-{self.pipeline_id}-{self.t.id}",
+            "logger": logging.getLogger("pipeloom.kafka.client"),
+            "error_cb": self._client_error,
         }
         cfg.update(self.t.config)
         return cfg
+
+    def _client_error(self, err) -> None:
+        """librdkafka's own errors (a broker down, a refused login) become the trigger's state, in words."""
+        from confluent_kafka import KafkaError
+
+        if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
+            self._set_state("failing", f"cannot reach the Kafka broker at {self.t.brokers}: {err.str()}; "
+                                       "retrying (is it running?)")
+        elif err.fatal():
+            self._set_state("failing", f"Kafka: {err.str()}")
 
     def start(self) -> None:
         """Start the poll and run threads."""
@@ -175,10 +187,17 @@ class KafkaTrigger:
     # ------------------------------------------------------------ the poll thread
 
     def _poll_loop(self) -> None:
+        from server.engine.triggerspec import UnsetVariable
+
         backoff = 0.5
         while not self._stop.is_set():
             try:
                 consumer = self._consumer_factory(self.consumer_config())
+            except UnsetVariable as exc:
+                self._set_state("off", f"set {exc.name} to the Kafka brokers' address (host:port) and restart "
+                                       "`pipeloom serve` to start this trigger")
+                self._stop.wait(3600)
+                continue
             except Exception as exc:
                 self._set_state("failing", f"cannot create the Kafka consumer: {exc}")
                 self._stop.wait(backoff)
@@ -206,6 +225,8 @@ class KafkaTrigger:
                 for p in partitions:
                     self._epoch[p.partition] = self._epoch.get(p.partition, 0) + 1
             assigned[:] = list(partitions)
+            if self.state == "failing":  # reached the group again: the broker is back
+                self._set_state("paused" if self._user_paused else "running")
 
         def on_revoke(c, partitions):
             gone = {p.partition for p in partitions}
@@ -220,7 +241,7 @@ class KafkaTrigger:
         paused = False
         last_lag = 0.0
         max_wait = self.t.max_wait_ms / 1000.0
-        if self.state in ("starting", "failing", "stopped"):
+        if self.state in ("starting", "stopped"):
             self._set_state("paused" if self._user_paused else "running")
         self._rewind.clear()
         while not self._stop.is_set() or self._running_batch():
