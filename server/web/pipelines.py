@@ -10,11 +10,14 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Callable
 
-from server.engine.errors import ConflictError, NotFoundError, Problem, UsageError, ValidationError
+from server.engine.errors import (
+    ConflictError, NotFoundError, Problem, UnsafePathError, UsageError, ValidationError,
+)
 from server.engine.rewrite import render_document
 from server.engine.model import ID_RE, dump_document, load_pipeline, parse_text, pipeline_from_document
 from server.engine.paths import (
-    atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path, strip_pipeline_suffix,
+    BadPathError, atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path,
+    strip_pipeline_suffix,
 )
 
 from .errors import BrokenFileError, StaleVersionError, problem_dict
@@ -26,8 +29,15 @@ NOTE_ON_DISK = "changed on disk"
 NOTE_SAVED = "saved in the studio"
 NOTE_CREATED = "created in the studio"
 
+REFUSED_OUTSIDE = "links outside the workspace"
+REFUSED_NAME = "has a name the studio cannot use (not UTF-8 text, or too long); rename it"
 BROKEN_MESSAGE = ("the file on disk has errors; fix it in your editor first "
                   "(the studio reloads it when it changes)")
+
+
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: lone surrogates (a file name that is not UTF-8) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def is_json_file(path: Path) -> bool:
@@ -73,19 +83,48 @@ class Pipelines:
         return out
 
     def path_for(self, pipeline_id: str) -> Path:
-        """The file of a pipeline id, or NotFoundError."""
+        """The file of a pipeline id, or NotFoundError; UnsafePathError when the file links out of the workspace."""
         path = self.all_paths().get(pipeline_id)
         if path is None:
             raise NotFoundError(f"no pipeline `{pipeline_id}` in this workspace")
-        return safe_path(self.ws, path, what="pipeline file")
+        return self._inside(pipeline_id, path)
+
+    def _inside(self, pipeline_id: str, path: Path) -> Path:
+        """The resolved pipeline file, refused when it is a link leading out of the workspace."""
+        try:
+            return safe_path(self.ws, path, what="pipeline file")
+        except BadPathError:
+            raise
+        except UnsafePathError:
+            raise UnsafePathError(f"pipeline `{pipeline_id}` ({self.link_rel(path)}) {REFUSED_OUTSIDE}; "
+                                  "the studio does not open it") from None
+
+    def link_rel(self, path: Path) -> str:
+        """Where a pipeline file sits in the workspace, without following a link at its end."""
+        p = Path(os.path.abspath(path))
+        try:
+            return (p.parent.resolve() / p.name).relative_to(self.ws).as_posix()
+        except ValueError:
+            return p.name
 
     def list(self) -> list[dict]:
-        """Summaries of every pipeline: {id, name, path, description, nodes, format, broken, error, problem}."""
+        """Summaries of every pipeline: {id, name, path, description, nodes, format, broken, refused,
+        error, problem}; a file linking out of the workspace is listed, refused, and never read."""
         items = []
         for pid, path in self.all_paths().items():
-            item = {"id": pid, "name": pid, "path": self.rel(path), "description": None, "nodes": 0,
-                    "format": "json" if is_json_file(path) else "yaml", "broken": False, "error": None,
-                    "problem": None}
+            item = {"id": pid, "name": pid, "path": self.link_rel(path), "description": None, "nodes": 0,
+                    "format": "json" if is_json_file(path) else "yaml", "broken": False, "refused": False,
+                    "error": None, "problem": None}
+            try:
+                path = self._inside(pid, path)
+            except UnsafePathError as exc:
+                # a name that is not UTF-8 (or too long) is shown escaped, with the reason
+                why = REFUSED_NAME if isinstance(exc, BadPathError) else REFUSED_OUTSIDE
+                item.update(id=printable(pid), name=printable(pid), path=printable(item["path"]), broken=True,
+                            refused=True, error=why, problem=problem_dict(Problem("", why)))
+                items.append(item)
+                continue
+            item["path"] = self.rel(path)
             try:
                 doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
             except ValidationError as exc:
@@ -109,7 +148,7 @@ class Pipelines:
     def sync(self, pipeline_id: str, path: Path | None = None) -> dict:
         """Make sure the latest stored version is the file on disk; record a
         "changed on disk" version (and announce it) when it is not."""
-        path = path or self.path_for(pipeline_id)
+        path = self._inside(pipeline_id, path) if path is not None else self.path_for(pipeline_id)
         with self.lock(pipeline_id):
             text = read_text(path)
             latest = self.store.latest_version(pipeline_id)
@@ -283,8 +322,9 @@ class Pipelines:
         index: dict[str, list[tuple[str, str]]] = {}
         for pid, path in self.all_paths().items():
             try:
+                path = self._inside(pid, path)
                 doc, _ = parse_text(path.read_text(encoding="utf-8"), json_syntax=is_json_file(path))
-            except (ValidationError, OSError, UnicodeDecodeError):
+            except (ValidationError, UnsafePathError, OSError, UnicodeDecodeError):
                 continue
             for raw in doc.get("nodes") or []:
                 if not isinstance(raw, dict):
