@@ -66,6 +66,7 @@ class Pipelines:
         self._autorun: dict[str, bool] = {}
         self._index: dict[str, list[tuple[str, str]]] | None = None
         self._index_lock = threading.Lock()
+        self._summaries: dict[Path, tuple[tuple, dict]] = {}
 
     # ------------------------------------------------------------ lookup
 
@@ -110,7 +111,7 @@ class Pipelines:
     def list(self) -> list[dict]:
         """Summaries of every pipeline: {id, name, path, description, nodes, format, broken, refused,
         error, problem}; a file linking out of the workspace is listed, refused, and never read."""
-        items = []
+        items, seen = [], set()
         for pid, path in self.all_paths().items():
             item = {"id": pid, "name": pid, "path": self.link_rel(path), "description": None, "nodes": 0,
                     "format": "json" if is_json_file(path) else "yaml", "broken": False, "refused": False,
@@ -125,23 +126,43 @@ class Pipelines:
                 items.append(item)
                 continue
             item["path"] = self.rel(path)
-            try:
-                doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
-            except ValidationError as exc:
-                first = exc.problems[0] if exc.problems else Problem("", str(exc))
-                item.update(broken=True, error=str(first), problem=problem_dict(first))
-            except (OSError, NotFoundError) as exc:
-                item.update(broken=True, error=f"cannot read the file: {exc}",
-                            problem=problem_dict(Problem("", f"cannot read the file: {exc}")))
-            else:
-                if isinstance(doc.get("name"), str) and doc["name"].strip():
-                    item["name"] = doc["name"]
-                if isinstance(doc.get("description"), str):
-                    item["description"] = doc["description"]
-                if isinstance(doc.get("nodes"), list):
-                    item["nodes"] = len(doc["nodes"])
+            item.update(self._summary(path))
             items.append(item)
+            seen.add(path)
+        for gone in set(self._summaries) - seen:
+            self._summaries.pop(gone, None)
         return items
+
+    def _summary(self, path: Path) -> dict:
+        """The listed fields read from one file, remembered until the file changes (the
+        index page lists every pipeline on each visit, and YAML parsing is slow)."""
+        try:
+            st = path.stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            key = None
+        cached = self._summaries.get(path)
+        if key is not None and cached is not None and cached[0] == key:
+            return dict(cached[1])
+        out: dict = {}
+        try:
+            doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
+        except ValidationError as exc:
+            first = exc.problems[0] if exc.problems else Problem("", str(exc))
+            out.update(broken=True, error=str(first), problem=problem_dict(first))
+        except (OSError, NotFoundError) as exc:
+            out.update(broken=True, error=f"cannot read the file: {exc}",
+                       problem=problem_dict(Problem("", f"cannot read the file: {exc}")))
+        else:
+            if isinstance(doc.get("name"), str) and doc["name"].strip():
+                out["name"] = doc["name"]
+            if isinstance(doc.get("description"), str):
+                out["description"] = doc["description"]
+            if isinstance(doc.get("nodes"), list):
+                out["nodes"] = len(doc["nodes"])
+        if key is not None:
+            self._summaries[path] = (key, dict(out))
+        return out
 
     # ------------------------------------------------------------ versions
 
