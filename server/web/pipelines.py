@@ -7,6 +7,7 @@ import logging
 import os
 import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -38,6 +39,19 @@ BROKEN_MESSAGE = ("the file on disk has errors; fix it in your editor first "
 def printable(text: str) -> str:
     """Text that encodes as UTF-8: lone surrogates (a file name that is not UTF-8) escaped."""
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@contextmanager
+def creating(target: Path, shown: str):
+    """Turn the disk's refusal to create a file (a file where a folder must be, a folder
+    where the file must be) into a 4xx that names the file, instead of a crash."""
+    try:
+        yield
+    except FileExistsError:
+        raise ConflictError(f"cannot create `{shown}`: a file of that name, or a file in the way of "
+                            "its folder, already exists") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create `{shown}`: {exc.strerror or exc}") from None
 
 
 def is_json_file(path: Path) -> bool:
@@ -300,7 +314,8 @@ class Pipelines:
             raise ConflictError(f"`{self.rel(path)}` already exists")
         text = dump_document(document, json_syntax=is_json_file(path))
         with self.lock(pid):
-            atomic_write_text(path, text)
+            with creating(path, self.rel(path)):
+                atomic_write_text(path, text)
             self.store.add_version(pid, self.rel(path), text, NOTE_CREATED)
         self.invalidate_index()
         return pid, path
@@ -328,10 +343,11 @@ class Pipelines:
         target = safe_path(self.ws, path.parent / rel_source, what="new node source")
         if target.exists():
             raise ConflictError(f"`{target.relative_to(self.ws).as_posix()}` already exists; pick another node id")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # exclusive create: never overwrite a file that appeared meanwhile
-        with open(target, "x", encoding="utf-8") as fh:
-            fh.write(text)
+        with creating(target, self.rel(target)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # exclusive create: never overwrite a file that appeared meanwhile
+            with open(target, "x", encoding="utf-8") as fh:
+                fh.write(text)
         self.invalidate_index()
         return target
 

@@ -256,3 +256,23 @@ def test_the_cli_refuses_a_weak_token_with_exit_2(workspace):
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "16" in proc.stderr and "--token" in proc.stderr and "Traceback" not in proc.stderr
+
+
+# ------------------------------------------------------------ files the disk refuses to create
+
+@pytest.mark.parametrize("source", ["make.sh/x.sh", "make.sh/deeper/x.sh", ".", "sub"])
+def test_a_new_node_file_the_disk_refuses_is_4xx(workspace, client, source):
+    shell_pipeline(workspace)
+    (workspace / "sub").mkdir()
+    r = client.post("/api/pipelines/flow/nodes", json={"id": "x", "runtime": "shell", "source": source})
+    err = assert_json_error(r, r.status_code)
+    assert 400 <= r.status_code < 500 and "`" in err["error"]
+    assert (workspace / "make.sh").is_file()
+
+
+def test_a_new_pipeline_the_disk_refuses_is_4xx(workspace, client):
+    shell_pipeline(workspace)
+    for path in ("make.sh/x.pipeline.yaml", "make.sh/a/b.pipeline.yaml"):
+        r = client.post("/api/pipelines", json={"path": path})
+        err = assert_json_error(r, r.status_code)
+        assert 400 <= r.status_code < 500 and "make.sh" in err["error"], err
