@@ -10,8 +10,6 @@ in-process over a real workspace with a real SQLite store and one finished run.
 from __future__ import annotations
 
 import json
-import os
-import time
 import logging
 import re
 from collections import Counter
@@ -26,7 +24,7 @@ from tests.web.routes import routes
 
 pytestmark = pytest.mark.reliability
 
-REQUESTS = int(os.environ.get('R1_N', 10_000))
+REQUESTS = 10_000
 
 HOSTILE_TEXT = ["", ".", "..", "../..", "../../etc/passwd", "/etc/passwd", "a\x00b", "\x00", "\ud800", "x\udfff",
                 "..\\..\\x", "%2e%2e%2f", "C:\\Windows", "~root", "n" * 300, "n" * 4000, "\u202e", "😀" * 70,
@@ -193,11 +191,8 @@ def test_r1_generated_requests_never_get_a_500(r1_app, figure):
         route, method, url, body, ctype = req
         headers = {"Content-Type": ctype} if ctype else {}
         data = encode(body, url) if body is not None else None
-        t0 = time.perf_counter()
         r = client.open(method, url, data=data, headers=headers)
-        counts[f"t {route.method} {route.rule}"] += time.perf_counter() - t0
-        counts[f"s {r.status_code}"] += 1
-        counts[f"r {method} {route.endpoint} {r.status_code}"] += 1
+        counts[f"status {r.status_code}"] += 1
         counts["requests"] += 1
         counts[route.rule] += 1
         what = f"{method} {url[:120]} ({ctype}) body {str(body)[:80]!r} -> {r.status_code}"
@@ -224,18 +219,17 @@ def test_r1_generated_requests_never_get_a_500(r1_app, figure):
         for run in st_.store.list_runs(limit=500):
             st_.runs.wait(run["run_id"], 60)
 
-    if os.environ.get("R1_DEBUG"):
-        for k, v in sorted(counts.items(), key=lambda kv: str(kv[0])):
-            print(k, v)
     n = counts["requests"]
     api_refusals = counts["refusals"] - counts["page refusals"]
     structured = 100.0 * (api_refusals - len(unstructured)) / max(api_refusals, 1)
     covered = {r.rule for r in table if counts[r.rule] == 0}
-    detail = f"{n:,} requests over {len(table)} routes, Hypothesis derandomized"
+    statuses = ", ".join(f"{k.split()[1]}: {v:,}" for k, v in sorted(counts.items()) if k.startswith("status "))
+    detail = f"{n:,} requests over {len(table)} routes, Hypothesis derandomized; statuses {statuses}"
     figure("R1", "answers >= 500", len(bad), target="0", ok=not bad, detail=detail)
     figure("R1", "API refusals that are structured JSON (%)", round(structured, 2), target="100",
            ok=not unstructured, detail=f"{api_refusals:,} refusals")
     assert n >= REQUESTS, n
     assert not covered, f"routes never requested: {covered}"
     assert not bad, f"{len(bad)} answers >= 500, e.g.:\n" + "\n".join(bad[:15])
-    assert not unstructured, f"{len(unstructured)} refusals without the JSON error shape:\n" + "\n".join(unstructured[:15])
+    assert not unstructured, (f"{len(unstructured)} refusals without the JSON error shape:\n"
+                              + "\n".join(unstructured[:15]))

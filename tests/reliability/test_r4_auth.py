@@ -16,7 +16,7 @@ import pytest
 import socketio
 import websocket
 
-from tests.web.conftest import TOKEN, live, server, shell_pipeline, start_server  # noqa: F401 (fixtures)
+from tests.web.conftest import TOKEN, server, shell_pipeline, start_server  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.reliability
 
