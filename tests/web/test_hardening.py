@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import os
+import socket
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ from server.web import serve
 from server.web import security
 from server.web.security import Guard
 from tests.conftest import REPO
-from tests.web.conftest import TOKEN, assert_json_error, free_port, shell_pipeline
+from tests.web.conftest import TOKEN, assert_json_error, shell_pipeline
 from tests.web.routes import routes
 
 DEEP = "[" * 100_000 + "]" * 100_000
@@ -235,13 +236,23 @@ def test_https_origin_is_refused_by_a_plain_http_server(workspace, client):
 
 # ------------------------------------------------------------ token strength
 
+@pytest.fixture
+def held_port():
+    """A port something already listens on: were the token accepted, the server would stop at
+    the port check instead of listening on a non-loopback address."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
 @pytest.mark.parametrize("token", ["a", "short-token", "aaaaaaaaaaaaaaaaaaaaaaaa", "abababababababababab",
                                    "1111222211112222"])
-def test_a_weak_token_is_refused_on_a_non_loopback_host(workspace, token):
+def test_a_weak_token_is_refused_on_a_non_loopback_host(workspace, token, held_port):
     assert security.token_problem(token) is not None
     for host in ("0.0.0.0", "192.168.1.20"):
-        with pytest.raises(UsageError, match="--token"):
-            serve(workspace, host, free_port(), token)
+        with pytest.raises(UsageError, match="weak --token"):
+            serve(workspace, host, held_port, token)
     assert not (workspace / ".pipeloom").exists()
 
 
@@ -250,12 +261,12 @@ def test_a_strong_token_passes_the_rule(token):
     assert security.token_problem(token) is None
 
 
-def test_the_cli_refuses_a_weak_token_with_exit_2(workspace):
+def test_the_cli_refuses_a_weak_token_with_exit_2(workspace, held_port):
     proc = subprocess.run([sys.executable, "-m", "server.cli", "serve", "--host", "0.0.0.0", "--port",
-                           str(free_port()), "--token", "a"], cwd=workspace, capture_output=True, text=True,
+                           str(held_port), "--token", "a"], cwd=workspace, capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=60)
     assert proc.returncode == 2, (proc.stdout, proc.stderr)
-    assert "16" in proc.stderr and "--token" in proc.stderr and "Traceback" not in proc.stderr
+    assert "weak --token" in proc.stderr and "16" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------ files the disk refuses to create
