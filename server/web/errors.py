@@ -76,8 +76,8 @@ MAX_JSON_DEPTH = 100  # a pipeline document needs a handful of levels; params ra
 def json_body() -> dict:
     """The request body as a JSON object; an empty body is `{}`; anything else is a UsageError (400).
 
-    Every route reads its body through here (the security middleware has already
-    insisted on `Content-Type: application/json`)."""
+    Every route reads its body through here; `require_json_type` has already insisted on
+    `Content-Type: application/json`."""
     raw = request.get_data(cache=True)
     if not raw or not raw.strip():
         return {}
