@@ -166,6 +166,9 @@ def read_document(path: Path) -> tuple[dict, dict[tuple, int]]:
     return parse_text(text, json_syntax=path.name.endswith(".json"), source=str(path))
 
 
+TOO_DEEP = "the document is nested too deeply to read (a pipeline needs only a few levels)"
+
+
 def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tuple[dict, dict[tuple, int]]:
     """Parse YAML or JSON text; syntax errors become a Problem with the line."""
     lines: dict[tuple, int] = {}
@@ -176,11 +179,15 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
             raise ValidationError(
                 [Problem("", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno)], source
             ) from exc
+        except RecursionError:
+            raise ValidationError([Problem("", TOO_DEEP)], source) from None
         _json_lines(text, lines)
     else:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
             doc = yaml.safe_load(text)
+        except RecursionError:
+            raise ValidationError([Problem("", TOO_DEEP)], source) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
