@@ -427,6 +427,13 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
         file = default_file(name, fmt)
     if not isinstance(file, str) or not file or "/" in file or "\\" in file or file in (".", ".."):
         problems.append(Problem(pwhere, f"`file` must be a plain file name (no folders), got {file!r}", line))
+    else:
+        from .paths import BadPathError, check_path_text
+
+        try:
+            check_path_text(file, "`file`")
+        except BadPathError as exc:
+            problems.append(Problem(pwhere, str(exc), line))
         return None
     path = raw.get("path") if kind == "inputs" else None
     if path is not None and not isinstance(path, str):

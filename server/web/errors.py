@@ -164,18 +164,9 @@ def register_error_handlers(app: Flask) -> None:
     def _media(exc: UnsupportedMediaError):
         return jsonify(error_body(str(exc))), 415
 
-    try:
-        from server.engine.preview import PreviewError
-    except ImportError:  # pragma: no cover - the preview module ships with the engine
-        PreviewError = None
-    if PreviewError is not None and not issubclass(PreviewError, PipeloomError):
-        @app.errorhandler(PreviewError)
-        def _preview(exc):
-            return jsonify(error_body(str(exc))), 400
-
     @app.errorhandler(PipeloomError)
     def _other_domain(exc: PipeloomError):
-        # PreviewError and any other deliberate engine error: the client asked for something it cannot have
+        # any other deliberate engine error (a preview out of range...): the client asked for what it cannot have
         return jsonify(error_body(str(exc))), 400
 
     @app.errorhandler(HTTPException)

@@ -287,3 +287,20 @@ def test_a_new_pipeline_the_disk_refuses_is_4xx(workspace, client):
         r = client.post("/api/pipelines", json={"path": path})
         err = assert_json_error(r, r.status_code)
         assert 400 <= r.status_code < 500 and "make.sh" in err["error"], err
+
+
+def test_a_port_file_name_no_file_system_takes_is_a_problem(workspace, client):
+    shell_pipeline(workspace)
+    body = client.get("/api/pipelines/flow").json
+    doc = body["document"]
+    doc["nodes"][0]["outputs"][0]["file"] = "out\x00.json"
+    r = client.put("/api/pipelines/flow", json={"document": doc, "version": body["version"]})
+    body = assert_json_error(r, 422)
+    assert any("NUL byte" in d["message"] and "output `out`" in d["where"] for d in body["details"]), body
+
+
+def test_a_subscribe_with_a_lone_surrogate_is_refused_quietly(server, live, caplog):
+    c = live(server)
+    answer = c.call("subscribe", {"run_id": "r\ud800"})
+    assert answer["ok"] is False
+    assert "run_id" in answer["error"]
