@@ -401,7 +401,7 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
 @workspace_option
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="Address to bind. The studio runs code, so it stays on this machine unless you say otherwise; "
-                   "a non-loopback address needs an explicit --token.")
+                   "a non-loopback address needs an explicit, strong --token (16+ characters, 8+ different).")
 @click.option("--port", default=5000, show_default=True, type=click.IntRange(0, 65535))
 @click.option("--token", default=None, envvar="PIPELOOM_TOKEN",
               help="Access token. Default: a new random token each launch, printed in the URL.")

@@ -170,6 +170,9 @@ def read_document(path: Path) -> tuple[dict, dict[tuple, int]]:
     return parse_text(text, json_syntax=path.name.endswith(".json"), source=str(path))
 
 
+TOO_DEEP = "the document is nested too deeply to read (a pipeline needs only a few levels)"
+
+
 def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tuple[dict, dict[tuple, int]]:
     """Parse YAML or JSON text; syntax errors become a Problem with the line."""
     lines: dict[tuple, int] = {}
@@ -180,11 +183,15 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
             raise ValidationError(
                 [Problem("", f"invalid JSON: {exc.msg} (column {exc.colno})", exc.lineno)], source
             ) from exc
+        except RecursionError:
+            raise ValidationError([Problem("", TOO_DEEP)], source) from None
         _json_lines(text, lines)
     else:
         try:
             root = yaml.compose(text, Loader=yaml.SafeLoader)
             doc = yaml.safe_load(text)
+        except RecursionError:
+            raise ValidationError([Problem("", TOO_DEEP)], source) from None
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
             line = mark.line + 1 if mark is not None else None
@@ -453,6 +460,13 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
         file = default_file(name, fmt)
     if not isinstance(file, str) or not file or "/" in file or "\\" in file or file in (".", ".."):
         problems.append(Problem(pwhere, f"`file` must be a plain file name (no folders), got {file!r}", line))
+    else:
+        from .paths import BadPathError, check_path_text
+
+        try:
+            check_path_text(file, "`file`")
+        except BadPathError as exc:
+            problems.append(Problem(pwhere, str(exc), line))
         return None
     path = raw.get("path") if kind == "inputs" else None
     if path is not None and not isinstance(path, str):

@@ -9,19 +9,57 @@ from .errors import UnsafePathError
 
 PIPELINE_SUFFIXES = (".pipeline.yaml", ".pipeline.yml", ".pipeline.json")
 STATE_DIR = ".pipeloom"
+NAME_MAX = 255  # bytes in one file name (ext4, xfs, btrfs, tmpfs)
+PATH_MAX = 4096  # bytes in a whole path
+
+
+class BadPathError(UnsafePathError):
+    """A path no file system can take: a NUL byte, a lone surrogate, a name or path too long."""
+
+
+def check_path_text(candidate, what: str = "path") -> str:
+    """The path as text, or BadPathError naming `what` when no file system could take it."""
+    text = os.fsdecode(candidate) if isinstance(candidate, bytes) else os.fspath(candidate)
+    if "\x00" in text:
+        raise BadPathError(f"{what} {_quoted(text)} contains a NUL byte")
+    try:
+        raw = text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadPathError(f"{what} {_quoted(text)} is not valid Unicode text (it has a lone surrogate)") from None
+    if len(raw) > PATH_MAX:
+        raise BadPathError(f"{what} {_quoted(text)} is too long ({len(raw):,} bytes; at most {PATH_MAX:,})")
+    for part in text.split("/"):
+        if len(part.encode("utf-8")) > NAME_MAX:
+            raise BadPathError(f"{what} {_quoted(text)} has a name longer than {NAME_MAX} bytes")
+    return text
+
+
+def _quoted(text: str, limit: int = 80) -> str:
+    """`text` in backticks, printable anywhere: NULs and lone surrogates escaped, long ones cut."""
+    shown = text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\0")
+    if len(shown) > limit:
+        shown = f"{shown[:limit]}… ({len(shown):,} characters)"
+    return f"`{shown}`"
 
 
 def safe_path(root: str | os.PathLike, candidate: str | os.PathLike, *, what: str = "path") -> Path:
-    """Resolve `candidate` under `root` (symlinks included) or raise UnsafePathError."""
+    """Resolve `candidate` under `root` (symlinks included) or raise UnsafePathError
+    (BadPathError when the path could not name a file at all)."""
+    check_path_text(candidate, what)
     root_r = Path(root).resolve()
     cand = Path(candidate)
     if not cand.is_absolute():
         cand = root_r / cand
-    resolved = cand.resolve()
+    check_path_text(cand, what)
+    try:
+        resolved = cand.resolve()
+    except (OSError, RuntimeError) as exc:  # ENAMETOOLONG after following links, a symlink loop
+        raise BadPathError(f"{what} {_quoted(str(candidate))} cannot be resolved: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
     try:
         resolved.relative_to(root_r)
     except ValueError:
-        raise UnsafePathError(f"{what} `{candidate}` is outside the workspace {root_r}") from None
+        raise UnsafePathError(f"{what} {_quoted(str(candidate))} is outside the workspace {root_r}") from None
     return resolved
 
 
@@ -45,7 +83,13 @@ def pipeline_id_for(workspace: str | os.PathLike, path: str | os.PathLike) -> st
     try:
         rel = p.relative_to(ws).as_posix()
     except ValueError:
-        rel = p.name
+        # a link leading out of the workspace keeps the id of the place it sits in
+        link = Path(os.path.abspath(path))
+        link = link.parent.resolve() / link.name
+        try:
+            rel = link.relative_to(ws).as_posix()
+        except ValueError:
+            rel = p.name
     return strip_pipeline_suffix(rel).replace("/", ".")
 
 

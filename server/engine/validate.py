@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .errors import Problem, UnsafePathError, did_you_mean
 from .model import Pipeline
-from .paths import safe_path
+from .paths import BadPathError, safe_path
 from .runtimes import RUNTIMES, get_runtime
 from .runtimes.simple import CommandRuntime
 
@@ -125,6 +125,9 @@ def _check_file(problems: list[Problem], where: str, field: str, rel: str, base:
                 line: int | None) -> None:
     try:
         resolved = safe_path(workspace, base / rel, what=f"`{field}`")
+    except BadPathError as exc:
+        problems.append(Problem(where, str(exc), line))
+        return
     except UnsafePathError:
         problems.append(Problem(where, f"`{field}` {rel} is outside the workspace {Path(workspace).resolve()} (symlinks are followed)", line))
         return

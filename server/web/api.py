@@ -19,6 +19,8 @@ api = Blueprint("api", __name__, url_prefix="/api")
 
 PREVIEW_MAX_LIMIT = 1000
 LOG_MAX_LIMIT = 10000
+# a larger number cannot be a stored version (SQLite integers are 64-bit); such URLs are simply not found
+VERSION_MAX = 2**63 - 1
 
 
 def _state():
@@ -83,6 +85,7 @@ def runtimes():
 def demo():
     from server.engine.demo import create_demo
 
+    json_body()
     st = _state()
     path = create_demo(st.workspace)
     st.pipelines.invalidate_index()
@@ -141,12 +144,12 @@ def list_versions(pipeline_id: str):
                     for v in st.store.list_versions(pipeline_id)])
 
 
-@api.get("/pipelines/<pipeline_id>/versions/<int:number>")
+@api.get(f"/pipelines/<pipeline_id>/versions/<int(max={VERSION_MAX}):number>")
 def get_version(pipeline_id: str, number: int):
     return jsonify(_state().pipelines.version_document(pipeline_id, number))
 
 
-@api.post("/pipelines/<pipeline_id>/versions/<int:number>/restore")
+@api.post(f"/pipelines/<pipeline_id>/versions/<int(max={VERSION_MAX}):number>/restore")
 def restore_version(pipeline_id: str, number: int):
     json_body()
     return jsonify(_state().pipelines.restore(pipeline_id, number))

@@ -16,7 +16,7 @@ from server import __version__
 from server.engine.errors import PipeloomError
 from server.engine.paths import is_pipeline_file, pipeline_id_for
 
-from .errors import register_error_handlers
+from .errors import register_error_handlers, require_json_type
 from .highlight import read_source, render
 from .pipelines import Pipelines
 from .runs import RunManager
@@ -196,6 +196,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     app.register_blueprint(api)
     app.register_blueprint(pages)
     register_error_handlers(app)
+    app.before_request(require_json_type)
     register_socket_handlers(socketio, state, guard)
     # wrap after Flask-SocketIO so /socket.io goes through the same checks
     app.wsgi_app = SecurityMiddleware(app.wsgi_app, guard)

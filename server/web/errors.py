@@ -11,6 +11,9 @@ from werkzeug.exceptions import HTTPException
 from server.engine.errors import (
     ConflictError, NotFoundError, PipeloomError, UnsafePathError, UsageError, ValidationError,
 )
+from server.engine.paths import BadPathError
+
+from .security import JSON_TYPE, STATE_CHANGING, is_json_type
 
 log = logging.getLogger("pipeloom.web")
 
@@ -50,18 +53,71 @@ def problem_dict(problem) -> dict:
     return {"where": problem.where, "message": problem.message, "line": problem.line}
 
 
+class UnsupportedMediaError(UsageError):
+    """A write whose body is not declared as JSON (415)."""
+
+
+def require_json_type() -> None:
+    """Refuse a write to an API route unless it declares `Content-Type: application/json`.
+
+    A cross-site form can post text/plain, urlencoded or multipart bodies without a
+    preflight, never JSON. Runs before every route (after routing, so a wrong method
+    is still a 405)."""
+    if request.url_rule is None or request.method not in STATE_CHANGING or not request.path.startswith("/api/"):
+        return
+    if not is_json_type(request.headers.get("Content-Type")):
+        given = request.headers.get("Content-Type") or "none"
+        raise UnsupportedMediaError(f"send the body as JSON with `Content-Type: {JSON_TYPE}` (got {given[:80]})")
+
+
+MAX_JSON_DEPTH = 100  # a pipeline document needs a handful of levels; params rarely a dozen
+
+
 def json_body() -> dict:
-    """The request body as a JSON object; an empty body is `{}`; anything else is a UsageError (400)."""
+    """The request body as a JSON object; an empty body is `{}`; anything else is a UsageError (400).
+
+    Every route reads its body through here; `require_json_type` has already insisted on
+    `Content-Type: application/json`."""
     raw = request.get_data(cache=True)
     if not raw or not raw.strip():
         return {}
     try:
         data = json.loads(raw)
+    except RecursionError:
+        raise UsageError(f"the request body is nested too deeply (at most {MAX_JSON_DEPTH} levels)") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise UsageError(f"the request body is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise UsageError("the request body must be a JSON object")
+    check_json_value(data)
     return data
+
+
+def check_json_value(value, limit: int = MAX_JSON_DEPTH) -> None:
+    """UsageError when a parsed JSON value is deeper than `limit` or holds a lone surrogate
+    (`"\\ud800"` parses, but no file, database or terminal can take it)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            raise UsageError(f"the request body is nested too deeply (at most {limit} levels)")
+        if isinstance(item, dict):
+            for k, v in item.items():
+                _check_text(k)
+                stack.append((v, depth + 1))
+        elif isinstance(item, list):
+            stack.extend((v, depth + 1) for v in item)
+        elif isinstance(item, str):
+            _check_text(item)
+
+
+def _check_text(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = text.encode("utf-8", "backslashreplace").decode("utf-8")
+        shown = shown if len(shown) <= 60 else shown[:60] + "…"
+        raise UsageError(f"the request body has a lone surrogate in \"{shown}\"; send valid Unicode text") from None
 
 
 def _wants_json() -> bool:
@@ -96,22 +152,21 @@ def register_error_handlers(app: Flask) -> None:
     def _unsafe(exc: UnsafePathError):
         return jsonify(error_body(str(exc))), 403
 
+    @app.errorhandler(BadPathError)
+    def _bad_path(exc: BadPathError):
+        return jsonify(error_body(str(exc))), 400
+
     @app.errorhandler(UsageError)
     def _usage(exc: UsageError):
         return jsonify(error_body(str(exc))), 400
 
-    try:
-        from server.engine.preview import PreviewError
-    except ImportError:  # pragma: no cover - the preview module ships with the engine
-        PreviewError = None
-    if PreviewError is not None and not issubclass(PreviewError, PipeloomError):
-        @app.errorhandler(PreviewError)
-        def _preview(exc):
-            return jsonify(error_body(str(exc))), 400
+    @app.errorhandler(UnsupportedMediaError)
+    def _media(exc: UnsupportedMediaError):
+        return jsonify(error_body(str(exc))), 415
 
     @app.errorhandler(PipeloomError)
     def _other_domain(exc: PipeloomError):
-        # PreviewError and any other deliberate engine error: the client asked for something it cannot have
+        # any other deliberate engine error (a preview out of range...): the client asked for what it cannot have
         return jsonify(error_body(str(exc))), 400
 
     @app.errorhandler(HTTPException)

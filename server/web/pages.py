@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, current_app, render_template
 
 from server import __version__
-from server.engine.errors import NotFoundError
+from server.engine.errors import NotFoundError, UnsafePathError
 
 pages = Blueprint("pages", __name__)
 
@@ -27,4 +27,6 @@ def studio(pipeline_id: str):
         current_app.extensions["pipeloom"].pipelines.path_for(pipeline_id)
     except NotFoundError:
         abort(404, description=f"no pipeline `{pipeline_id}` in this workspace")
+    except UnsafePathError as exc:
+        abort(403, description=str(exc))
     return render_template("studio.html", **_context(pipeline_id))

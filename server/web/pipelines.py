@@ -7,14 +7,18 @@ import logging
 import os
 import threading
 from collections import defaultdict
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
-from server.engine.errors import ConflictError, NotFoundError, Problem, UsageError, ValidationError
+from server.engine.errors import (
+    ConflictError, NotFoundError, Problem, UnsafePathError, UsageError, ValidationError,
+)
 from server.engine.rewrite import render_document
 from server.engine.model import ID_RE, dump_document, load_pipeline, parse_text, pipeline_from_document
 from server.engine.paths import (
-    atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path, strip_pipeline_suffix,
+    BadPathError, atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path,
+    strip_pipeline_suffix,
 )
 
 from .errors import BrokenFileError, StaleVersionError, problem_dict
@@ -26,8 +30,28 @@ NOTE_ON_DISK = "changed on disk"
 NOTE_SAVED = "saved in the studio"
 NOTE_CREATED = "created in the studio"
 
+REFUSED_OUTSIDE = "links outside the workspace"
+REFUSED_NAME = "has a name the studio cannot use (not UTF-8 text, or too long); rename it"
 BROKEN_MESSAGE = ("the file on disk has errors; fix it in your editor first "
                   "(the studio reloads it when it changes)")
+
+
+def printable(text: str) -> str:
+    """Text that encodes as UTF-8: lone surrogates (a file name that is not UTF-8) escaped."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+@contextmanager
+def creating(target: Path, shown: str):
+    """Turn the disk's refusal to create a file (a file where a folder must be, a folder
+    where the file must be) into a 4xx that names the file, instead of a crash."""
+    try:
+        yield
+    except FileExistsError:
+        raise ConflictError(f"cannot create `{shown}`: a file of that name, or a file in the way of "
+                            "its folder, already exists") from None
+    except OSError as exc:
+        raise UsageError(f"cannot create `{shown}`: {exc.strerror or exc}") from None
 
 
 def is_json_file(path: Path) -> bool:
@@ -56,6 +80,7 @@ class Pipelines:
         self._autorun: dict[str, bool] = {}
         self._index: dict[str, list[tuple[str, str]]] | None = None
         self._index_lock = threading.Lock()
+        self._summaries: dict[Path, tuple[tuple, dict]] = {}
 
     # ------------------------------------------------------------ lookup
 
@@ -73,43 +98,92 @@ class Pipelines:
         return out
 
     def path_for(self, pipeline_id: str) -> Path:
-        """The file of a pipeline id, or NotFoundError."""
+        """The file of a pipeline id, or NotFoundError; UnsafePathError when the file links out of the workspace."""
         path = self.all_paths().get(pipeline_id)
         if path is None:
             raise NotFoundError(f"no pipeline `{pipeline_id}` in this workspace")
-        return safe_path(self.ws, path, what="pipeline file")
+        return self._inside(pipeline_id, path)
+
+    def _inside(self, pipeline_id: str, path: Path) -> Path:
+        """The resolved pipeline file, refused when it is a link leading out of the workspace."""
+        try:
+            return safe_path(self.ws, path, what="pipeline file")
+        except BadPathError:
+            raise
+        except UnsafePathError:
+            raise UnsafePathError(f"pipeline `{pipeline_id}` ({self.link_rel(path)}) {REFUSED_OUTSIDE}; "
+                                  "the studio does not open it") from None
+
+    def link_rel(self, path: Path) -> str:
+        """Where a pipeline file sits in the workspace, without following a link at its end."""
+        p = Path(os.path.abspath(path))
+        try:
+            return (p.parent.resolve() / p.name).relative_to(self.ws).as_posix()
+        except ValueError:
+            return p.name
 
     def list(self) -> list[dict]:
-        """Summaries of every pipeline: {id, name, path, description, nodes, format, broken, error, problem}."""
-        items = []
+        """Summaries of every pipeline: {id, name, path, description, nodes, format, broken, refused,
+        error, problem}; a file linking out of the workspace is listed, refused, and never read."""
+        items, seen = [], set()
         for pid, path in self.all_paths().items():
-            item = {"id": pid, "name": pid, "path": self.rel(path), "description": None, "nodes": 0,
-                    "format": "json" if is_json_file(path) else "yaml", "broken": False, "error": None,
-                    "problem": None}
+            item = {"id": pid, "name": pid, "path": self.link_rel(path), "description": None, "nodes": 0,
+                    "format": "json" if is_json_file(path) else "yaml", "broken": False, "refused": False,
+                    "error": None, "problem": None}
             try:
-                doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
-            except ValidationError as exc:
-                first = exc.problems[0] if exc.problems else Problem("", str(exc))
-                item.update(broken=True, error=str(first), problem=problem_dict(first))
-            except (OSError, NotFoundError) as exc:
-                item.update(broken=True, error=f"cannot read the file: {exc}",
-                            problem=problem_dict(Problem("", f"cannot read the file: {exc}")))
-            else:
-                if isinstance(doc.get("name"), str) and doc["name"].strip():
-                    item["name"] = doc["name"]
-                if isinstance(doc.get("description"), str):
-                    item["description"] = doc["description"]
-                if isinstance(doc.get("nodes"), list):
-                    item["nodes"] = len(doc["nodes"])
+                path = self._inside(pid, path)
+            except UnsafePathError as exc:
+                # a name that is not UTF-8 (or too long) is shown escaped, with the reason
+                why = REFUSED_NAME if isinstance(exc, BadPathError) else REFUSED_OUTSIDE
+                item.update(id=printable(pid), name=printable(pid), path=printable(item["path"]), broken=True,
+                            refused=True, error=why, problem=problem_dict(Problem("", why)))
+                items.append(item)
+                continue
+            item["path"] = self.rel(path)
+            item.update(self._summary(path))
             items.append(item)
+            seen.add(path)
+        for gone in set(self._summaries) - seen:
+            self._summaries.pop(gone, None)
         return items
+
+    def _summary(self, path: Path) -> dict:
+        """The listed fields read from one file, remembered until the file changes (the
+        index page lists every pipeline on each visit, and YAML parsing is slow)."""
+        try:
+            st = path.stat()
+            key = (st.st_mtime_ns, st.st_size, st.st_ino)
+        except OSError:
+            key = None
+        cached = self._summaries.get(path)
+        if key is not None and cached is not None and cached[0] == key:
+            return dict(cached[1])
+        out: dict = {}
+        try:
+            doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
+        except ValidationError as exc:
+            first = exc.problems[0] if exc.problems else Problem("", str(exc))
+            out.update(broken=True, error=str(first), problem=problem_dict(first))
+        except (OSError, NotFoundError) as exc:
+            out.update(broken=True, error=f"cannot read the file: {exc}",
+                       problem=problem_dict(Problem("", f"cannot read the file: {exc}")))
+        else:
+            if isinstance(doc.get("name"), str) and doc["name"].strip():
+                out["name"] = doc["name"]
+            if isinstance(doc.get("description"), str):
+                out["description"] = doc["description"]
+            if isinstance(doc.get("nodes"), list):
+                out["nodes"] = len(doc["nodes"])
+        if key is not None:
+            self._summaries[path] = (key, dict(out))
+        return out
 
     # ------------------------------------------------------------ versions
 
     def sync(self, pipeline_id: str, path: Path | None = None) -> dict:
         """Make sure the latest stored version is the file on disk; record a
         "changed on disk" version (and announce it) when it is not."""
-        path = path or self.path_for(pipeline_id)
+        path = self._inside(pipeline_id, path) if path is not None else self.path_for(pipeline_id)
         with self.lock(pipeline_id):
             text = read_text(path)
             latest = self.store.latest_version(pipeline_id)
@@ -240,7 +314,8 @@ class Pipelines:
             raise ConflictError(f"`{self.rel(path)}` already exists")
         text = dump_document(document, json_syntax=is_json_file(path))
         with self.lock(pid):
-            atomic_write_text(path, text)
+            with creating(path, self.rel(path)):
+                atomic_write_text(path, text)
             self.store.add_version(pid, self.rel(path), text, NOTE_CREATED)
         self.invalidate_index()
         return pid, path
@@ -268,10 +343,11 @@ class Pipelines:
         target = safe_path(self.ws, path.parent / rel_source, what="new node source")
         if target.exists():
             raise ConflictError(f"`{target.relative_to(self.ws).as_posix()}` already exists; pick another node id")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # exclusive create: never overwrite a file that appeared meanwhile
-        with open(target, "x", encoding="utf-8") as fh:
-            fh.write(text)
+        with creating(target, self.rel(target)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            # exclusive create: never overwrite a file that appeared meanwhile
+            with open(target, "x", encoding="utf-8") as fh:
+                fh.write(text)
         self.invalidate_index()
         return target
 
@@ -283,8 +359,9 @@ class Pipelines:
         index: dict[str, list[tuple[str, str]]] = {}
         for pid, path in self.all_paths().items():
             try:
+                path = self._inside(pid, path)
                 doc, _ = parse_text(path.read_text(encoding="utf-8"), json_syntax=is_json_file(path))
-            except (ValidationError, OSError, UnicodeDecodeError):
+            except (ValidationError, UnsafePathError, OSError, UnicodeDecodeError):
                 continue
             for raw in doc.get("nodes") or []:
                 if not isinstance(raw, dict):

@@ -18,6 +18,24 @@ COOKIE_NAME = "pipeloom_token"
 STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
+SCHEMES = {"ws": "http", "wss": "https"}
+JSON_TYPE = "application/json"
+MIN_TOKEN_LENGTH = 16
+MIN_TOKEN_DISTINCT = 8
+
+
+def token_problem(token: str) -> str | None:
+    """Why `token` is too weak to guard a server others can reach, or None when it will do."""
+    if len(token) < MIN_TOKEN_LENGTH:
+        return f"it has {len(token)} characters; use at least {MIN_TOKEN_LENGTH}"
+    if len(set(token)) < MIN_TOKEN_DISTINCT:
+        return f"it repeats a few characters; use at least {MIN_TOKEN_DISTINCT} different ones"
+    return None
+
+
+def is_json_type(content_type: str | None) -> bool:
+    """True for `application/json`, with or without parameters such as `; charset=utf-8`."""
+    return (content_type or "").split(";", 1)[0].strip().lower() == JSON_TYPE
 
 
 def is_loopback(host: str) -> bool:
@@ -78,8 +96,8 @@ class Guard:
         return hmac.compare_digest(candidate.encode("utf-8", "replace"), self.token.encode("utf-8"))
 
     def origin_ok(self, origin: str | None, host_header: str | None, scheme: str = "http") -> bool:
-        """An Origin is accepted when it is the same host:port as the request
-        (and that host is allowed), or one of the configured extra origins."""
+        """An Origin is accepted when it has the request's scheme, host and port
+        (and that host is allowed), or is one of the configured extra origins."""
         if origin is None:
             return True  # not a browser, or a same-origin GET; the token still applies
         origin = origin.strip().lower().rstrip("/")
@@ -96,7 +114,9 @@ class Guard:
             return False
         h_host, h_port = split_host(host_header)
         h_port = h_port or DEFAULT_PORTS.get(scheme, "80")
-        return parts.hostname == h_host and o_port == h_port and h_host in self.allowed_hosts
+        # an https page talking to this plain-http server is another origin, even on the same host:port
+        return (parts.scheme == SCHEMES.get(scheme, scheme) and parts.hostname == h_host and o_port == h_port
+                and h_host in self.allowed_hosts)
 
     def engineio_origin_check(self, origin: str | None, environ: dict | None = None) -> bool:
         """`cors_allowed_origins` callable for python-engineio."""

@@ -16,7 +16,7 @@ import flask.cli
 
 from server.engine.errors import UsageError
 
-from .security import is_loopback
+from .security import is_loopback, token_problem
 
 
 class _WebSocketCloseNoise(logging.Filter):
@@ -78,12 +78,18 @@ def _accepts(family: int, host: str, port: int) -> bool:
 
 def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | None = None,
           open_browser: bool = False, allowed_hosts: list[str] | None = None) -> None:
-    """Run the studio until interrupted; refuses a non-loopback host without an explicit token."""
+    """Run the studio until interrupted; refuses a non-loopback host without an explicit, strong token
+    (at least 16 characters, 8 of them different)."""
     from .app import create_app
 
     if not is_loopback(host) and not token:
         raise UsageError(f"refusing to listen on {host} without --token: anyone who can reach it could run code "
                          "here. Pass --token with a long random value, or keep the default --host 127.0.0.1")
+    weak = token_problem(token) if token and not is_loopback(host) else None
+    if weak:
+        raise UsageError(f"refusing to listen on {host} with a weak --token ({weak}): anyone who can reach it "
+                         f"could guess it and run code here. Pass a long random value, e.g. "
+                         "`--token $(python -c 'import secrets; print(secrets.token_urlsafe(24))')`")
     check_port(host, port)
     token = token or secrets.token_urlsafe(24)
     extra = list(allowed_hosts or [])

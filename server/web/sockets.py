@@ -115,7 +115,11 @@ def _room(data) -> tuple[str, str, str] | None:
         return None
     for key, prefix in (("run_id", "run"), ("pipeline_id", "pipeline")):
         value = data.get(key)
-        if isinstance(value, str) and value and len(value) < 300:
+        if isinstance(value, str) and value and len(value) < 300 and value.isprintable():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate names no run or pipeline
+                return None
             return prefix, value, f"{prefix}:{value}"
     return None
 

@@ -77,8 +77,8 @@ class WatchBridge:
 
     def watch_top_dir(self, path: Path) -> None:
         # a recursive watch per top-level folder lets us leave .pipeloom/, .git/ and node_modules/ unwatched
-        if path.name in IGNORED_DIRS or path in self._watched or self._observer is None:
-            return
+        if path.name in IGNORED_DIRS or path in self._watched or self._observer is None or path.is_symlink():
+            return  # a linked folder may lead out of the workspace: never watch through it
         try:
             self._observer.schedule(self._handler, str(path), recursive=True)
             self._watched.add(path)

@@ -18,6 +18,8 @@ export async function request(method, url, body) {
   const headers = { Accept: "application/json" };
   if (token) headers.Authorization = `Bearer ${token}`;
   const init = { method, headers, credentials: "same-origin" };
+  // every write is JSON: the server refuses any other content type (415), as a cross-site form could send it
+  if (body === undefined && method !== "GET" && method !== "HEAD") body = {};
   if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);

@@ -397,3 +397,15 @@ def test_versions_are_recorded_on_first_sight(workspace, client):
     v1 = client.get("/api/pipelines/flow/versions/1")
     assert v1.status_code == 200 and v1.json["note"] == "first seen"
     assert v1.json["text"] == (workspace / "flow.pipeline.yaml").read_text()
+
+
+def test_the_list_follows_each_change_on_disk(workspace, client):
+    path = shell_pipeline(workspace)
+    first = {p["id"]: p for p in client.get("/api/pipelines").json}["flow"]
+    assert first["nodes"] == 2 and not first["broken"]
+    path.write_text(path.read_text().replace("name: flow", "name: renamed flow"))
+    assert {p["id"]: p for p in client.get("/api/pipelines").json}["flow"]["name"] == "renamed flow"
+    path.write_text("nodes: [")
+    assert {p["id"]: p for p in client.get("/api/pipelines").json}["flow"]["broken"] is True
+    path.unlink()
+    assert client.get("/api/pipelines").json == []
