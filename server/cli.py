@@ -408,9 +408,12 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
 @click.option("--allow-host", "allow_hosts", multiple=True, metavar="NAME",
               help="Extra Host header names to accept (e.g. a name in /etc/hosts). Repeatable.")
 @click.option("--demo/--no-demo", default=False, help="Create the sensor-alerts demo if the workspace has no pipelines.")
+@click.option("--no-studio", "no_studio", is_flag=True,
+              help="Serve only the invoke routes, /metrics and the triggers: no editor (for a server that runs "
+                   "pipelines for other programs).")
 def serve(workspace: Path | None, host: str, port: int, token: str | None, allow_hosts: tuple[str, ...],
-          demo: bool) -> None:
-    """Start the studio, a browser editor for the workspace's pipelines."""
+          demo: bool, no_studio: bool) -> None:
+    """Start the studio, a browser editor for the workspace's pipelines, and run their triggers."""
     from .web import serve as serve_web
 
     ws = _workspace(workspace)
@@ -428,7 +431,8 @@ def serve(workspace: Path | None, host: str, port: int, token: str | None, allow
     from .engine.errors import UsageError
 
     try:
-        serve_web(ws, host=host, port=port, token=token, allowed_hosts=list(allow_hosts) or None)
+        serve_web(ws, host=host, port=port, token=token, allowed_hosts=list(allow_hosts) or None,
+                  studio=not no_studio)
     except (UsageError, ValueError) as exc:
         _fail_usage(str(exc))
 

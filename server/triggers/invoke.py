@@ -121,6 +121,9 @@ def body_to_input(body: bytes, content_type: str | None, input_format: str, dest
                 raise BadBody(f"the body is not valid {src_fmt}: {_plain(exc, raw)}") from None
             os.replace(raw, dest)
             return count
+        if src_fmt == "json" and input_format == "text":
+            _json_to_lines(body, dest)
+            return None
         ok, why = formats.can_convert(src_fmt, input_format)
         if not ok:
             raise BadBody(f"a {src_fmt} body cannot feed a {input_format} input: {why}")
@@ -130,6 +133,23 @@ def body_to_input(body: bytes, content_type: str | None, input_format: str, dest
             raise BadBody(f"the body cannot become {input_format}: {_plain(exc, raw)}") from None
     finally:
         raw.unlink(missing_ok=True)
+
+
+def _json_to_lines(body: bytes, dest: Path) -> None:
+    """A JSON string, or array of strings, for a text input: one line each."""
+    try:
+        value = json.loads(body.decode("utf-8"))
+    except RecursionError:
+        raise BadBody("the body is nested too deeply") from None
+    except ValueError as exc:
+        raise BadBody(f"the body is not valid JSON: {exc}") from None
+    lines = [value] if isinstance(value, str) else value
+    if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
+        raise BadBody("a text input takes a JSON string or an array of strings (one line each), "
+                      "or send the text itself as text/plain")
+    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.part")
+    tmp.write_text("".join(x.rstrip("\r\n") + "\n" for x in lines), encoding="utf-8")
+    os.replace(tmp, dest)
 
 
 def _check(path: Path, fmt: str) -> int | None:

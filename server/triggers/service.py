@@ -82,14 +82,25 @@ class TriggerService:
         """(Re)start one pipeline's triggers after its file changed, appeared or vanished."""
         path = Path(path).resolve()
         pid = pipeline_id_for(self.workspace, path)
+        pipeline = None
+        if path.exists():
+            try:
+                pipeline = self.load(path)
+            except (PipeloomError, OSError):
+                pipeline = None
         with self._lock:
-            old = self._pipelines.pop(pid, None)
+            old = self._pipelines.get(pid)
+            if (old is not None and pipeline is not None and old.pipeline is not None and not old.error
+                    and getattr(old.pipeline, "triggers_doc", None) == getattr(pipeline, "triggers_doc", None)):
+                old.pipeline = pipeline  # same triggers: keep them running, on the new steps
+                return
+            self._pipelines.pop(pid, None)
         if old is not None:
             self._stop_all(old)
         if not path.exists():
             return
         try:
-            pipeline = self.load(path)
+            pipeline = pipeline if pipeline is not None else self.load(path)
         except ValidationError as exc:
             problems = "; ".join(str(p) for p in exc.problems[:3])
             item = Loaded(pid, path, None, error=f"the pipeline has problems, so its triggers are off: {problems}")

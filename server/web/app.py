@@ -45,6 +45,8 @@ class WebConfig:
     log_flush_interval_s: float = 0.05
     log_batch_cap: int = 2000
     count_records_limit: int = 256 * 1024 * 1024
+    triggers: bool = True  # run the workspace's triggers (kafka, http, folder, schedule)
+    studio: bool = True  # serve the editor and its API; off: only /invoke, /metrics and the triggers
 
     @classmethod
     def from_mapping(cls, config: Mapping | "WebConfig" | None) -> "WebConfig":
@@ -78,6 +80,24 @@ class WebState:
                                autorun_enabled=self.pipelines.autorun)
         self.watcher: WatchBridge | None = None
         self._closed = False
+        from server.engine.metrics import Metrics
+
+        self.metrics = Metrics()
+        self.runs.listeners.append(self.metrics.on_event)
+        self.triggers = None
+        if cfg.triggers:
+            from server.engine.model import load_pipeline
+            from server.triggers.runs import make_starter
+            from server.triggers.service import TriggerService
+
+            starter = make_starter(cfg.workspace, start_run=self.runs.start, wait_run=self.runs.wait,
+                                   get_run=self.store.get_run)
+            self.triggers = TriggerService(cfg.workspace, load=lambda path: load_pipeline(path, workspace=cfg.workspace),
+                                           starter=starter, on_status=self._trigger_status)
+
+    def _trigger_status(self, status: dict) -> None:
+        self.metrics.trigger_status(status)
+        self.emit("trigger_status", status, [f"pipeline:{status['pipeline_id']}"])
 
     def emit(self, event: str, payload: dict, rooms: list[str]) -> None:
         """Send an event to the union of rooms (a client in several gets it once); a client too far
@@ -101,6 +121,8 @@ class WebState:
         autorun: dict[str, set[str]] = {}
         for path in sorted(paths):
             if is_pipeline_file(path.name):
+                if self.triggers is not None:
+                    self.triggers.reload(path)
                 self.pipelines.invalidate_index()
                 known = known if known is not None else self.pipelines.all_paths()
                 pid = pipeline_id_for(self.workspace, path)
@@ -161,6 +183,8 @@ class WebState:
         self._closed = True
         if self.watcher is not None:
             self.watcher.stop()
+        if self.triggers is not None:
+            self.triggers.stop()
         self.runs.shutdown()
         try:
             self.store.close()
@@ -190,11 +214,15 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     app.extensions["pipeloom_guard"] = guard
 
     from .api import api
+    from .invoke import invoke, service
     from .pages import pages
     from .sockets import register_socket_handlers
 
-    app.register_blueprint(api)
-    app.register_blueprint(pages)
+    app.register_blueprint(invoke)
+    app.register_blueprint(service)
+    if cfg.studio:
+        app.register_blueprint(api)
+        app.register_blueprint(pages)
     register_error_handlers(app)
     app.before_request(require_json_type)
     register_socket_handlers(socketio, state, guard)
@@ -202,6 +230,8 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     app.wsgi_app = SecurityMiddleware(app.wsgi_app, guard)
     if cfg.watch:
         state.start_watching()
+    if state.triggers is not None:
+        state.triggers.start()
     return app
 
 

@@ -49,6 +49,7 @@ class LiveRun:
         self.recent: dict[str, deque] = {}  # the last lines sent live, for snapshots
         self.next_flush = 0.0
         self.done = threading.Event()
+        self.exclusive = True
 
     def add_lines(self, node_id: str, lines: list[dict]) -> None:
         """Queue lines for the next flush; past the cap the oldest queued lines give way,
@@ -113,27 +114,35 @@ class RunManager:
         self._stop = threading.Event()
         self._flusher: threading.Thread | None = None
         self._counter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeloom-count")
+        self.listeners: list[Callable] = []  # more engine listeners (metrics): every event but log lines
 
     # ------------------------------------------------------------ starting and stopping
 
     def start(self, pipeline, pipeline_id: str, *, only: str | None = None, from_node: str | None = None,
-              force: bool = False, jobs: int | None = None) -> str:
-        """Start a run in the background and return its id (RunActiveError if one is going)."""
+              force: bool = False, jobs: int | None = None, origin: dict | None = None,
+              inputs: dict[str, str] | None = None, run_id: str | None = None, exclusive: bool = True) -> str:
+        """Start a run in the background and return its id.
+
+        An exclusive run (the Run button, auto-run) is refused with RunActiveError while another exclusive
+        run of the pipeline goes; triggered runs are not exclusive and may overlap."""
         from server.engine.runner import RunOptions, Runner
 
         with self._lock:
             active = self._by_pipeline.get(pipeline_id)
-            if active:
+            if exclusive and active:
                 raise RunActiveError(f"pipeline `{pipeline_id}` is already running (run {active}); "
                                      "cancel it or wait for it to finish", active)
             live = LiveRun(pipeline_id, self.batch_cap)
-            options = RunOptions(jobs=jobs, force=force, only=only, from_node=from_node)
+            options = RunOptions(jobs=jobs, force=force, only=only, from_node=from_node,
+                                 origin=origin or {"by": "studio"}, inputs=dict(inputs or {}))
             runner = Runner(pipeline, store=self.store, workspace=self.ws, options=options,
-                            listener=lambda ev: self._on_event(live, ev))
+                            listener=lambda ev: self._on_event(live, ev), run_id=run_id)
             live.runner = runner
             live.run_id = runner.run_id
+            live.exclusive = exclusive
             self._runs[live.run_id] = live
-            self._by_pipeline[pipeline_id] = live.run_id
+            if exclusive:
+                self._by_pipeline[pipeline_id] = live.run_id
             self._ensure_flusher()
             live.thread = threading.Thread(target=self._run, args=(live,), name=f"pipeloom-run-{live.run_id}",
                                            daemon=True)
@@ -250,12 +259,12 @@ class RunManager:
         try:
             # without a single start node, a plain run re-runs exactly the changed nodes (cache misses)
             try:
-                return self.start(pipeline, pipeline_id, from_node=from_node)
+                return self.start(pipeline, pipeline_id, from_node=from_node, origin={"by": "autorun"})
             except UsageError:
                 if from_node is None:
                     raise
                 # upstream never ran: a plain run builds it and still re-runs only what changed
-                return self.start(pipeline, pipeline_id)
+                return self.start(pipeline, pipeline_id, origin={"by": "autorun"})
         except RunActiveError:
             with self._lock:
                 self._queued.setdefault(pipeline_id, set()).update(present)
@@ -271,6 +280,11 @@ class RunManager:
         if isinstance(ev, LogEvent):
             live.add_lines(ev.node_id, ev.lines)
             return
+        for listener in self.listeners:
+            try:
+                listener(ev)
+            except Exception:
+                log.exception("a run listener failed")
         with live.emit_lock:
             if isinstance(ev, NodeStatusEvent):
                 self._flush(live, ev.node_id)

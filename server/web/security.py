@@ -15,6 +15,7 @@ from http.cookies import SimpleCookie
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
 COOKIE_NAME = "pipeloom_token"
+INVOKE_PREFIX = "/invoke/"
 STATE_CHANGING = frozenset({"POST", "PUT", "DELETE", "PATCH"})
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 DEFAULT_PORTS = {"http": "80", "https": "443", "ws": "80", "wss": "443"}
@@ -123,6 +124,11 @@ class Guard:
         environ = environ or {}
         return self.origin_ok(origin, environ.get("HTTP_HOST"), environ.get("wsgi.url_scheme", "http"))
 
+    def bearer(self, environ: dict) -> str | None:
+        """Only `Authorization: Bearer` (what invoke routes accept)."""
+        auth = environ.get("HTTP_AUTHORIZATION", "")
+        return auth[7:].strip() if auth[:7].lower() == "bearer " else None
+
     def token_from_environ(self, environ: dict) -> str | None:
         """The token from `Authorization: Bearer` or the cookie (never the query string)."""
         auth = environ.get("HTTP_AUTHORIZATION", "")
@@ -176,6 +182,11 @@ class SecurityMiddleware:
                 "details": []})
         method = environ.get("REQUEST_METHOD", "GET").upper()
         path = environ.get("PATH_INFO", "") or "/"
+        if path.startswith(INVOKE_PREFIX):
+            # called by other programs: no Origin or cookie; the route checks an invoke key (or the token)
+            # sent as `Authorization: Bearer`, which a cross-site page cannot attach without a preflight
+            environ.pop("HTTP_COOKIE", None)
+            return self.app(environ, start_response)
         origin = environ.get("HTTP_ORIGIN")
         scheme = environ.get("wsgi.url_scheme", "http")
         if method in STATE_CHANGING or path.startswith("/socket.io"):

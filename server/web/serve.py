@@ -76,8 +76,22 @@ def _accepts(family: int, host: str, port: int) -> bool:
         return False
 
 
+def trigger_summary(statuses: list[dict]) -> str:
+    """One line a pipeline: its triggers and their states, or how to add one."""
+    if not statuses:
+        return "No triggers: runs start from the studio or `pipeloom run` (see `triggers:` in docs/pipeline-format.md)."
+    by: dict[str, list[str]] = {}
+    for st in statuses:
+        if st.get("trigger_id") is None:
+            by.setdefault(st["pipeline_id"], []).append(f"off ({st.get('error')})")
+            continue
+        word = st["state"] if st["state"] != "running" else "on"
+        by.setdefault(st["pipeline_id"], []).append(f"{st['trigger_id']} ({st['kind']}, {word})")
+    return "Triggers:\n" + "\n".join(f"    {pid}: {', '.join(items)}" for pid, items in sorted(by.items()))
+
+
 def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | None = None,
-          open_browser: bool = False, allowed_hosts: list[str] | None = None) -> None:
+          open_browser: bool = False, allowed_hosts: list[str] | None = None, studio: bool = True) -> None:
     """Run the studio until interrupted; refuses a non-loopback host without an explicit, strong token
     (at least 16 characters, 8 of them different)."""
     from .app import create_app
@@ -96,16 +110,24 @@ def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | Non
     if host in ("0.0.0.0", "::"):
         extra.append(socket.gethostname())
     app = create_app({"workspace": Path(workspace), "token": token, "host": host, "port": port,
-                      "allowed_hosts": extra})
+                      "allowed_hosts": extra, "studio": studio})
     state = app.extensions["pipeloom"]
     socketio = app.extensions["socketio"]
     quiet = logging.getLogger("werkzeug")
     quiet.setLevel(logging.ERROR)
     quiet.addFilter(_WebSocketCloseNoise())
     url = studio_url(host, port, token)
-    print(f"Pipeloom studio for {state.workspace}\n\n    {url}\n\n"
-          "Open that address to log in (it carries this launch's token). Press Ctrl+C to stop.", flush=True)
-    if open_browser:
+    if studio:
+        print(f"Pipeloom studio for {state.workspace}\n\n    {url}\n\n"
+              "Open that address to log in (it carries this launch's token). Press Ctrl+C to stop.", flush=True)
+    else:
+        base = url.split("/?", 1)[0]
+        print(f"Pipeloom service for {state.workspace} (no studio)\n\n"
+              f"    {base}/invoke/<pipeline>/<trigger>   (an invoke key from `pipeloom keys create`)\n"
+              f"    {base}/metrics                        (Authorization: Bearer {token})\n\n"
+              "Press Ctrl+C to stop.", flush=True)
+    print(trigger_summary(state.triggers.statuses() if state.triggers else []), flush=True)
+    if open_browser and studio:
         threading.Timer(0.8, webbrowser.open, args=(url,)).start()
 
     def _terminate(signum, frame):

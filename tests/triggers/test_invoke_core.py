@@ -42,6 +42,7 @@ def test_a_queued_caller_gives_up_after_its_timeout():
     (b'[{"a": 1}, {"a": 2}]', "application/json", "ndjson", lambda p: p.read_text().count("\n") == 2),
     (b'{"a": 1}\n{"a": 2}\n', "application/x-ndjson", "csv", lambda p: p.read_text().splitlines() == ["a", "1", "2"]),
     (b"a line\nanother\n", "text/plain", "text", lambda p: p.read_text() == "a line\nanother\n"),
+    (b'["a line", "another"]', "application/json", "text", lambda p: p.read_text() == "a line\nanother\n"),
 ])
 def test_bodies_become_the_entry_input(tmp_path, body, ctype, fmt, check):
     dest = tmp_path / f"in.{fmt}"
@@ -55,6 +56,7 @@ def test_bodies_become_the_entry_input(tmp_path, body, ctype, fmt, check):
     (b'{"a": 1}\n{oops\n', "application/x-ndjson", "ndjson", "not valid ndjson"),
     (b"x", "application/xml", "json", "Content-Type `application/xml`"),
     (b"plain words", "text/plain", "json", "cannot feed a json input"),
+    (b'[{"a": 1}]', "application/json", "text", "array of strings"),
 ])
 def test_bad_bodies_are_refused_with_the_reason(tmp_path, body, ctype, fmt, words):
     with pytest.raises(BadBody, match=None) as exc:
