@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .errors import Problem, ValidationError
+from .paths import BadPathError, check_path_text
 
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
 PORT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -460,13 +461,11 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
         file = default_file(name, fmt)
     if not isinstance(file, str) or not file or "/" in file or "\\" in file or file in (".", ".."):
         problems.append(Problem(pwhere, f"`file` must be a plain file name (no folders), got {file!r}", line))
-    else:
-        from .paths import BadPathError, check_path_text
-
-        try:
-            check_path_text(file, "`file`")
-        except BadPathError as exc:
-            problems.append(Problem(pwhere, str(exc), line))
+        return None
+    try:
+        check_path_text(file, "`file`")
+    except BadPathError as exc:
+        problems.append(Problem(pwhere, str(exc), line))
         return None
     path = raw.get("path") if kind == "inputs" else None
     if path is not None and not isinstance(path, str):
