@@ -133,7 +133,8 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
     display = None if as_json else Progress(pipeline, file, ws)
     try:
         runner = Runner(pipeline, store=store, workspace=ws,
-                        options=RunOptions(jobs=jobs, force=force, only=only, from_node=from_node, emit_logs=False),
+                        options=RunOptions(jobs=jobs, force=force, only=only, from_node=from_node, emit_logs=False,
+                                           origin={"by": "cli"}),
                         listener=display.on_event if display else None)
     except UsageError as exc:
         message = str(exc)
@@ -264,6 +265,32 @@ class Progress:
                         click.echo(f"  output {nid}.{port}: {art['path']} ({_size(art['size'])}{rec})", err=True)
 
 
+def origin_text(origin: dict | None, *, detail: bool = False) -> str:
+    """What started a run, in words: `the CLI`, `the studio`, `trigger readings (kafka)` and, with `detail`,
+    what fed it (topic, partitions and offsets; a file; a request)."""
+    origin = origin or {}
+    by = origin.get("by")
+    if by != "trigger":
+        return {"cli": "the CLI", "studio": "the studio", "autorun": "auto-run"}.get(by, "the CLI or the studio")
+    text = f"trigger {origin.get('trigger')} ({origin.get('kind')})"
+    if not detail:
+        return text
+    kind = origin.get("kind")
+    if kind == "kafka":
+        parts = ", ".join(f"partition {p} offsets {o['first']}-{o['last']}"
+                          for p, o in (origin.get("partitions") or {}).items())
+        text += f": {plural(origin.get('events') or 0, 'event')} from {origin.get('topic')}" + (f", {parts}" if parts else "")
+        if origin.get("attempt", 1) > 1:
+            text += f" (attempt {origin['attempt']})"
+    elif kind == "folder":
+        text += f": the file {origin.get('file')}"
+    elif kind == "http":
+        text += f": request {origin.get('request_id')}"
+    elif kind == "schedule":
+        text += f": the tick of {origin.get('scheduled_for')}" + (" (missed while down)" if origin.get("missed") else "")
+    return text
+
+
 def _last_error_lines(run_id: str, node_id: str, workspace: Path, n: int = 3) -> list[str]:
     """The last lines a failed node wrote to stderr (or stdout when it wrote no stderr)."""
     from .engine.logs import tail_log
@@ -312,12 +339,13 @@ def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | N
     if not rows:
         click.echo("No runs yet. Start one with: pipeloom run FILE")
         return
-    click.echo(f"{'RUN':<22} {'PIPELINE':<28} {'STATUS':<12} {'STARTED':<20} {'TIME':>8}")
+    click.echo(f"{'RUN':<22} {'PIPELINE':<28} {'STATUS':<12} {'STARTED':<20} {'TIME':>8}  STARTED BY")
     for r in rows:
         started = (r["started_at"] or r["created_at"] or "")[:19].replace("T", " ")
         dur = f"{r['duration_s']:.2f}s" if r["duration_s"] is not None else ""
         status = click.style(f"{r['status']:<12}", fg=COLORS.get(r["status"]))
-        click.echo(f"{r['run_id']:<22} {r['pipeline_id'][:28]:<28} {status} {started:<20} {dur:>8}")
+        click.echo(f"{r['run_id']:<22} {r['pipeline_id'][:28]:<28} {status} {started:<20} {dur:>8}  "
+                   f"{origin_text(r.get('origin'))}")
 
 
 @main.command()
@@ -343,6 +371,7 @@ def show(run_id: str, as_json: bool, workspace: Path | None) -> None:
     dur = f" in {run_['duration_s']:.2f}s" if run_["duration_s"] is not None else ""
     click.echo(f"Run {run_['run_id']} · {run_['pipeline_name']} · "
                + click.style(run_["status"], fg=COLORS.get(run_["status"])) + dur)
+    click.echo(f"  started by {origin_text(run_['options'].get('origin'), detail=True)}")
     if run_.get("message"):
         click.echo(f"  {run_['message']}")
     for nid, n in run_["nodes"].items():
