@@ -30,6 +30,7 @@ class RunStatusEvent(Event):
     pipeline_id: str
     status: str
     nodes: list[str] = field(default_factory=list)
+    origin: dict = field(default_factory=dict)  # what started the run (RunOptions.origin)
 
 
 @dataclass

@@ -127,3 +127,44 @@ def _remove_folder(folder: Path, keep: set[str], dry_run: bool) -> tuple[int, in
     if not dry_run and kept == 0:
         shutil.rmtree(folder, ignore_errors=True)
     return freed, kept
+
+
+class RetentionLoop:
+    """Applies retention in the background of a long-lived process (the server), every `interval` seconds."""
+
+    def __init__(self, store, workspace: str | os.PathLike, policies, *, interval: float = 600.0):
+        import threading
+
+        self.store = store
+        self.workspace = workspace
+        self.policies = policies  # () -> {pipeline_id: retention dict or None}
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="pipeloom-retention", daemon=True)
+        self.last: list[Collected] = []
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+
+    def run_once(self) -> list[Collected]:
+        """One pass over every pipeline that has runs."""
+        import logging
+
+        policies = self.policies()
+        done = []
+        for pid in self.store.pipeline_ids():
+            try:
+                done.append(collect(self.store, pid, policies.get(pid), self.workspace))
+            except Exception:  # one pipeline's trouble must not stop the others' clean-up
+                logging.getLogger("pipeloom.gc").exception("retention of %s", pid)
+        self.last = done
+        return done
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once()

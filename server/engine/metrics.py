@@ -15,6 +15,14 @@ _TERMINAL = ("succeeded", "failed", "cancelled", "interrupted")
 _NODE_DONE = ("succeeded", "failed", "timed_out", "cancelled")
 
 
+def origin_label(origin: dict | None) -> str:
+    """`cli`, `studio`, `autorun` or `trigger:<id>`: what started a run, as a label value."""
+    origin = origin or {}
+    if origin.get("by") == "trigger":
+        return f"trigger:{origin.get('trigger')}"
+    return origin.get("by") or "unknown"
+
+
 class Metrics:
     """The counters, gauges and histograms that /metrics shows."""
 
@@ -39,20 +47,15 @@ class Metrics:
         self._runs: dict[str, tuple[str, str]] = {}  # run id -> (pipeline, origin)
         self._lock = threading.Lock()
 
-    def run_origin(self, run_id: str, pipeline_id: str, origin: str) -> None:
-        """Say what started a run, before its events arrive."""
-        with self._lock:
-            self._runs[run_id] = (pipeline_id, origin)
-
     def on_event(self, ev: Event) -> None:
         """An engine listener: counts runs and times nodes."""
         if isinstance(ev, RunStatusEvent) and ev.status == "running":
             with self._lock:
-                self._runs.setdefault(ev.run_id, (ev.pipeline_id, "manual"))
+                self._runs[ev.run_id] = (ev.pipeline_id, origin_label(ev.origin))
         elif isinstance(ev, RunStatusEvent) and ev.status in _TERMINAL:
             with self._lock:
-                pipeline, origin = self._runs.pop(ev.run_id, (ev.pipeline_id, "manual"))
-            self.runs.labels(pipeline, ev.status, origin).inc()
+                pipeline, _ = self._runs.pop(ev.run_id, (ev.pipeline_id, ""))
+            self.runs.labels(pipeline, ev.status, origin_label(ev.origin)).inc()
         elif isinstance(ev, NodeStatusEvent) and ev.status in _NODE_DONE and ev.duration_s is not None:
             with self._lock:
                 pipeline = self._runs.get(ev.run_id, ("", ""))[0]
@@ -62,6 +65,13 @@ class Metrics:
         """A trigger's status: keeps the lag gauge current."""
         if status.get("trigger_id") and status.get("lag") is not None:
             self.lag.labels(status["pipeline_id"], status["trigger_id"]).set(status["lag"])
+
+    def batch(self, pipeline_id: str, trigger_id: str, size: int, latencies: list[float]) -> None:
+        """A batch a trigger fed and saw through: its size, and each event's time to its result."""
+        self.batch_size.labels(pipeline_id, trigger_id).observe(size)
+        hist = self.latency.labels(pipeline_id, trigger_id)
+        for s in latencies:
+            hist.observe(max(0.0, s))
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition format and its content type."""

@@ -179,7 +179,8 @@ class Runner:
         self.started_at = time.time()
         self.status = "running"
         self.store.update_run(self.run_id, status="running", started_at=self.started_at)
-        self._emit(RunStatusEvent(self.run_id, self.pipeline_id, "running", nodes=list(self.order)))
+        self._emit(RunStatusEvent(self.run_id, self.pipeline_id, "running", nodes=list(self.order),
+                                  origin=self.options.origin))
         for nid in self.order:
             self._emit_node(nid)
         try:
@@ -201,7 +202,7 @@ class Runner:
                                   json.dumps(result.to_dict(), indent=2) + "\n")
             except OSError:
                 pass
-            self._emit(RunStatusEvent(self.run_id, self.pipeline_id, self.status))
+            self._emit(RunStatusEvent(self.run_id, self.pipeline_id, self.status, origin=self.options.origin))
         return result
 
     def start(self) -> threading.Thread:

@@ -43,13 +43,14 @@ class HttpTrigger:
     """One http trigger: `invoke()` runs the pipeline on a request body."""
 
     def __init__(self, trigger: Trigger, *, input_format: str, result_format: str | None, workdir: Path,
-                 start_feed, on_status=None):
+                 start_feed, on_status=None, on_batch=None):
         self.t = trigger
         self.fmt = input_format
         self.result_format = result_format
         self.workdir = Path(workdir)
         self.start_feed = start_feed  # (path, origin) -> RunHandle
         self.on_status = on_status
+        self.on_batch = on_batch  # (records in the call, [seconds from arrival to result])
         self.gate = InvokeGate(trigger.max_concurrent, trigger.queue)
         self.counters = Counters()
         self.state = "running"
@@ -160,6 +161,8 @@ class HttpTrigger:
                 call.outcome = handle.wait(None)
             finally:
                 self.gate.leave(time.monotonic() - started)
+            if call.outcome is not None and call.outcome.ok and self.on_batch is not None:
+                self.on_batch(origin.get("records") or 1, [time.monotonic() - started])
             if call.outcome is not None and not call.outcome.ok:
                 self.counters.failed()
         finally:

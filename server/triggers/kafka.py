@@ -73,7 +73,8 @@ class KafkaTrigger:
                  feed: FeedRunner, workspace: Path, on_status: StatusSink | None = None,
                  max_waiting: int = 2, consumer_factory: Callable[[dict], Any] | None = None,
                  producer_factory: Callable[[dict], Any] | None = None,
-                 read_records: Callable[[str, str], Any] | None = None):
+                 read_records: Callable[[str, str], Any] | None = None,
+                 on_batch: Callable[[int, list[float]], None] | None = None):
         self.t = trigger
         self.pipeline_id = pipeline_id
         self.fmt = input_format
@@ -99,6 +100,7 @@ class KafkaTrigger:
         self._producer_factory = producer_factory or _confluent_producer
         self._producer = None
         self._read_records = read_records
+        self.on_batch = on_batch  # (events in the batch, seconds from each event's timestamp to its result)
         self._seq = 0
         self._committed: dict[int, int] = {}
         self._last_status = 0.0
@@ -384,6 +386,7 @@ class KafkaTrigger:
             self.counters.batch(written, outcome.run_id)
             if outcome.ok:
                 self._produce_results(outcome)
+                self._observe(b, written)
             else:
                 reason = f"run {outcome.run_id} failed"
                 if outcome.failed_node:
@@ -397,6 +400,16 @@ class KafkaTrigger:
         if self.state == "failing" and (outcome is None or outcome.ok):
             self._set_state("paused" if self._user_paused else "running")
         self._publish(force=True)
+
+    def _observe(self, b: Batch, written: int) -> None:
+        if self.on_batch is None:
+            return
+        now = time.time()
+        lat = [now - ts / 1000.0 for ts_type, ts in (m.timestamp() for m in b.messages) if ts_type and ts > 0]
+        try:
+            self.on_batch(written, lat)
+        except Exception:
+            log.exception("batch listener failed")
 
     def _commit(self, b: Batch) -> None:
         if self._stale(b):

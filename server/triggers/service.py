@@ -46,11 +46,13 @@ class TriggerService:
     """Every trigger of a workspace's pipelines, in one process beside the studio (or alone)."""
 
     def __init__(self, workspace: str | Path, *, load: Callable[[Path], object], starter: Starter,
-                 on_status: Callable[[dict], None] | None = None, watch_interval: float = 1.0):
+                 on_status: Callable[[dict], None] | None = None, watch_interval: float = 1.0,
+                 on_batch: Callable[[str, str, int, list[float]], None] | None = None):
         self.workspace = Path(workspace).resolve()
         self.load = load
         self.starter = starter
         self.on_status = on_status or (lambda s: None)
+        self.on_batch = on_batch  # (pipeline id, trigger id, events, latencies in seconds)
         self.watch_interval = watch_interval
         self._pipelines: dict[str, Loaded] = {}
         self._lock = threading.RLock()
@@ -154,9 +156,13 @@ class TriggerService:
         def feed(path, origin):
             return start_feed(path, origin).wait(None)
 
+        def batch(size: int, latencies: list[float]) -> None:
+            if self.on_batch is not None:
+                self.on_batch(pid, t.id, size, latencies)
+
         if t.kind == "kafka":
             return KafkaTrigger(t, pipeline_id=pid, input_format=fmt, workdir=folder / "batches", feed=feed,
-                                workspace=self.workspace, on_status=status)
+                                workspace=self.workspace, on_status=status, on_batch=batch)
         if t.kind == "folder":
             base = Path(item.pipeline.base_dir or self.workspace)
             return FolderTrigger(t, folder=(base / t.path).resolve(), feed=feed, on_status=status)
@@ -167,7 +173,7 @@ class TriggerService:
         if t.result is not None:
             result_fmt = item.pipeline.node(t.result.node).output(t.result.port).format
         return HttpTrigger(t, input_format=fmt, result_format=result_fmt, workdir=folder / "calls",
-                           start_feed=start_feed, on_status=status)
+                           start_feed=start_feed, on_status=status, on_batch=batch)
 
     # ------------------------------------------------------------ looking up and steering
 

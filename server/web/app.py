@@ -47,6 +47,7 @@ class WebConfig:
     count_records_limit: int = 256 * 1024 * 1024
     triggers: bool = True  # run the workspace's triggers (kafka, http, folder, schedule)
     studio: bool = True  # serve the editor and its API; off: only /invoke, /metrics and the triggers
+    retention_interval_s: float = 600.0
 
     @classmethod
     def from_mapping(cls, config: Mapping | "WebConfig" | None) -> "WebConfig":
@@ -93,7 +94,22 @@ class WebState:
             starter = make_starter(cfg.workspace, start_run=self.runs.start, wait_run=self.runs.wait,
                                    get_run=self.store.get_run)
             self.triggers = TriggerService(cfg.workspace, load=lambda path: load_pipeline(path, workspace=cfg.workspace),
-                                           starter=starter, on_status=self._trigger_status)
+                                           starter=starter, on_status=self._trigger_status,
+                                           on_batch=self.metrics.batch)
+
+        from server.engine.gc import RetentionLoop
+
+        self.retention = RetentionLoop(self.store, cfg.workspace, self._retention_policies,
+                                       interval=cfg.retention_interval_s)
+
+    def _retention_policies(self) -> dict:
+        out = {}
+        for pid, path in self.pipelines.all_paths().items():
+            try:
+                out[pid] = self.pipelines.load(pid).retention
+            except PipeloomError:
+                continue
+        return out
 
     def _trigger_status(self, status: dict) -> None:
         self.metrics.trigger_status(status)
@@ -185,6 +201,7 @@ class WebState:
             self.watcher.stop()
         if self.triggers is not None:
             self.triggers.stop()
+        self.retention.stop()
         self.runs.shutdown()
         try:
             self.store.close()
@@ -232,6 +249,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
         state.start_watching()
     if state.triggers is not None:
         state.triggers.start()
+    state.retention.start()
     return app
 
 

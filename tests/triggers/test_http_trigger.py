@@ -179,3 +179,72 @@ def test_a_paused_trigger_refuses_calls_until_resumed(svc, workspace):
     status, _, body = srv.request("POST", "/api/pipelines/svc/triggers/call/resume", body={})
     assert status == 200 and body["state"] == "running"
     assert call(srv, key)[0] == 200
+
+
+def test_metrics_count_triggered_runs_and_their_latency(svc):
+    srv, key = svc
+    assert call(srv, key)[0] == 200
+    assert call(srv, key, b'{"fail": true}')[0] == 422
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+    conn.request("GET", "/metrics", headers={"Host": f"127.0.0.1:{srv.port}"})
+    assert conn.getresponse().status == 401  # behind the same token as the studio
+    conn.close()
+    status, headers, text = srv.request("GET", "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'pipeloom_runs_total{origin="trigger:call",pipeline="svc",status="succeeded"} 1.0' in text
+    assert 'pipeloom_runs_total{origin="trigger:call",pipeline="svc",status="failed"} 1.0' in text
+    assert 'pipeloom_event_to_result_seconds_count{pipeline="svc",trigger="call"} 1.0' in text
+    assert 'pipeloom_node_duration_seconds_count{node="echo",pipeline="svc",status="succeeded"}' in text
+
+
+def test_no_studio_serves_only_invoke_metrics_and_triggers(workspace, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+    from tests.web.conftest import free_port
+
+    _service(workspace)
+    key = make_key(workspace, "k2")
+    port, token = free_port(), "a-strong-token-for-tests-5f2b9c"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "serve", "--no-studio", "--port", str(port),
+                             "--token", token, "--workspace", str(workspace)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        banner = ""
+        while "Triggers:" not in banner:
+            line = proc.stdout.readline()
+            assert line, f"the service exited early:\n{banner}"
+            banner += line
+        assert "(no studio)" in banner and f"/invoke/<pipeline>/<trigger>" in banner
+        assert "svc: call (http, on), other (http, on)" in proc.stdout.readline()
+
+        import socket
+
+        deadline = time.monotonic() + 20
+        while True:  # the banner comes just before the server listens
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline, "the service never listened"
+                time.sleep(0.05)
+
+        class Srv:
+            pass
+
+        srv = Srv()
+        srv.port = port
+        status, _, body = call(srv, key)
+        assert status == 200 and body == {"echo": {"n": 1}}
+        for path in ("/", "/api/pipelines", "/pipelines/svc"):
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+            conn.request("GET", path, headers={"Host": f"127.0.0.1:{port}", "Authorization": f"Bearer {token}"})
+            assert conn.getresponse().status == 404, path
+            conn.close()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(20)
