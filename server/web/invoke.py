@@ -10,7 +10,7 @@ import json
 
 from flask import Blueprint, Response, current_app, jsonify, request
 
-from server.engine.errors import NotFoundError, UsageError
+from server.engine.errors import UsageError
 
 from .errors import error_body, json_body
 
@@ -96,13 +96,21 @@ def list_triggers():
     return jsonify({"triggers": state.triggers.statuses(pid) if state.triggers else []})
 
 
-@service.post("/pipelines/<pipeline_id>/triggers/<trigger_id>/<action>")
-def steer(pipeline_id: str, trigger_id: str, action: str):
-    """Pause or resume a trigger (kept across restarts)."""
+@service.post("/pipelines/<pipeline_id>/triggers/<trigger_id>/pause")
+def pause(pipeline_id: str, trigger_id: str):
+    """Stop a trigger from starting runs (kept across restarts)."""
+    return _steer(pipeline_id, trigger_id, True)
+
+
+@service.post("/pipelines/<pipeline_id>/triggers/<trigger_id>/resume")
+def resume(pipeline_id: str, trigger_id: str):
+    """Let a paused trigger start runs again."""
+    return _steer(pipeline_id, trigger_id, False)
+
+
+def _steer(pipeline_id: str, trigger_id: str, paused: bool):
     json_body()
-    if action not in ("pause", "resume"):
-        raise NotFoundError(f"no action `{action}`; use pause or resume")
     state = _state()
     if state.triggers is None:
         raise UsageError("this server runs no triggers")
-    return jsonify(state.triggers.set_paused(pipeline_id, trigger_id, action == "pause"))
+    return jsonify(state.triggers.set_paused(pipeline_id, trigger_id, paused))

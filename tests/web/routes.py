@@ -12,6 +12,7 @@ SAMPLES = {
     "port": "out",
     "number": 1,
     "filename": "js/api.js",
+    "trigger_id": "hook",
 }
 IGNORED_METHODS = {"HEAD", "OPTIONS"}
 WRITE_METHODS = {"POST", "PUT", "PATCH", "DELETE"}

@@ -74,6 +74,7 @@ def test_output_is_only_pipeloom_lines(server):
     assert lines[0].startswith("Pipeloom studio for "), lines
     assert lines[1].strip() == f"http://127.0.0.1:{server.port}/?token={TOKEN}"
     assert lines[2].startswith("Open that address"), lines
-    assert len(lines) == 3, lines
+    assert lines[3].startswith("No triggers: runs start from the studio or `pipeloom run`"), lines
+    assert len(lines) == 4, lines
     text = server.log()
     assert "Serving Flask app" not in text and "Debug mode" not in text
