@@ -1,7 +1,8 @@
 // The live connection: Socket.IO with the page's token, subscribed to one pipeline's room.
 import { token } from "./api.js";
 
-const EVENTS = ["snapshot", "run_status", "node_status", "log", "output_ready", "source_changed", "pipeline_changed"];
+const EVENTS = ["snapshot", "run_status", "node_status", "log", "output_ready", "source_changed", "pipeline_changed",
+  "trigger_status"];
 
 /**
  * Connect and subscribe to `pipelineId`; handlers: onState(state) plus one function per event name.

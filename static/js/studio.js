@@ -15,6 +15,7 @@ import { describeStatus, explainStatus, runIsActive } from "./status.js";
 import { toast } from "./toast.js";
 import { Palette } from "./palette.js";
 import { Versions } from "./versions.js";
+import { TriggersPanel } from "./triggers.js";
 
 const SAVE_DELAY_MS = 600;
 const HISTORY_LIMIT = 100;
@@ -61,6 +62,10 @@ class Studio {
     this.inspector = new Inspector(this.els.inspector, this);
     this.palette = new Palette(this);
     this.versions = new Versions(this);
+    this.triggersPanel = new TriggersPanel({
+      button: $("triggers-button"), popover: $("triggers-popover"), pipelineId: this.pipelineId,
+      openRun: (runId) => { this.triggersPanel.close(); this.viewRun(runId); },
+    });
     this.drawer = new LogDrawer(this.els.drawer, this);
     this.bindTopbar();
     this.bindInspectorResize();
@@ -108,8 +113,10 @@ class Studio {
       output_ready: (p) => this.onOutputReady(p),
       source_changed: (p) => this.onSourceChanged(p),
       pipeline_changed: (p) => this.onPipelineChanged(p),
+      trigger_status: (p) => this.triggersPanel.update(p),
     });
     this.loadRunList();
+    this.triggersPanel.refresh();
     window.addEventListener("beforeunload", (e) => {
       if (this.dirty || this.saving) {
         this.scheduleSave.flush();
@@ -154,6 +161,7 @@ class Studio {
     if (typeof data.autorun === "boolean") this.els.autorun.checked = data.autorun;
     this.setReadOnly(broken);
     this.canvas.setDocument(doc, { keepView: !fit });
+    this.triggersPanel.setDeclared(Array.isArray(doc.triggers) ? doc.triggers : []);
     this.pushRunToCanvas();
     this.dirty = false;
     this.conflict = false;
@@ -685,7 +693,8 @@ class Studio {
       const when = formatWhen(r.started_at) || r.run_id;
       const status = describeStatus(r.status).word.toLowerCase();
       const duration = r.duration_s ? ` · ${formatDuration(r.duration_s)}` : "";
-      picker.append(h("option", { value: r.run_id }, `${when} · ${r.status === "running" ? "running" : status}${duration}`));
+      picker.append(h("option", { value: r.run_id, "data-origin": startedBy(r.origin) },
+        `${when} · ${r.status === "running" ? "running" : status}${duration} · ${startedBy(r.origin)}`));
     }
     picker.value = current;
     if (picker.value !== current) picker.value = "";
@@ -1101,3 +1110,10 @@ studio.init().catch((err) => {
   console.error(err);
   toast("The studio failed to start.", { kind: "error", lines: [String(err && err.message ? err.message : err)] });
 });
+
+/** What started a run, in the words of the run picker: "Run button", "CLI", "trigger readings". */
+function startedBy(origin) {
+  const by = origin && origin.by;
+  if (by === "trigger") return `trigger ${origin.trigger}`;
+  return { studio: "Run button", cli: "CLI", autorun: "auto-run" }[by] || "CLI or studio";
+}
