@@ -7,12 +7,13 @@ import sys
 
 
 def render(rows: list[dict]) -> str:
-    lines = ["| id | what | measured | target | met |", "|---|---|---|---|---|"]
-    for r in sorted(rows, key=lambda r: (r["id"], r["what"])):
+    lines = ["| id | what | measured | target | met | how |", "|---|---|---|---|---|---|"]
+    for r in sorted(rows, key=lambda r: r["id"]):  # stable: within an id, in the order measured
         value = r["value"]
         if isinstance(value, float):
             value = f"{value:.3g}"
-        lines.append(f"| {r['id']} | {r['what']} | {value} | {r['target']} | {'yes' if r['ok'] else 'NO'} |")
+        detail = str(r.get("detail") or "").replace("|", "\\|")
+        lines.append(f"| {r['id']} | {r['what']} | {value} | {r['target']} | {'yes' if r['ok'] else 'NO'} | {detail} |")
     return "\n".join(lines) + "\n"
 
 
