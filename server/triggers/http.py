@@ -88,7 +88,7 @@ class HttpTrigger:
                request_id: str | None = None) -> Answer:
         """Run the pipeline on `body` and answer as the http trigger's contract says."""
         if self.state == "paused":
-            return Answer(503, {"error": f"trigger `{self.t.id}` is paused; resume it to take calls"},
+            return Answer(409, {"error": f"trigger `{self.t.id}` is paused; resume it to take calls"},
                           headers={"Retry-After": "30"})
         if len(body) > self.max_body:
             return Answer(413, {"error": f"the body is {len(body):,} bytes; trigger `{self.t.id}` takes at most "

@@ -16,6 +16,7 @@ from collections import Counter
 from urllib.parse import quote
 
 import pytest
+import yaml
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -131,7 +132,12 @@ def _query():
 
 @pytest.fixture
 def r1_app(workspace, make_app):
-    shell_pipeline(workspace)
+    path = shell_pipeline(workspace)
+    doc = yaml.safe_load(path.read_text())  # an http trigger, so /invoke is exercised past its lookup
+    (workspace / "seed.json").write_text("[]")
+    doc["nodes"][0]["inputs"] = [{"name": "seed", "format": "json", "path": "seed.json"}]
+    doc["triggers"] = [{"id": "call", "kind": "http", "to": "make.seed", "result": "make.out", "timeout": 5}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
     (workspace / "second.pipeline.json").write_text(json.dumps(
         {"version": 1, "name": "second", "nodes": [], "edges": []}))
     app = make_app()
@@ -144,9 +150,11 @@ def r1_app(workspace, make_app):
 def test_r1_generated_requests_never_get_a_500(r1_app, figure):
     app, client, run_id = r1_app
     valid = client.get("/api/pipelines/flow").json["document"]
-    table = [r for r in routes(app) if r.is_api] + [r for r in routes(app) if not r.is_api and r.method == "GET"]
+    table = ([r for r in routes(app) if r.is_api] + [r for r in routes(app) if not r.is_api and r.method == "GET"]
+             + [r for r in routes(app) if r.rule.startswith("/invoke/")])
     samples = {"pipeline_id": ["flow", "second"], "node_id": ["make", "copy"], "run_id": [run_id],
-               "port": ["out", "in"], "number": [1, 2], "filename": ["js/api.js", "css/studio.css"]}
+               "port": ["out", "in"], "number": [1, 2], "filename": ["js/api.js", "css/studio.css"],
+               "trigger_id": ["call", "nope"]}
     # strategies are built once: building them inside each draw costs more than the request
     plain = {arg: st.sampled_from([quote(str(v), safe="") for v in values]) for arg, values in samples.items()}
     hostile, dice = _hostile_segment(), st.integers(0, 9)

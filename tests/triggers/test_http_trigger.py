@@ -171,9 +171,9 @@ def test_a_paused_trigger_refuses_calls_until_resumed(svc, workspace):
     srv, key = svc
     assert pipeloom_cmd("triggers", "pause", "svc", "call", cwd=workspace).returncode == 0
     deadline = time.monotonic() + 5
-    while call(srv, key)[0] != 503 and time.monotonic() < deadline:
+    while call(srv, key)[0] != 409 and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert call(srv, key)[0] == 503
+    assert call(srv, key)[0] == 409
     status, _, body = srv.request("GET", "/api/triggers?pipeline=svc")
     assert {t["trigger_id"]: t["state"] for t in body["triggers"]}["call"] == "paused"
     status, _, body = srv.request("POST", "/api/pipelines/svc/triggers/call/resume", body={})
