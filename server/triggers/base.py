@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -80,3 +81,41 @@ class Counters:
             return {"runs_started": self.runs_started, "failures": self.failures,
                     "dead_lettered": self.dead_lettered, "events": self.events, "events_per_s": rate,
                     "last_batch": self.last_batch, "last_run_id": self.last_run_id}
+
+
+class TriggerBase:
+    """What the folder, schedule and http triggers share: a state, an error, counters, and a status listener.
+
+    Each kind adds `start()`, `stop()` and the fields of its own status (`status_extra`)."""
+
+    kind = ""
+
+    def __init__(self, trigger, on_status: StatusSink | None):
+        self.t = trigger
+        self.on_status = on_status
+        self.counters = Counters()
+        self.state = "stopped"
+        self.error: str | None = None
+
+    def pause(self) -> None:
+        self.state = "paused"
+        self._publish()
+
+    def resume(self) -> None:
+        self.state = "running"
+        self._publish()
+
+    def status_extra(self) -> dict:
+        return {}
+
+    def status(self) -> dict:
+        """The trigger's state and counters, as the panel and `trigger_status` show them."""
+        return {"trigger_id": self.t.id, "kind": self.kind, "state": self.state, "lag": None, "error": self.error,
+                **self.status_extra(), **self.counters.to_dict()}
+
+    def _publish(self) -> None:
+        if self.on_status:
+            try:
+                self.on_status(self.status())
+            except Exception:  # a listener's failure must not stop the trigger
+                logging.getLogger("pipeloom.triggers").exception("trigger status listener failed")

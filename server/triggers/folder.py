@@ -18,7 +18,7 @@ import threading
 import time
 from pathlib import Path
 
-from .base import Counters, FeedRunner, StatusSink
+from .base import FeedRunner, StatusSink, TriggerBase
 from server.engine.triggerspec import Trigger
 
 log = logging.getLogger("pipeloom.triggers.folder")
@@ -44,19 +44,17 @@ def _free_name(folder: Path, name: str) -> Path:
     return dest
 
 
-class FolderTrigger:
+class FolderTrigger(TriggerBase):
     """Watches one folder (watchdog) and feeds a run per complete file, one at a time, oldest first."""
+
+    kind = "folder"
 
     def __init__(self, trigger: Trigger, *, folder: Path, feed: FeedRunner, on_status: StatusSink | None = None,
                  poll_s: float = 0.1):
-        self.t = trigger
+        super().__init__(trigger, on_status)
         self.folder = Path(folder)
         self.feed = feed
-        self.on_status = on_status
         self.poll_s = poll_s
-        self.counters = Counters()
-        self.state = "stopped"
-        self.error: str | None = None
         self._paused = False
         self._stop = threading.Event()
         self._seen: dict[str, tuple[int, int, float]] = {}  # name -> (size, mtime_ns, stable since)
@@ -110,25 +108,15 @@ class FolderTrigger:
 
     def pause(self) -> None:
         self._paused = True
-        self.state = "paused"
-        self._publish()
+        super().pause()
 
     def resume(self) -> None:
         self._paused = False
-        self.state = "running"
-        self._publish()
+        super().resume()
 
-    def status(self) -> dict:
+    def status_extra(self) -> dict:
         waiting = sum(1 for p in self._list() if _candidate(p.name, self.t.pattern))
-        return {"trigger_id": self.t.id, "kind": "folder", "state": self.state, "lag": waiting,
-                "error": self.error, "folder": str(self.folder), **self.counters.to_dict()}
-
-    def _publish(self) -> None:
-        if self.on_status:
-            try:
-                self.on_status(self.status())
-            except Exception:
-                log.exception("trigger status listener failed")
+        return {"lag": waiting, "folder": str(self.folder)}
 
     # ------------------------------------------------------------ finding complete files
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .base import Counters, FeedOutcome
+from .base import FeedOutcome, TriggerBase
 from .invoke import EXT, BadBody, Busy, InvokeGate, body_to_input, result_body
 from server.engine.triggerspec import Trigger
 
@@ -39,22 +39,21 @@ class RunHandle:
         return self._wait(timeout)
 
 
-class HttpTrigger:
+class HttpTrigger(TriggerBase):
     """One http trigger: `invoke()` runs the pipeline on a request body."""
+
+    kind = "http"
 
     def __init__(self, trigger: Trigger, *, input_format: str, result_format: str | None, workdir: Path,
                  start_feed, on_status=None, on_batch=None):
-        self.t = trigger
+        super().__init__(trigger, on_status)
         self.fmt = input_format
         self.result_format = result_format
         self.workdir = Path(workdir)
         self.start_feed = start_feed  # (path, origin) -> RunHandle
-        self.on_status = on_status
         self.on_batch = on_batch  # (records in the call, [seconds from arrival to result])
         self.gate = InvokeGate(trigger.max_concurrent, trigger.queue)
-        self.counters = Counters()
         self.state = "running"
-        self.error: str | None = None
 
     @property
     def max_body(self) -> int:
@@ -67,22 +66,8 @@ class HttpTrigger:
     def stop(self, timeout: float = 0) -> None:
         self.state = "stopped"
 
-    def pause(self) -> None:
-        self.state = "paused"
-        self._publish()
-
-    def resume(self) -> None:
-        self.state = "running"
-        self._publish()
-
-    def status(self) -> dict:
-        return {"trigger_id": self.t.id, "kind": "http", "state": self.state, "lag": self.gate.waiting,
-                "error": self.error, "running": self.gate.running, "waiting": self.gate.waiting,
-                **self.counters.to_dict()}
-
-    def _publish(self) -> None:
-        if self.on_status:
-            self.on_status(self.status())
+    def status_extra(self) -> dict:
+        return {"lag": self.gate.waiting, "running": self.gate.running, "waiting": self.gate.waiting}
 
     def invoke(self, body: bytes, content_type: str | None, *, wait: bool = True,
                request_id: str | None = None) -> Answer:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 from zoneinfo import ZoneInfo
 
-from .base import Counters, FeedRunner, StatusSink
+from .base import FeedRunner, StatusSink, TriggerBase
 from server.engine.triggerspec import Trigger
 from .state import TriggerState
 
@@ -57,22 +57,20 @@ def iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-class ScheduleTrigger:
+class ScheduleTrigger(TriggerBase):
     """Fires a pipeline on a cron schedule until `stop()`."""
+
+    kind = "schedule"
 
     def __init__(self, trigger: Trigger, *, state: TriggerState, feed: FeedRunner, input_format: str | None,
                  workdir: Path, on_status: StatusSink | None = None,
                  clock: Callable[[], float] = time.time, sleep: Callable[[float], None] | None = None):
-        self.t = trigger
+        super().__init__(trigger, on_status)
         self.state_file = state
         self.feed = feed
         self.fmt = input_format
         self.workdir = Path(workdir)
-        self.on_status = on_status
         self.clock = clock
-        self.counters = Counters()
-        self.state = "stopped"
-        self.error: str | None = None
         self._stop = threading.Event()
         self._sleep = sleep or self._stop.wait
         self._thread: threading.Thread | None = None
@@ -91,23 +89,10 @@ class ScheduleTrigger:
         self.state = "stopped"
         self._publish()
 
-    def pause(self) -> None:
-        self.state = "paused"
-        self._publish()
-
-    def resume(self) -> None:
-        self.state = "running"
-        self._publish()
-
-    def status(self) -> dict:
+    def status_extra(self) -> dict:
         last = self.state_file.read().get("last_tick")
         nxt = next_tick(self.t.cron, self.t.timezone, self.clock())
-        return {"trigger_id": self.t.id, "kind": "schedule", "state": self.state, "lag": None, "error": self.error,
-                "last_tick": iso(last) if last else None, "next_tick": iso(nxt), **self.counters.to_dict()}
-
-    def _publish(self) -> None:
-        if self.on_status:
-            self.on_status(self.status())
+        return {"last_tick": iso(last) if last else None, "next_tick": iso(nxt)}
 
     def check(self) -> str | None:
         """Fire the due tick, if any; returns the run id started. The loop calls this; so can a test."""
