@@ -330,9 +330,15 @@ def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | N
     """List earlier runs, newest first."""
     from .engine.store import Store
 
-    store = Store.open(_workspace(workspace))
+    ws = _workspace(workspace)
+    store = Store.open(ws)
     rows = store.list_runs(pipeline_id, limit=limit)
+    known = set(store.pipeline_ids()) if pipeline_id and not rows else set()
     store.close()
+    if pipeline_id and not rows:
+        from .cli_service import _pipelines, check_pipeline_id
+
+        check_pipeline_id(pipeline_id, known | set(_pipelines(ws)))
     if as_json:
         click.echo(json.dumps(rows))
         return

@@ -79,7 +79,7 @@ def triggers_list(as_json: bool, workspace: Path | None) -> None:
                 state = _read_state(layout.trigger_dir(pid, t.id))
                 last = next((r for r in recent if r["origin"].get("trigger") == t.id), None)
                 rows.append({"pipeline_id": pid, **trigger_to_dict(t), "paused": bool(state.get("paused")),
-                             "last_run": last})
+                             "off": _off_reason(t), "last_run": last})
     finally:
         if store is not None:
             store.close()
@@ -89,13 +89,31 @@ def triggers_list(as_json: bool, workspace: Path | None) -> None:
     if not rows:
         click.echo("No triggers in this workspace. Add a `triggers:` list to a pipeline (docs/pipeline-format.md).")
         return
-    click.echo(f"{'PIPELINE':<24} {'TRIGGER':<14} {'KIND':<9} {'FEEDS':<18} {'STATE':<8} LAST RUN")
+    click.echo(f"{'PIPELINE':<24} {'TRIGGER':<14} {'KIND':<9} {'FEEDS':<18} {'SET TO':<8} LAST RUN")
     for r in rows:
         last = r["last_run"]
         last_text = f"{last['run_id']} {last['status']}" if last else "none yet"
-        state = click.style(f"{'paused' if r['paused'] else 'on':<8}", fg="yellow" if r["paused"] else "green")
+        word, colour = ("off", "bright_black") if r["off"] else ("paused", "yellow") if r["paused"] else ("run", "green")
+        state = click.style(f"{word:<8}", fg=colour)
         click.echo(f"{r['pipeline_id'][:24]:<24} {r['id'][:14]:<14} {r['kind']:<9} {str(r['to'] or '-')[:18]:<18} "
                    f"{state} {last_text}")
+    for r in rows:
+        if r["off"]:
+            click.echo(f"  {r['pipeline_id']}/{r['id']} is off: {r['off']}")
+    click.echo("`pipeloom serve` runs the triggers set to run; its studio shows how each one is doing.")
+
+
+def _off_reason(t) -> str | None:
+    """Why a trigger cannot start where this command runs (a ${VAR} in its settings is not set), or None."""
+    from .engine.triggerspec import UnsetVariable
+
+    if t.kind != "kafka":
+        return None
+    try:
+        t.resolved_brokers()
+    except UnsetVariable as exc:
+        return f"set {exc.name} to the brokers' address (host:port) before `pipeloom serve`"
+    return None
 
 
 def _read_state(folder: Path) -> dict:
@@ -171,13 +189,18 @@ def keys_create(pipeline_id: str, trigger_id: str | None, name: str | None, work
         _fail_usage(str(exc))
     finally:
         store.close()
-    example = trigger_id or next(x.id for x in p.triggers if x.kind == "http")
+    example = t or next(x for x in p.triggers if x.kind == "http")
     click.echo(f"Key `{name}` for {'trigger `' + trigger_id + '` of ' if trigger_id else 'the http triggers of '}"
                f"`{pipeline_id}`. It is shown only now; keep it somewhere safe:\n")
     click.echo(f"  {secret}\n")
-    click.echo("Call the pipeline with it, for example:")
-    click.echo(f"  curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: application/json' \\\n"
-               f"       --data @body.json http://127.0.0.1:5000/invoke/{pipeline_id}/{example}")
+    fmt = p.node(example.to.node).input(example.to.port).format if example.to else "json"
+    ctype, data = {"text": ("text/plain", "--data-binary @lines.txt"),
+                   "ndjson": ("application/x-ndjson", "--data-binary @records.ndjson"),
+                   "csv": ("text/csv", "--data-binary @table.csv")}.get(fmt, ("application/json",
+                                                                             "--data '[{\"reading\": 1}]'"))
+    click.echo(f"Call the pipeline with it (its input `{example.to}` takes {fmt}; see docs/api.md, \"Invoking\"):")
+    click.echo(f"  curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: {ctype}' \\\n"
+               f"       {data} http://127.0.0.1:5000/invoke/{pipeline_id}/{example.id}")
 
 
 @keys.command("list")
@@ -246,6 +269,8 @@ def gc(pipeline_id: str | None, dry_run: bool, workspace: Path | None) -> None:
     pipelines = _pipelines(ws)
     store = Store.open(ws)
     try:
+        if pipeline_id:
+            check_pipeline_id(pipeline_id, set(pipelines) | set(store.pipeline_ids()))
         ids = [pipeline_id] if pipeline_id else store.pipeline_ids()
         total_runs = total_bytes = 0
         for pid in ids:
@@ -261,6 +286,15 @@ def gc(pipeline_id: str | None, dry_run: bool, workspace: Path | None) -> None:
         store.close()
     if not total_runs:
         click.echo("Nothing to remove: every run is within its pipeline's retention.")
+
+
+def check_pipeline_id(pipeline_id: str, known: set[str]) -> None:
+    """Exit 2 naming the known ids when `pipeline_id` is none of them (a typo should not look like 'no runs')."""
+    from .engine.errors import did_you_mean
+
+    if pipeline_id not in known:
+        _fail_usage(f"no pipeline `{pipeline_id}` here{did_you_mean(pipeline_id, known)} "
+                    f"(pipelines: {', '.join(sorted(known)) or 'none'})")
 
 
 COMMANDS = {"triggers": triggers, "keys": keys, "gc": gc}

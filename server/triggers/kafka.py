@@ -123,18 +123,25 @@ class KafkaTrigger:
             "queued.max.messages.kbytes": 16384,
             "client.id": f"pipeloom-{self.pipeline_id}-{self.t.id}",
             "logger": logging.getLogger("pipeloom.kafka.client"),
+            "log_level": 2,  # the client's own errors reach error_cb and the trigger's state, not the console
             "error_cb": self._client_error,
         }
         cfg.update(self.t.config)
         return cfg
+
+    def _brokers_text(self) -> str:
+        try:
+            return self.t.resolved_brokers()
+        except ValueError:
+            return self.t.brokers
 
     def _client_error(self, err) -> None:
         """librdkafka's own errors (a broker down, a refused login) become the trigger's state, in words."""
         from confluent_kafka import KafkaError
 
         if err.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE):
-            self._set_state("failing", f"cannot reach the Kafka broker at {self.t.brokers}: {err.str()}; "
-                                       "retrying (is it running?)")
+            self._set_state("failing", f"cannot reach the Kafka broker at {self._brokers_text()}; "
+                                       f"retrying (is it running?): {err.str()}")
         elif err.fatal():
             self._set_state("failing", f"Kafka: {err.str()}")
 
@@ -198,6 +205,10 @@ class KafkaTrigger:
             except UnsetVariable as exc:
                 self._set_state("off", f"set {exc.name} to the Kafka brokers' address (host:port) and restart "
                                        "`pipeloom serve` to start this trigger")
+                self._stop.wait(3600)
+                continue
+            except ImportError:
+                self._set_state("failing", "the Kafka client is not installed: pip install confluent-kafka")
                 self._stop.wait(3600)
                 continue
             except Exception as exc:
@@ -425,7 +436,8 @@ class KafkaTrigger:
     def _producer_(self):
         if self._producer is None:
             cfg = {"bootstrap.servers": self.t.resolved_brokers(), "acks": "all", "linger.ms": 5,
-                   "enable.idempotence": True, "client.id": f"pipeloom-{self.pipeline_id}-{self.t.id}-out"}
+                   "enable.idempotence": True, "client.id": f"pipeloom-{self.pipeline_id}-{self.t.id}-out",
+                   "logger": logging.getLogger("pipeloom.kafka.client"), "log_level": 2}
             cfg.update({k: v for k, v in self.t.config.items() if k.startswith(("security.", "sasl.", "ssl."))})
             self._producer = self._producer_factory(cfg)
         return self._producer

@@ -11,6 +11,10 @@ const STATE_WORDS = {
   stopped: "Stopped",
 };
 
+function count(n, word) {
+  return `${number(n)} ${word}${n === 1 ? "" : "s"}`;
+}
+
 function number(n) {
   return n === null || n === undefined ? "–" : Number(n).toLocaleString("en-US");
 }
@@ -143,10 +147,10 @@ export class TriggersPanel {
     card.toggle.textContent = paused ? "Resume" : "Pause";
     card.toggle.setAttribute("aria-label", `${paused ? "Resume" : "Pause"} trigger ${def.id}`);
     card.error.hidden = !st.error;
-    card.error.textContent = st.error || "";
+    card.error.textContent = (st.error || "").replace(/`/g, "");
     const facts = [
       ["Feeds", def.to ? `step input ${def.to}` : "no input (runs on its own)"],
-      ["Last batch", st.last_batch ? `${number(st.last_batch.size)} ${def.kind === "http" ? "records" : "events"}, ${formatWhen(new Date(st.last_batch.at * 1000).toISOString())}` : "none yet"],
+      ["Last batch", st.last_batch ? `${count(st.last_batch.size, def.kind === "http" ? "record" : "event")}, ${formatWhen(new Date(st.last_batch.at * 1000).toISOString())}` : "none yet"],
       ["Events per second", st.events_per_s !== undefined ? number(st.events_per_s) : "–"],
       [def.kind === "kafka" ? "Waiting in Kafka (lag)" : "Waiting", number(st.lag)],
       ["Runs started", number(st.runs_started)],
@@ -171,7 +175,8 @@ export class TriggersPanel {
     const send = h("button", { type: "submit", class: "btn btn-primary btn-small" }, "Send");
     const form = h("form", { class: "invoke-form", "aria-label": `Invoke ${def.id}`,
                              onsubmit: (e) => { e.preventDefault(); this.invoke(def, text.value, answer, send); } },
-      h("label", { for: id, class: "field-label" }, "Call it: paste a JSON body and send it"),
+      h("label", { for: id, class: "field-label" },
+        "Call it: paste a JSON body and send it (for an input of lines, a JSON list of strings, one per line)"),
       text, h("div", { class: "invoke-actions" }, send,
         h("span", { class: "insp-muted small" }, `POST /invoke/${this.pipelineId}/${def.id}`)),
       answer);
