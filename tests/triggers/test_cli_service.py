@@ -1,0 +1,40 @@
+"""`pipeloom triggers`, `keys` and `gc` read as a newcomer needs: what is off and why, a curl that fits, typos named."""
+
+from __future__ import annotations
+
+import json
+
+from server.engine.demo import create_demo
+from tests.conftest import pipeloom_cmd
+
+
+def test_triggers_list_says_which_trigger_is_off_and_why(workspace, monkeypatch):
+    monkeypatch.delenv("PIPELOOM_KAFKA_BROKERS", raising=False)
+    create_demo(workspace)
+    r = pipeloom_cmd("triggers", "list", cwd=workspace, env={"PIPELOOM_KAFKA_BROKERS": ""})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert any("readings" in ln and " off " in ln for ln in lines), r.stdout
+    assert any("invoke" in ln and " run " in ln for ln in lines), r.stdout
+    assert "sensor-alerts/readings is off: set PIPELOOM_KAFKA_BROKERS" in r.stdout
+    rows = json.loads(pipeloom_cmd("triggers", "list", "--json", cwd=workspace,
+                                   env={"PIPELOOM_KAFKA_BROKERS": "127.0.0.1:9"}).stdout)
+    assert {t["id"]: t["off"] for t in rows} == {"readings": None, "invoke": None}
+
+
+def test_keys_create_prints_a_curl_for_the_inputs_format(workspace):
+    create_demo(workspace)
+    r = pipeloom_cmd("keys", "create", "sensor-alerts", "--trigger", "invoke", cwd=workspace)
+    assert r.returncode == 0, r.stderr
+    assert "takes text" in r.stdout and "Content-Type: text/plain" in r.stdout and "--data-binary" in r.stdout
+
+
+def test_a_mistyped_pipeline_id_is_an_error_not_an_empty_answer(workspace):
+    create_demo(workspace)
+    for args in (("runs", "--pipeline", "sensor-alert"), ("gc", "--pipeline", "sensor-alert"),
+                 ("triggers", "pause", "sensor-alert", "invoke")):
+        r = pipeloom_cmd(*args, cwd=workspace)
+        assert r.returncode == 2, (args, r.stdout, r.stderr)
+        assert "did you mean `sensor-alerts`" in r.stderr, (args, r.stderr)
+    r = pipeloom_cmd("triggers", "pause", "sensor-alerts", "invoek", cwd=workspace)
+    assert r.returncode == 2 and "did you mean `invoke`" in r.stderr
