@@ -334,6 +334,7 @@ def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | N
     store = Store.open(ws)
     rows = store.list_runs(pipeline_id, limit=limit)
     known = set(store.pipeline_ids()) if pipeline_id and not rows else set()
+    total = store.count_runs(pipeline_id) if len(rows) == limit else len(rows)
     store.close()
     if pipeline_id and not rows:
         from .cli_service import _pipelines, check_pipeline_id
@@ -352,6 +353,8 @@ def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | N
         status = click.style(f"{r['status']:<12}", fg=COLORS.get(r["status"]))
         click.echo(f"{r['run_id']:<22} {r['pipeline_id'][:28]:<28} {status} {started:<20} {dur:>8}  "
                    f"{origin_text(r.get('origin'))}")
+    if total > len(rows):
+        click.echo(f"(the newest {len(rows)} of {total:,} runs; show more with --limit N)")
 
 
 @main.command()

@@ -243,12 +243,16 @@ def keys_revoke(name: str, workspace: Path | None) -> None:
 
     store = Store.open(_workspace(workspace))
     try:
-        store.revoke_key(name)
+        row = store.revoke_key(name)
     except NotFoundError as exc:
         _fail_usage(f"{exc}; list them with: pipeloom keys list")
+        return
     finally:
         store.close()
-    click.echo(f"revoked key `{name}`; calls with it are refused from now on.")
+    if row["already_revoked"]:
+        click.echo(f"key `{name}` was already revoked ({row['revoked_at'][:19].replace('T', ' ')} UTC); nothing changed.")
+    else:
+        click.echo(f"revoked key `{name}`; calls with it are refused from now on.")
 
 
 # ------------------------------------------------------------ gc

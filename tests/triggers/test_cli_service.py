@@ -38,3 +38,23 @@ def test_a_mistyped_pipeline_id_is_an_error_not_an_empty_answer(workspace):
         assert "did you mean `sensor-alerts`" in r.stderr, (args, r.stderr)
     r = pipeloom_cmd("triggers", "pause", "sensor-alerts", "invoek", cwd=workspace)
     assert r.returncode == 2 and "did you mean `invoke`" in r.stderr
+
+
+def test_runs_says_when_it_shows_only_the_newest(workspace):
+    from tests.engine.util import chain
+
+    path = chain(workspace, [("a", "echo '[1]' > out.json\n")])
+    for _ in range(3):
+        assert pipeloom_cmd("run", str(path), "--force", cwd=workspace).returncode == 0
+    r = pipeloom_cmd("runs", "--limit", "2", cwd=workspace)
+    assert "(the newest 2 of 3 runs; show more with --limit N)" in r.stdout, r.stdout
+    assert "newest" not in pipeloom_cmd("runs", cwd=workspace).stdout
+
+
+def test_revoking_a_revoked_key_says_so(workspace):
+    create_demo(workspace)
+    assert pipeloom_cmd("keys", "create", "sensor-alerts", "--name", "k", cwd=workspace).returncode == 0
+    first = pipeloom_cmd("keys", "revoke", "k", cwd=workspace)
+    again = pipeloom_cmd("keys", "revoke", "k", cwd=workspace)
+    assert first.returncode == again.returncode == 0
+    assert "revoked key `k`" in first.stdout and "was already revoked" in again.stdout

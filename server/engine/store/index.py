@@ -297,6 +297,16 @@ class Store:
             rows = s.exec(q.order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit)).all()
             return [_run_summary(r) for r in rows]
 
+    def count_runs(self, pipeline_id: str | None = None) -> int:
+        """How many runs there are (of one pipeline, or of all)."""
+        from sqlalchemy import func
+
+        q = sa_select(func.count()).select_from(RunRow.__table__)
+        if pipeline_id:
+            q = q.where(RunRow.__table__.c.pipeline_id == pipeline_id)
+        with self.engine.connect() as conn:
+            return int(conn.execute(q).scalar() or 0)
+
     def latest_run(self, pipeline_id: str) -> dict | None:
         runs = self.list_runs(pipeline_id, limit=1)
         return self.get_run(runs[0]["run_id"]) if runs else None
@@ -456,11 +466,12 @@ class Store:
             row = s.exec(select(InvokeKeyRow).where(InvokeKeyRow.name == name)).first()
             if row is None:
                 raise NotFoundError(f"no key called `{name}`")
-            if row.revoked_at is None:
+            was_revoked = row.revoked_at is not None
+            if not was_revoked:
                 row.revoked_at = time.time()
                 s.add(row)
                 s.commit()
-            return _key_dict(row)
+            return {**_key_dict(row), "already_revoked": was_revoked}
 
     def find_key(self, key_hash: str) -> dict | None:
         """The key with this hash, noting when it was used; None when there is none."""
