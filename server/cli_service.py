@@ -64,6 +64,7 @@ def triggers_list(as_json: bool, workspace: Path | None) -> None:
     from .engine.paths import Layout
     from .engine.store import Store
     from .engine.triggerspec import trigger_to_dict
+    from .triggers.state import TriggerState
 
     ws = _workspace(workspace)
     layout = Layout(ws)
@@ -76,7 +77,7 @@ def triggers_list(as_json: bool, workspace: Path | None) -> None:
                 continue
             recent = store.list_runs(pid, limit=200)
             for t in p.triggers:
-                state = _read_state(layout.trigger_dir(pid, t.id))
+                state = TriggerState(layout.trigger_dir(pid, t.id)).read()
                 last = next((r for r in recent if r["origin"].get("trigger") == t.id), None)
                 rows.append({"pipeline_id": pid, **trigger_to_dict(t), "paused": bool(state.get("paused")),
                              "off": _off_reason(t), "last_run": last})
@@ -114,14 +115,6 @@ def _off_reason(t) -> str | None:
     except UnsetVariable as exc:
         return f"set {exc.name} to the brokers' address (host:port) before `pipeloom serve`"
     return None
-
-
-def _read_state(folder: Path) -> dict:
-    try:
-        data = json.loads((folder / "state.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def _set_paused(pipeline_id: str, trigger_id: str, paused: bool, workspace: Path | None) -> None:

@@ -135,14 +135,19 @@ def body_to_input(body: bytes, content_type: str | None, input_format: str, dest
         raw.unlink(missing_ok=True)
 
 
-def _json_to_lines(body: bytes, dest: Path) -> None:
-    """A JSON string, or array of strings, for a text input: one line each."""
+def _parse_json(raw: bytes):
+    """A JSON body as a value, or BadBody saying what is wrong with it."""
     try:
-        value = json.loads(body.decode("utf-8"))
+        return json.loads(raw.decode("utf-8"))
     except RecursionError:
         raise BadBody("the body is nested too deeply") from None
     except ValueError as exc:
         raise BadBody(f"the body is not valid JSON: {exc}") from None
+
+
+def _json_to_lines(body: bytes, dest: Path) -> None:
+    """A JSON string, or array of strings, for a text input: one line each."""
+    value = _parse_json(body)
     lines = [value] if isinstance(value, str) else value
     if not isinstance(lines, list) or not all(isinstance(x, str) for x in lines):
         raise BadBody("a text input takes a JSON string or an array of strings (one line each), "
@@ -160,12 +165,7 @@ def _check(path: Path, fmt: str) -> int | None:
         path.read_bytes().decode("utf-8")
         return None
     if fmt == "json":
-        try:
-            value = json.loads(path.read_bytes().decode("utf-8"))
-        except RecursionError:
-            raise BadBody("the body is nested too deeply") from None
-        except ValueError as exc:
-            raise BadBody(f"the body is not valid JSON: {exc}") from None
+        value = _parse_json(path.read_bytes())
         return len(value) if isinstance(value, list) else None
     return sum(1 for _ in formats.iter_records(path, fmt))
 
