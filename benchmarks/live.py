@@ -87,6 +87,20 @@ class Server:
         conn.close()
         return resp.status, data
 
+    def wait_assigned(self, trigger_id: str, timeout: float = 60) -> None:
+        """Until the Kafka trigger's consumer has joined its group and holds its partitions (it then knows its lag).
+
+        The clock of a sustained-rate measurement starts here, not while the consumer is still joining."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            code, data = self.request("GET", "/api/triggers")
+            if code == 200:
+                for t in json.loads(data)["triggers"]:
+                    if t["trigger_id"] == trigger_id and t.get("lag") is not None:
+                        return
+            time.sleep(0.2)
+        raise SystemExit(f"trigger {trigger_id} never joined its consumer group; see {self.log.name}")
+
     def stop(self, sig=signal.SIGTERM) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, sig) if sig == signal.SIGKILL else self.proc.send_signal(sig)
@@ -102,6 +116,8 @@ class Inbox(http.server.ThreadingHTTPServer):
         inbox = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as a real webhook endpoint
+
             def do_POST(self):  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 now = time.time()
@@ -112,6 +128,7 @@ class Inbox(http.server.ThreadingHTTPServer):
                 with lock:
                     inbox.alerts.append((now, msg))
                 self.send_response(204)
+                self.send_header("Content-Length", "0")
                 self.end_headers()
 
             def log_message(self, *args):
@@ -123,6 +140,26 @@ class Inbox(http.server.ThreadingHTTPServer):
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.server_address[1]}/alerts"
+
+
+def create_topic(brokers: str, topic: str, partitions: int) -> None:
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    admin = AdminClient({"bootstrap.servers": brokers})
+    for fut in admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)]).values():
+        fut.result(30)
+
+
+def warm_up(brokers: str) -> None:
+    """One idempotent produce before any clock starts: a new broker loads its coordinators on first use
+    (for about a second), which would otherwise count as latency in the first rate measured."""
+    from confluent_kafka import Producer
+
+    create_topic(brokers, "pipeloom-bench-warm-up", 1)
+    p = Producer({"bootstrap.servers": brokers, "enable.idempotence": True, "acks": "all"})
+    p.produce("pipeloom-bench-warm-up", b"warm-up")
+    if p.flush(60):
+        raise SystemExit("the broker did not acknowledge the warm-up message")
 
 
 def demo_workspace(brokers: str, webhook: str, topic: str) -> Path:
@@ -183,6 +220,7 @@ def bench_kafka(args) -> dict:
     broker_dir = Path(tempfile.mkdtemp(prefix="pipeloom-live-broker-"))
     broker = kafka_broker.Broker(broker_dir, die_with_parent=True)
     brokers = broker.start()
+    warm_up(brokers)
     try:
         for rate in [int(x) for x in args.rates.split(",")]:
             inbox = Inbox()
@@ -191,7 +229,9 @@ def bench_kafka(args) -> dict:
             # build once, before the clock starts: a first run compiles the Rust and Go steps
             subprocess.run([sys.executable, "-m", "server.cli", "run", "nodes/sensor-alerts.pipeline.yaml"],
                            cwd=ws, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, check=True)
+            create_topic(brokers, topic, args.partitions)
             srv = Server(ws)
+            srv.wait_assigned("readings")
             sent = int(rate * args.seconds)
             gen = subprocess.Popen([sys.executable, str(REPO / "nodes/sensor-alerts/generate.py"), "--kafka", brokers,
                                     "--topic", topic, "--rate", str(rate), "--seconds", str(args.seconds)],
@@ -201,7 +241,7 @@ def bench_kafka(args) -> dict:
                 time.sleep(args.seconds / 2)
                 srv.stop(signal.SIGKILL)
                 killed = time.time()
-                srv = Server(ws)
+                srv = Server(ws)  # the clock keeps running: the restart and the group join count in the latency
             gen_err = gen.communicate()[1].strip()
             wait_drained(ws, sent, timeout=120)
             srv.stop()
@@ -215,7 +255,13 @@ def bench_kafka(args) -> dict:
                    "killed": bool(killed), "generator": gen_err}
             out["rates"].append(row)
             print(json.dumps(row), flush=True)
-            shutil.rmtree(ws, ignore_errors=True)
+            if args.keep:
+                with open(ws / "webhook-arrivals.jsonl", "w") as f:
+                    for arrived, m in inbox.alerts:
+                        f.write(json.dumps({"arrived": arrived, **m}) + "\n")
+                print(f"kept {ws} (webhook-arrivals.jsonl: every alert and when it arrived)", file=sys.stderr)
+            else:
+                shutil.rmtree(ws, ignore_errors=True)
     finally:
         broker.stop()
         shutil.rmtree(broker_dir, ignore_errors=True)
@@ -307,6 +353,8 @@ def main(argv=None) -> int:
     k.add_argument("--rates", default="500,1000,2000")
     k.add_argument("--seconds", type=float, default=30)
     k.add_argument("--kill", action="store_true", help="SIGKILL the server halfway and start it again")
+    k.add_argument("--partitions", type=int, default=1, help="partitions of the readings topic (default 1)")
+    k.add_argument("--keep", action="store_true", help="keep each rate's workspace, to look at its runs")
     h = sub.add_parser("http")
     h.add_argument("--calls", type=int, default=200)
     h.add_argument("--concurrency", type=int, default=8)

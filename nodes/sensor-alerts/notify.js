@@ -12,6 +12,8 @@
 
 'use strict';
 
+const http = require('node:http');
+const https = require('node:https');
 const pipeloom = require('pipeloom');
 
 const SEVERITY = { critical: 2, warning: 1 };
@@ -42,25 +44,43 @@ function summarise(rest) {
 
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
+// One kept-alive connection per scheme for the whole run: a burst of alerts costs one TCP (and TLS) handshake.
+const agents = { 'http:': new http.Agent({ keepAlive: true }), 'https:': new https.Agent({ keepAlive: true }) };
+
+/** One POST of `payload` (a string) as JSON; resolves to the HTTP status, rejects on a network error or timeout. */
+function send(url, payload, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const target = new URL(url);
+    const lib = target.protocol === 'https:' ? https : http;
+    const req = lib.request(target, {
+      method: 'POST',
+      agent: agents[target.protocol],
+      headers: { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) },
+    }, (res) => {
+      res.resume(); // the answer's body is not needed, but must be read for the connection to be reused
+      res.on('end', () => resolve(res.statusCode));
+      res.on('error', reject);
+    });
+    req.setTimeout(timeoutMs, () => req.destroy(Object.assign(new Error(`no answer within ${timeoutMs} ms`), { timeout: true })));
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
 /** POST `body` as JSON, retrying network errors, 429 and 5xx with exponential backoff. */
 async function post(url, body, { retries, backoffMs, timeoutMs }) {
+  const payload = JSON.stringify(body);
   let lastError = '';
   for (let attempt = 1; attempt <= retries + 1; attempt += 1) {
     try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': 'application/json' },
-        body: JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      await res.arrayBuffer();
-      if (res.ok) return { status: 'sent', http_status: res.status, attempts: attempt };
-      lastError = `HTTP ${res.status}`;
-      if (res.status < 500 && res.status !== 429) {
-        return { status: 'failed', http_status: res.status, attempts: attempt, error: lastError };
+      const status = await send(url, payload, timeoutMs);
+      if (status >= 200 && status < 300) return { status: 'sent', http_status: status, attempts: attempt };
+      lastError = `HTTP ${status}`;
+      if (status < 500 && status !== 429) {
+        return { status: 'failed', http_status: status, attempts: attempt, error: lastError };
       }
     } catch (err) {
-      lastError = err.name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : String(err.cause || err.message);
+      lastError = err.message || String(err.code);
     }
     if (attempt <= retries) await sleep(backoffMs * 2 ** (attempt - 1));
   }
@@ -105,6 +125,8 @@ async function main() {
   } catch (err) {
     outbox.abort();
     throw err;
+  } finally {
+    Object.values(agents).forEach((agent) => agent.destroy());
   }
   pipeloom.write('sent_alerts', results);
 

@@ -4,7 +4,10 @@ Two threads per trigger. The poll thread owns the consumer: it gathers a batch
 of up to `max_events` or `max_wait_ms`, hands it to the run thread, applies
 commits, pauses the assignment while too many batches wait (backpressure) and
 keeps polling all the while, so the group never sees it as dead during a long
-run. The run thread writes each batch to the entry input's file, runs the
+run. While a run is in progress, the batch being gathered keeps growing (up to
+`max_events`) instead of closing at `max_wait_ms`: it is handed over the moment
+the run thread is free, so an event waits for at most the run before its own,
+and the stream is not cut into many small batches queued behind a slow run. The run thread writes each batch to the entry input's file, runs the
 pipeline (retrying a failed run), produces the result records, dead-letters
 what cannot be processed, and only then asks for the commit. Batches run one
 at a time in the order they were gathered, so one partition's batches run in
@@ -92,6 +95,7 @@ class KafkaTrigger:
         self._stop = threading.Event()
         self._rewind = threading.Event()
         self._ready: queue.Queue[Batch] = queue.Queue()
+        self._busy = threading.Event()  # set while the run thread works on a batch
         self._commits: queue.Queue[tuple[dict, threading.Event, list]] = queue.Queue()
         self._epoch: dict[int, int] = {}
         self._epoch_lock = threading.Lock()
@@ -270,10 +274,10 @@ class KafkaTrigger:
                 paused = hold
                 self.backpressure = hold and not self._user_paused
             room = self.t.max_events - len(batch)
-            if batch:
-                timeout = max(0.0, min(0.1, first_at + max_wait - time.monotonic()))
+            if batch:  # short waits once the batch is due, to hand it over as soon as the run thread is free
+                timeout = max(0.01, min(0.05, first_at + max_wait - time.monotonic()))
             else:
-                timeout = 0.1
+                timeout = 0.05
             msgs = consumer.consume(num_messages=max(1, room), timeout=timeout)
             for m in msgs:
                 err = m.error()
@@ -287,7 +291,8 @@ class KafkaTrigger:
                 batch.append(m)
                 if self.state == "failing":
                     self._set_state("paused" if self._user_paused else "running")
-            if batch and (len(batch) >= self.t.max_events or time.monotonic() - first_at >= max_wait):
+            due = batch and time.monotonic() - first_at >= max_wait and self._free()
+            if batch and (len(batch) >= self.t.max_events or due):
                 self._seq += 1
                 with self._epoch_lock:
                     epoch = {m.partition(): self._epoch.get(m.partition(), 0) for m in batch}
@@ -299,6 +304,10 @@ class KafkaTrigger:
                 self.lag = self._measure_lag(consumer, assigned)
                 self._publish()
         # leaving: what was gathered but not run stays uncommitted, to be consumed again
+
+    def _free(self) -> bool:
+        """The run thread would take a batch now: nothing waits and no run is in progress."""
+        return self._ready.empty() and not self._busy.is_set()
 
     def _running_batch(self) -> bool:
         return any(th.is_alive() for th in self._threads if th.name.endswith("-run"))
@@ -350,12 +359,15 @@ class KafkaTrigger:
                 continue
             if self._stale(b):
                 continue  # its partitions moved to another member, who will consume them again
+            self._busy.set()
             try:
                 self._process(b)
             except Exception as exc:
                 log.exception("kafka trigger %s: batch %s failed", self.t.id, b.seq)
                 self._set_state("failing", f"batch {b.seq} could not be processed: {exc}; consuming it again")
                 self._rewind_to_committed()
+            finally:
+                self._busy.clear()
 
     def _rewind_to_committed(self) -> None:
         """Drop every batch not yet run and reconnect, so consumption restarts at the last commit.

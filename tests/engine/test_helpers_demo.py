@@ -67,11 +67,14 @@ def test_classify_flags_spikes_and_stuck_sensors(tmp_path):
 
 
 class _Webhook(BaseHTTPRequestHandler):
-    """Answers with the next status in `server.script`, then 200; keeps every body."""
+    """Answers with the next status in `server.script`, then 200; keeps every body and the connection it came on."""
+
+    protocol_version = "HTTP/1.1"  # as real webhook endpoints: a client may keep its connection open
 
     def do_POST(self):  # noqa: N802 - the http.server naming
         body = self.rfile.read(int(self.headers["Content-Length"]))
         self.server.bodies.append(json.loads(body))
+        self.server.peers.append(self.client_address)
         status = self.server.script.pop(0) if self.server.script else 200
         self.send_response(status)
         self.send_header("Content-Length", "0")
@@ -84,7 +87,7 @@ class _Webhook(BaseHTTPRequestHandler):
 @pytest.fixture
 def webhook():
     server = ThreadingHTTPServer(("127.0.0.1", 0), _Webhook)
-    server.bodies, server.script = [], []
+    server.bodies, server.script, server.peers = [], [], []
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield server
@@ -121,6 +124,7 @@ def test_notify_retries_with_backoff_and_summarises_the_rest(require_tool, webho
     # The most severe first: criticals with the highest score.
     assert [s["sensor_id"] for s in sent[:3]] == ["s5", "s3", "s1"]
     assert len(webhook.bodies) == 6
+    assert len(set(webhook.peers)) == 1  # one kept-alive connection for the whole burst, retries included
     assert webhook.bodies[-1]["summary"]["count"] == 4
     assert "CRITICAL: sensor s5 temperature read 35 °C" in webhook.bodies[0]["text"]
 
@@ -138,6 +142,20 @@ def test_notify_gives_up_and_fails_the_step(require_tool, webhook, tmp_path):
     proc = run_notify(require_tool, tmp_path, _alerts(1),
                       {"webhook_url": url, "max_alerts": 5, "retries": 2, "backoff_ms": 10})
     assert proc.returncode == 1 and len(webhook.bodies) == 4  # a 400 is not retried
+
+
+def test_notify_names_a_webhook_it_cannot_reach(require_tool, tmp_path):
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proc = run_notify(require_tool, tmp_path, _alerts(1),
+                      {"webhook_url": f"http://127.0.0.1:{port}/hook", "retries": 1, "backoff_ms": 10})
+    assert proc.returncode == 1
+    assert "could not be delivered" in proc.stderr and "ECONNREFUSED" in proc.stderr, proc.stderr
+    (sent,) = json.loads((tmp_path / "sent_alerts.json").read_text())
+    assert sent["status"] == "failed" and sent["attempts"] == 2
 
 
 def test_generator_is_deterministic_and_realistic(tmp_path):

@@ -16,7 +16,7 @@ import pytest
 from server.engine.triggerspec import parse_triggers
 from server.triggers.base import FeedOutcome
 from server.triggers.kafka import KafkaTrigger
-from tests.triggers.test_broker import consume, consumer_config, produce
+from tests.triggers.test_broker import consume, consumer_config, produce, producer_config
 
 pytestmark = pytest.mark.kafka
 
@@ -54,6 +54,7 @@ class Feed:
     def __init__(self, delay=0.0, failing=False, out_dir=None):
         self.batches: list[list[str]] = []
         self.origins: list[dict] = []
+        self.started: list[float] = []  # when each batch's run began
         self.delay = delay
         self.failing = failing
         self.out_dir = out_dir
@@ -64,6 +65,7 @@ class Feed:
         with self.lock:
             self.batches.append(lines)
             self.origins.append(origin)
+            self.started.append(time.monotonic())
         time.sleep(self.delay)
         run_id = f"run-{len(self.batches)}"
         if self.failing:
@@ -171,6 +173,40 @@ def test_a_slow_run_pauses_the_consumer_and_memory_stays_bounded(kafka_bootstrap
     assert most_waiting <= 3  # max_waiting batches, plus the one being gathered as it is handed over
     assert len(feed.batches) <= 10  # ~8 runs of 0.5 s in 4 s: the backlog stayed in Kafka
     assert committed(kafka_bootstrap, t.group, kafka_topic) == sum(map(len, feed.batches))
+
+
+def test_while_a_run_is_in_progress_the_next_batch_keeps_growing(kafka_bootstrap, kafka_topic, tmp_path):
+    """A steady stream behind a slow run: the waiting events make one batch, handed over when the run ends,
+    not a queue of small batches cut every max_wait_ms (each of which would wait for all the runs before it)."""
+    t = _trigger(kafka_bootstrap, kafka_topic, batch={"max_events": 1000, "max_wait_ms": 50})
+    feed = Feed(delay=0.4)
+    kt = KafkaTrigger(t, pipeline_id="p", input_format="text", workdir=tmp_path / "b", feed=feed,
+                      workspace=tmp_path, max_waiting=2)
+    kt.start()
+    try:
+        assert wait_for(lambda: kt.status()["state"] == "running")
+        from confluent_kafka import Producer
+
+        p = Producer(producer_config(kafka_bootstrap))
+        sent, sent_at = 0, {}
+        for tick in range(40):  # 400 readings over 2 s, in steps of 50 ms
+            for i in range(10):
+                p.produce(kafka_topic, value=f"reading {sent + i}".encode())
+            p.flush(5)
+            sent_at.update({f"reading {sent + i}": time.monotonic() for i in range(10)})
+            sent += 10
+            time.sleep(0.05)
+        assert wait_for(lambda: sum(map(len, feed.batches)) >= sent)
+        assert wait_for(lambda: committed(kafka_bootstrap, t.group, kafka_topic) == sent)
+    finally:
+        kt.stop()
+    seen = [line for b in feed.batches for line in b]
+    assert seen == [f"reading {i}" for i in range(sent)]
+    # 2 s of stream behind runs of 0.4 s: about six runs, where cutting every 50 ms makes one per step (forty)
+    assert len(feed.batches) <= 9, [len(b) for b in feed.batches]
+    # no reading waited behind more than the run in progress when it arrived (0.4 s, plus max_wait and slack)
+    waits = [start - sent_at[line] for b, start in zip(feed.batches, feed.started) for line in b]
+    assert max(waits) < 0.75, sorted(waits)[-5:]
 
 
 def test_a_rebalance_loses_nothing(kafka_bootstrap, make_topic, tmp_path):
