@@ -122,7 +122,12 @@ def _set_paused(pipeline_id: str, trigger_id: str, paused: bool, workspace: Path
 
     ws = _workspace(workspace)
     _trigger_of(ws, pipeline_id, trigger_id)
-    TriggerState(trigger_dir(ws, pipeline_id, trigger_id)).update(paused=paused)
+    state = TriggerState(trigger_dir(ws, pipeline_id, trigger_id))
+    if state.paused == paused:
+        click.echo(f"trigger `{trigger_id}` of `{pipeline_id}` is already "
+                   f"{'paused' if paused else 'running (not paused)'}; nothing changed.")
+        return
+    state.update(paused=paused)
     word = "paused" if paused else "resumed"
     click.echo(f"{word} trigger `{trigger_id}` of `{pipeline_id}`; a running `pipeloom serve` "
                f"{'stops taking its events' if paused else 'takes its events again'} within a second.")

@@ -58,3 +58,15 @@ def test_revoking_a_revoked_key_says_so(workspace):
     again = pipeloom_cmd("keys", "revoke", "k", cwd=workspace)
     assert first.returncode == again.returncode == 0
     assert "revoked key `k`" in first.stdout and "was already revoked" in again.stdout
+
+
+def test_pause_and_resume_say_when_nothing_changes(workspace):
+    create_demo(workspace)
+    resumed = pipeloom_cmd("triggers", "resume", "sensor-alerts", "invoke", cwd=workspace)
+    assert resumed.returncode == 0 and "already running (not paused); nothing changed" in resumed.stdout
+    assert "paused trigger `invoke`" in pipeloom_cmd("triggers", "pause", "sensor-alerts", "invoke",
+                                                    cwd=workspace).stdout
+    again = pipeloom_cmd("triggers", "pause", "sensor-alerts", "invoke", cwd=workspace)
+    assert "already paused; nothing changed" in again.stdout
+    assert "resumed trigger `invoke`" in pipeloom_cmd("triggers", "resume", "sensor-alerts", "invoke",
+                                                     cwd=workspace).stdout
