@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+
+from server.engine.paths import atomic_write_text
+
+log = logging.getLogger("pipeloom.triggers")
 
 # states a trigger can be in, as shown in the studio and `pipeloom triggers list`
 STATES = ("starting", "running", "paused", "failing", "off", "stopped")
@@ -32,6 +37,8 @@ StatusSink = Callable[[dict], None]
 class Counters:
     """Thread-safe counters and a smoothed events-per-second rate for one trigger."""
 
+    KEPT = ("runs_started", "failures", "dead_lettered", "events", "last_batch", "last_run_id")
+
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.runs_started = 0
@@ -43,25 +50,55 @@ class Counters:
         self._rate = 0.0
         self._rate_at = time.monotonic()
         self._rate_events = 0
+        self._file: Path | None = None
+
+    def keep_in(self, path: Path) -> None:
+        """Carry the totals across restarts: start from what `path` holds, and write every change there."""
+        try:
+            saved = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        with self._lock:
+            for name in self.KEPT:
+                value = saved.get(name) if isinstance(saved, dict) else None
+                if name.startswith("last_") and (value is None or isinstance(value, (dict, str))):
+                    setattr(self, name, value)
+                elif isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+                    setattr(self, name, value)
+            self._file = Path(path)
+
+    def _save(self) -> None:
+        """Write the totals (called with the lock held); a failed write only loses the count, never a run."""
+        if self._file is None:
+            return
+        try:
+            self._file.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self._file, json.dumps({n: getattr(self, n) for n in self.KEPT}) + "\n")
+        except OSError:
+            log.warning("could not keep the trigger's counters in %s", self._file, exc_info=True)
 
     def batch(self, size: int, run_id: str | None) -> None:
         with self._lock:
             self.events += size
             self._rate_events += size
             self.last_batch = {"size": size, "at": time.time(), "run_id": run_id}
+            self._save()
 
     def run_started(self, run_id: str | None) -> None:
         with self._lock:
             self.runs_started += 1
             self.last_run_id = run_id
+            self._save()
 
     def failed(self) -> None:
         with self._lock:
             self.failures += 1
+            self._save()
 
     def dead_letter(self) -> None:
         with self._lock:
             self.dead_lettered += 1
+            self._save()
 
     def rate(self) -> float:
         """Events per second, smoothed over about ten seconds."""

@@ -118,6 +118,7 @@ class TriggerService:
         for t in specs.values():
             try:
                 obj = self._make(item, t)
+                obj.counters.keep_in(trigger_dir(self.workspace, pid, t.id) / "counters.json")
                 state = TriggerState(trigger_dir(self.workspace, pid, t.id))
                 if state.paused:
                     obj.pause()

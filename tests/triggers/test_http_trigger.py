@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import signal
 import threading
 import time
 
@@ -179,6 +180,21 @@ def test_a_paused_trigger_refuses_calls_until_resumed(svc, workspace):
     status, _, body = srv.request("POST", "/api/pipelines/svc/triggers/call/resume", body={})
     assert status == 200 and body["state"] == "running"
     assert call(srv, key)[0] == 200
+
+
+def test_the_panel_counts_survive_a_restart(workspace, start_server):
+    _service(workspace)
+    key = make_key(workspace, "k1", "--trigger", "call")
+    srv = start_server()
+    assert call(srv, key)[0] == 200
+    assert call(srv, key, b'{"fail": true}')[0] == 422
+    srv.proc.send_signal(signal.SIGTERM)
+    srv.proc.wait(20)
+    srv = start_server()
+    status, _, body = srv.request("GET", "/api/triggers?pipeline=svc")
+    (t,) = [t for t in body["triggers"] if t["trigger_id"] == "call"]
+    assert (t["runs_started"], t["failures"]) == (2, 1), t
+    assert t["last_run_id"] and t["last_batch"]["run_id"] == t["last_run_id"]
 
 
 def test_metrics_count_triggered_runs_and_their_latency(svc):
