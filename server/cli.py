@@ -67,15 +67,20 @@ def _load(file: Path, ws: Path, *, check_env: bool = True):
 class _Main(click.Group):
     # commands for a workspace that serves live events, loaded only when asked for
     LAZY = ("triggers", "keys", "gc")
+    LAZY_DATA = ("diff",)  # commands that look into the data a run made
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.LAZY])
+        return sorted([*super().list_commands(ctx), *self.LAZY, *self.LAZY_DATA])
 
     def get_command(self, ctx: click.Context, name: str):
         if name in self.LAZY:
             from .cli_service import COMMANDS
 
             return COMMANDS[name]
+        if name in self.LAZY_DATA:
+            from .cli_data import COMMANDS as DATA
+
+            return DATA[name]
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):

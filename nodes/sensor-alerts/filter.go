@@ -105,6 +105,8 @@ func main() {
 		ev, reason := check(r, p.Metrics)
 		if reason != "" {
 			dropped[reason]++
+			// one line per dropped record, in the form Pipeloom's diff reads its reasons from
+			fmt.Printf("dropped line=%d: %s\n", r.Line, reason)
 			return nil
 		}
 		return out.Write(ev)

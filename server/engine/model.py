@@ -28,7 +28,7 @@ NODE_KEYS = (
 # When an unchanged node may reuse its earlier outputs instead of running:
 # auto: only if it has outputs (a node without any runs for its side effect); always; never.
 CACHE_MODES = ("auto", "always", "never")
-PORT_KEYS = ("name", "file", "format", "path")
+PORT_KEYS = ("name", "file", "format", "path", "key")
 TOP_KEYS = ("version", "name", "description", "nodes", "edges", "triggers", "retention")
 RETENTION_KEYS = ("keep_runs", "keep_days")
 EDGE_KEYS = ("from", "to")
@@ -40,11 +40,14 @@ class Port:
     file: str
     format: str = "json"
     path: str | None = None  # inputs only: a workspace file that feeds the port
+    key: list[str] | None = None  # records ports: the fields that identify a record (for diffs)
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"name": self.name, "file": self.file, "format": self.format}
         if self.path is not None:
             d["path"] = self.path
+        if self.key is not None:
+            d["key"] = list(self.key)
         return d
 
 
@@ -471,7 +474,18 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
     if path is not None and not isinstance(path, str):
         problems.append(Problem(pwhere, "`path` must be a string", line))
         path = None
-    return Port(name=name, file=file, format=fmt, path=path)
+    key = raw.get("key")
+    if isinstance(key, str):
+        key = [key]
+    if key is not None and (not isinstance(key, list) or not key
+                            or not all(isinstance(f, str) and f for f in key) or len(set(key)) != len(key)):
+        problems.append(Problem(pwhere, "`key` must be a field name or a list of distinct field names, "
+                                        f"like [line] or [sensor_id, ts]; got {raw.get('key')!r}", line))
+        key = None
+    if key is not None and fmt not in ("json", "ndjson", "csv", "parquet"):
+        problems.append(Problem(pwhere, f"`key` is for records formats (json, ndjson, csv, parquet), not {fmt}", line))
+        key = None
+    return Port(name=name, file=file, format=fmt, path=path, key=key)
 
 
 # ---------------------------------------------------------------- writing

@@ -231,6 +231,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     app.extensions["pipeloom_guard"] = guard
 
     from .api import api
+    from .diffs import diffs
     from .invoke import invoke, service
     from .pages import pages
     from .sockets import register_socket_handlers
@@ -239,6 +240,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     app.register_blueprint(service)
     if cfg.studio:
         app.register_blueprint(api)
+        app.register_blueprint(diffs)
         app.register_blueprint(pages)
     register_error_handlers(app)
     app.before_request(require_json_type)

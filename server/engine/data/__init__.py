@@ -1,0 +1,1 @@
+"""Data: formats, conversions, previews and diffs of the records that flow between steps."""

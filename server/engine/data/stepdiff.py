@@ -1,0 +1,86 @@
+"""The diff of one step of one run: which input and output to compare, where their files are, and why records went.
+
+The step's ports come from the run's pipeline file; its files from the run's
+record (an output reused from an earlier run is read where it lives). An input
+fed by an edge is compared as the upstream output it came from; an entry input
+as the file the step was given.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from ..errors import NotFoundError
+from ..hashing import file_sha256
+from ..logs import parse_line
+from ..paths import Layout
+from .diff import RECORDS_FORMATS, Diff, DiffError, Side, compute, reasons_from_log
+
+
+def _pick(ports, wanted: str | None, what: str, node_id: str):
+    records = [p for p in ports if p.format in RECORDS_FORMATS]
+    if wanted is not None:
+        port = next((p for p in ports if p.name == wanted), None)
+        if port is None:
+            names = ", ".join(p.name for p in ports) or "none"
+            raise NotFoundError(f"step `{node_id}` has no {what} `{wanted}` ({what}s: {names})")
+        if port.format not in RECORDS_FORMATS:
+            raise DiffError(f"{what} `{wanted}` of step `{node_id}` is {port.format}, not records "
+                            f"({', '.join(RECORDS_FORMATS)})")
+        return port
+    if not records:
+        raise DiffError(f"step `{node_id}` has no records {what} ({', '.join(RECORDS_FORMATS)}) to compare")
+    return records[0]
+
+
+def step_diff(workspace, store, pipeline, run_id: str, node_id: str, *, input: str | None = None,
+              output: str | None = None) -> tuple[Diff, dict]:
+    """Diff of `node_id` in run `run_id`: (the Diff, {"input": name, "output": name, "node": id})."""
+    node = pipeline.node(node_id)
+    if node is None:
+        raise NotFoundError(f"the pipeline has no step `{node_id}` (steps: {', '.join(pipeline.node_ids)})")
+    run = store.get_run(run_id)
+    rec = (run.get("nodes") or {}).get(node_id)
+    if rec is None:
+        raise NotFoundError(f"step `{node_id}` is not part of run {run_id}")
+    in_port = _pick(node.inputs, input, "input", node_id)
+    out_port = _pick(node.outputs, output, "output", node_id)
+    art = (rec.get("artifacts") or {}).get(out_port.name)
+    if not art or not art.get("path"):
+        raise NotFoundError(f"step `{node_id}` has no output `{out_port.name}` in run {run_id} "
+                            f"(it {rec.get('status', 'did not run')})")
+    layout = Layout(workspace)
+    home = rec.get("source_run") or run_id  # a reused step's files live in the run that made them
+    before = _input_side(layout, pipeline, run, home, node_id, in_port)
+    after = Side(Path(art["path"]), art.get("format") or out_port.format, f"output `{out_port.name}`",
+                 art.get("sha256"))
+    key = out_port.key or in_port.key
+    reasons = {}
+    log = layout.log_path(home, node_id)
+    diff = compute(before, after, key=key, cache_dir=layout.state / "diffs")
+    if diff.key and log.is_file():
+        with open(log, encoding="utf-8", errors="replace") as fh:
+            reasons = reasons_from_log((parse_line(line)["text"] for line in fh), diff.key)
+    diff.reasons = reasons
+    return diff, {"node": node_id, "input": in_port.name, "output": out_port.name}
+
+
+def _input_side(layout: Layout, pipeline, run: dict, home: str, node_id: str, port) -> Side:
+    edge = next((e for e in pipeline.edges if e.dst_node == node_id and e.dst_port == port.name), None)
+    if edge is not None:
+        up = ((run.get("nodes") or {}).get(edge.src_node) or {}).get("artifacts", {}).get(edge.src_port)
+        if up and up.get("path") and Path(up["path"]).is_file():
+            return Side(Path(up["path"]), up.get("format") or port.format, f"input `{port.name}`", up.get("sha256"))
+    staged = layout.node_dir(home, node_id) / port.file
+    if not staged.is_file():
+        raise NotFoundError(f"the file that fed input `{port.name}` of step `{node_id}` is no longer there "
+                            f"({staged})")
+    return Side(staged, port.format, f"input `{port.name}`", _sha(staged))
+
+
+def _sha(path: Path) -> str:
+    try:
+        return file_sha256(path)
+    except OSError:
+        return hashlib.sha256(str(path).encode()).hexdigest()

@@ -1,0 +1,34 @@
+"""What a step did to its records, for the studio's "What changed" section: GET /api/runs/<run>/nodes/<node>/diff."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, request
+
+from server.engine.errors import UsageError
+from server.engine.paths import safe_path
+
+from .api import _state, int_arg
+
+diffs = Blueprint("diffs", __name__, url_prefix="/api")
+
+
+@diffs.get("/runs/<run_id>/nodes/<node_id>/diff")
+def step_diff_route(run_id: str, node_id: str):
+    """{input, output, key, key_inferred, method, note, counts, kind, items, total} for one kind, paged."""
+    from server.engine.data.diff import KINDS
+    from server.engine.data.stepdiff import step_diff
+    from server.engine.model import load_pipeline
+
+    kind = request.args.get("kind") or "dropped"
+    if kind not in KINDS:
+        raise UsageError(f"`kind` must be one of {', '.join(KINDS)}, not {kind!r}")
+    offset = int_arg("offset", 0)
+    limit = int_arg("limit", 50, low=1, high=500)
+    st = _state()
+    run = st.store.get_run(run_id)
+    path = safe_path(st.workspace, run["pipeline_path"], what="pipeline")
+    pipeline = load_pipeline(path, workspace=st.workspace, check_env=False)
+    d, ports = step_diff(st.workspace, st.store, pipeline, run_id, node_id,
+                         input=request.args.get("input") or None, output=request.args.get("output") or None)
+    return jsonify({**ports, **d.to_dict(), "kind": kind, "offset": offset,
+                    "items": d.items(kind, offset, limit), "total": d.counts[kind]})
