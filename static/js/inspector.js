@@ -5,6 +5,7 @@ import { h, put, clear, formatDuration, formatNumber, formatRecords, formatWhen,
 import { portsOf, nodesOf, edgesOf } from "./doc.js";
 import { describeStatus, explainStatus, cachedFrom } from "./status.js";
 import { OutputPreview } from "./preview.js";
+import { DiffView } from "./diffview.js";
 
 const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
 
@@ -171,6 +172,8 @@ export class Inspector {
     desc.value = node.description || "";
 
     this.runBox = h("div", { class: "insp-run" });
+    this.diffBox = DiffView.applies(node) ? h("div", { class: "diff", "data-testid": "diff" }) : null;
+    this.diff = this.diffBox ? new DiffView(this.diffBox) : null;
     this.previewBox = h("div", { class: "preview", "data-testid": "preview" });
     this.preview = new OutputPreview(this.previewBox);
     this.previewSignature = null;
@@ -188,6 +191,7 @@ export class Inspector {
         h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ only: nodeId }) }, "Run this step"),
         h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ from: nodeId }) }, "Run from here")),
       section("Last run", this.runBox),
+      this.diffBox ? section("What changed", this.diffBox) : null,
       section("Output", this.previewBox),
       section("Source", this.sourceMeta, this.sourceBox),
       section("Params", this.paramsEditor(node)),
@@ -238,6 +242,10 @@ export class Inspector {
           : cached ? null : h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId) }, "Show the log"),
       ].filter(Boolean));
       if (errorBox) this.showErrorLines(errorBox, run.run_id, this.nodeId, info);
+    }
+    if (this.diff) {
+      this.diff.show({ runId: run && run.run_id ? run.run_id : null, nodeId: this.nodeId,
+                       status: info ? info.status : "", title: "This step" });
     }
     const ports = portsOf(node, "outputs");
     const shown = {
