@@ -32,3 +32,29 @@ def step_diff_route(run_id: str, node_id: str):
                          input=request.args.get("input") or None, output=request.args.get("output") or None)
     return jsonify({**ports, **d.to_dict(), "kind": kind, "offset": offset,
                     "items": d.items(kind, offset, limit), "total": d.counts[kind]})
+
+
+@diffs.get("/diff")
+def run_diff_route():
+    """How one output differs between two runs: ?a=RUN&b=RUN&node=NODE&port=PORT&kind=&offset=&limit=."""
+    from server.engine.data.diff import KINDS
+    from server.engine.data.stepdiff import run_diff
+    from server.engine.model import load_pipeline
+
+    args = {name: request.args.get(name) or "" for name in ("a", "b", "node", "port")}
+    missing = [name for name, value in args.items() if not value]
+    if missing:
+        raise UsageError(f"missing {', '.join(f'`{m}`' for m in missing)}: "
+                         "/api/diff?a=RUN&b=RUN&node=NODE&port=PORT (a is the earlier run)")
+    kind = request.args.get("kind") or "dropped"
+    if kind not in KINDS:
+        raise UsageError(f"`kind` must be one of {', '.join(KINDS)}, not {kind!r}")
+    offset = int_arg("offset", 0)
+    limit = int_arg("limit", 50, low=1, high=500)
+    st = _state()
+    run = st.store.get_run(args["b"])
+    path = safe_path(st.workspace, run["pipeline_path"], what="pipeline")
+    pipeline = load_pipeline(path, workspace=st.workspace, check_env=False)
+    d, ids = run_diff(st.workspace, st.store, pipeline, args["a"], args["b"], args["node"], args["port"])
+    return jsonify({**ids, **d.to_dict(), "kind": kind, "offset": offset,
+                    "items": d.items(kind, offset, limit), "total": d.counts[kind]})

@@ -193,3 +193,40 @@ def test_a_bad_key_is_a_validation_problem_naming_the_port(tmp_path):
     assert r.returncode == 2
     assert "output `out`" in r.stderr and "`key` must be a field name or a list" in r.stderr, r.stderr
     assert "output `blob`" in r.stderr and "`key` is for records formats" in r.stderr, r.stderr
+
+
+def _second_run(workspace, **params):
+    import yaml
+
+    path = workspace / "sensor-alerts.pipeline.yaml"
+    doc = yaml.safe_load(path.read_text())
+    next(n for n in doc["nodes"] if n["id"] == "classify")["params"].update(params)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    r = pipeloom_cmd("run", "sensor-alerts.pipeline.yaml", "--json", cwd=workspace, timeout=900)
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)["run_id"]
+
+
+def test_two_runs_of_one_output_compared_by_cli_and_api(workspace, demo_run, start_server):
+    later = _second_run(workspace, warning_z=3.0)  # a lower bar: more warnings
+    r = pipeloom_cmd("diff", demo_run, later, "--node", "classify", "--port", "alerts", "--json",
+                     "--kind", "added", cwd=workspace)
+    assert r.returncode == 0, r.stderr
+    cli = json.loads(r.stdout)
+    assert cli["a"] == demo_run and cli["b"] == later and cli["key"] == ["line"]
+    assert cli["counts"]["added"] > 0 and cli["counts"]["dropped"] == 0
+    assert all(it["record"]["label"] == "warning" for it in cli["items"])
+    human = pipeloom_cmd("diff", demo_run, later, "--node", "classify", "--port", "alerts", cwd=workspace).stdout
+    assert human.startswith(f"classify.alerts gained {cli['counts']['added']} record"), human
+    srv = start_server()
+    status, _, api = srv.request("GET", f"/api/diff?a={demo_run}&b={later}&node=classify&port=alerts&kind=added")
+    assert status == 200, api
+    assert api["counts"] == cli["counts"] and api["items"] == cli["items"]
+    status, _, body = srv.request("GET", f"/api/diff?a={demo_run}&node=classify&port=alerts")
+    assert status == 400 and "`b`" in body["error"]
+    status, _, body = srv.request("GET", f"/api/diff?a={demo_run}&b={later}&node=archive&port=archive")
+    assert status == 400 and "binary" in body["error"]
+    status, _, body = srv.request("GET", f"/api/diff?a={demo_run}&b={later}&node=classify&port=nope")
+    assert status == 404 and "no output `nope`" in body["error"]
+    half = pipeloom_cmd("diff", demo_run, later, "--node", "classify", cwd=workspace)
+    assert half.returncode == 2 and "give both --node NODE and --port PORT" in half.stderr

@@ -84,3 +84,29 @@ def _sha(path: Path) -> str:
         return file_sha256(path)
     except OSError:
         return hashlib.sha256(str(path).encode()).hexdigest()
+
+
+def run_diff(workspace, store, pipeline, run_a: str, run_b: str, node_id: str, port: str) -> tuple[Diff, dict]:
+    """How output `port` of step `node_id` differs between run `run_a` (before) and run `run_b` (after)."""
+    sides = []
+    for which, run_id in (("a", run_a), ("b", run_b)):
+        run = store.get_run(run_id)
+        rec = (run.get("nodes") or {}).get(node_id)
+        if rec is None:
+            raise NotFoundError(f"step `{node_id}` is not part of run {run_id}")
+        art = (rec.get("artifacts") or {}).get(port)
+        if not art or not art.get("path"):
+            names = ", ".join(rec.get("artifacts") or {}) or "none"
+            raise NotFoundError(f"run {run_id} has no output `{port}` of step `{node_id}` (its outputs: {names})")
+        fmt = art.get("format") or "json"
+        if fmt not in RECORDS_FORMATS:
+            raise DiffError(f"output `{port}` of step `{node_id}` is {fmt}, not records ({', '.join(RECORDS_FORMATS)})")
+        path = Path(art["path"])
+        if not path.is_file():
+            raise NotFoundError(f"output `{port}` of step `{node_id}` in run {run_id} is no longer on disk")
+        sides.append(Side(path, fmt, f"run {run_id}'s `{node_id}.{port}`", art.get("sha256")))
+    node = pipeline.node(node_id) if pipeline is not None else None
+    out = node.output(port) if node is not None else None
+    key = out.key if out is not None else None
+    diff = compute(sides[0], sides[1], key=key, cache_dir=Layout(workspace).state / "diffs")
+    return diff, {"a": run_a, "b": run_b, "node": node_id, "port": port}
