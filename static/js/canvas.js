@@ -197,18 +197,25 @@ export class Canvas {
       ? h("div", { class: "card-ports", style: { height: `${metrics.portsH}px` } },
         inputs.map((p) => port("inputs", p)),
         outputs.map((p) => port("outputs", p)))
-      : null,
-    h("div", { class: "card-foot" },
-      h("span", { class: "status" }, iconEl, statusEl, markEl),
-      durationEl));
+      : null);
+    const changedEl = h("button", {
+      type: "button", class: "card-changed", hidden: true, tabindex: "-1",
+      title: "Its output is not the same as in the run before: show what changed",
+      "aria-label": `What changed since the run before in ${title}?`,
+    }, "changed");
+    const foot = h("div", { class: "card-foot" },
+      h("span", { class: "status" }, iconEl, statusEl, markEl), changedEl, durationEl);
+    el.append(foot);
     item.el = el;
     item.statusEl = statusEl;
     item.iconEl = iconEl;
     item.markEl = markEl;
     item.durationEl = durationEl;
+    item.changedEl = changedEl;
     item.title = title;
     item.runtimeLabel = rt.label;
     this.paintStatus(item, this.statuses.get(node.id));
+    this.paintChanged(item);
     return el;
   }
 
@@ -342,6 +349,19 @@ export class Canvas {
     item.el.setAttribute("aria-label",
       `${item.title}, ${item.runtimeLabel} step, ${d.word.toLowerCase()}${d.mark ? ` (${d.mark})` : ""}` +
       (duration ? `, took ${duration}` : "") + (why ? `: ${why.long}` : ""));
+  }
+
+  /** Mark the steps whose output differs from the run before ({nodeId: port}); others are unmarked. */
+  setChanged(map) {
+    this.changed = map || {};
+    for (const item of this.items.values()) this.paintChanged(item);
+  }
+
+  paintChanged(item) {
+    if (!item.changedEl) return;
+    const port = (this.changed || {})[item.node.id];
+    item.changedEl.hidden = !port;
+    item.changedEl.dataset.port = port || "";
   }
 
   /** The title a node shows (its id when it has none). */
@@ -594,6 +614,12 @@ export class Canvas {
       if (card && this.handlers.onActivate) this.handlers.onActivate(card.dataset.nodeId);
     });
     root.addEventListener("click", (e) => {
+      const changed = e.target.closest(".card-changed");
+      if (changed) {
+        const card = changed.closest(".card");
+        if (this.handlers.onShowChanged) this.handlers.onShowChanged(card.dataset.nodeId, changed.dataset.port);
+        return;
+      }
       const portEl = e.target.closest(".port");
       // A click without a drag: keyboard Enter/Space on a port lands here too.
       if (portEl && e.detail === 0) this.onPortActivate(portEl);
@@ -635,6 +661,7 @@ export class Canvas {
       return;
     }
     if (this.spaceDown || e.button === 1) return this.startPan(e);
+    if (target.closest(".card-changed")) return; // a button of its own, handled on click
     const port = target.closest(".port");
     if (port && port.dataset.kind === "outputs" && !this.readOnly) return this.startWire(e, port);
     const card = target.closest(".card");

@@ -30,6 +30,17 @@ export function diffSentence(title, counts) {
   return `${title} ${said}.`;
 }
 
+/** One output in two runs: "alerts lost 3 records, gained 5 and changed 2; 40 stayed the same". */
+export function versusSentence(port, counts) {
+  const parts = [];
+  if (counts.dropped) parts.push(`lost ${formatNumber(counts.dropped)} record${counts.dropped === 1 ? "" : "s"}`);
+  if (counts.added) parts.push(`gained ${formatNumber(counts.added)}` + (parts.length ? "" : ` record${counts.added === 1 ? "" : "s"}`));
+  if (counts.changed) parts.push(`changed ${formatNumber(counts.changed)}` + (parts.length ? "" : ` record${counts.changed === 1 ? "" : "s"}`));
+  if (!parts.length) return `${port} is the same as in the run before (${formatNumber(counts.unchanged)} records).`;
+  const said = parts.length > 1 ? `${parts.slice(0, -1).join(", ")} and ${parts[parts.length - 1]}` : parts[0];
+  return `Since the run before, ${port} ${said}; ${formatNumber(counts.unchanged)} stayed the same.`;
+}
+
 export class DiffView {
   constructor(el) {
     this.el = el;
@@ -46,10 +57,26 @@ export class DiffView {
 
   /** Show the diff of `nodeId` in `runId` (once the step has succeeded or was reused); `title` names the step. */
   async show({ runId, nodeId, status, title }) {
-    const sig = `${runId}|${nodeId}|${status}`;
+    this.makeUrl = (kind, offset) => {
+      const d = this.data;
+      const ports = d ? `&input=${seg(d.input)}&output=${seg(d.output)}` : "";
+      return `/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/diff?kind=${kind}&offset=${offset}&limit=${PAGE}${ports}`;
+    };
+    this.describe = (d) => [diffSentence(title, d.counts), `${d.input} → ${d.output}: ${d.note.replace(/`/g, "")}.`];
+    return this.start(`${runId}|${nodeId}|${status}`, runId, status);
+  }
+
+  /** Show how output `port` of `nodeId` changed from run `before` to run `runId`. */
+  async showVersus({ before, runId, nodeId, port, status }) {
+    this.makeUrl = (kind, offset) => `/api/diff?a=${seg(before)}&b=${seg(runId)}&node=${seg(nodeId)}` +
+      `&port=${seg(port)}&kind=${kind}&offset=${offset}&limit=${PAGE}`;
+    this.describe = (d) => [versusSentence(port, d.counts), d.note.replace(/`/g, "") + "."];
+    return this.start(`${before}|${runId}|${nodeId}|${port}|${status}`, runId, status);
+  }
+
+  async start(sig, runId, status) {
     if (this.shown === sig) return;
     this.shown = sig;
-    this.title = title;
     this.data = null;
     this.el.removeAttribute("data-dropped");
     if (!runId || !["succeeded", "cached"].includes(status)) {
@@ -60,7 +87,7 @@ export class DiffView {
     put(clear(this.el), h("p", { class: "empty-note" }, "Comparing what came in with what went out…"));
     let first;
     try {
-      first = await get(this.url(runId, nodeId, "dropped", 0));
+      first = await get(this.makeUrl("dropped", 0));
     } catch (err) {
       if (this.shown !== sig) return;
       put(clear(this.el), h("p", { class: "empty-note" },
@@ -68,19 +95,11 @@ export class DiffView {
       return;
     }
     if (this.shown !== sig) return;
-    this.runId = runId;
-    this.nodeId = nodeId;
     this.data = first;
     const c = first.counts;
     for (const k of KINDS) this.el.dataset[k.kind] = String(c[k.kind]);
     this.kind = c.dropped ? "dropped" : c.changed ? "changed" : c.added ? "added" : "unchanged";
     this.render(this.kind === "dropped" ? first : null);
-  }
-
-  url(runId, nodeId, kind, offset) {
-    const d = this.data;
-    const ports = d ? `&input=${seg(d.input)}&output=${seg(d.output)}` : "";
-    return `/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/diff?kind=${kind}&offset=${offset}&limit=${PAGE}${ports}`;
   }
 
   render(page) {
@@ -92,10 +111,8 @@ export class DiffView {
         onclick: () => this.choose(k.kind),
       }, h("span", { class: "diff-count" }, formatNumber(d.counts[k.kind])), h("span", {}, k.word))));
     this.list = h("div", { class: "diff-list", role: "tabpanel", "aria-live": "polite" });
-    put(clear(this.el),
-      h("p", { class: "diff-sentence" }, diffSentence(this.title, d.counts)),
-      h("p", { class: "diff-how" }, `${d.input} → ${d.output}: ${d.note.replace(/`/g, "")}.`),
-      tabs, this.list);
+    const [said, how] = this.describe(d);
+    put(clear(this.el), h("p", { class: "diff-sentence" }, said), h("p", { class: "diff-how" }, how), tabs, this.list);
     if (page) this.fill(page, false);
     else this.load(0);
   }
@@ -109,7 +126,7 @@ export class DiffView {
   async load(offset) {
     const kind = this.kind;
     try {
-      const page = await get(this.url(this.runId, this.nodeId, kind, offset));
+      const page = await get(this.makeUrl(kind, offset));
       if (kind === this.kind) this.fill(page, offset > 0);
     } catch (err) {
       put(clear(this.list), h("p", { class: "empty-note" }, `Cannot list them: ${err.message}`));

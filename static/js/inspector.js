@@ -8,6 +8,7 @@ import { OutputPreview } from "./preview.js";
 import { DiffView } from "./diffview.js";
 
 const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
+const RECORDS = ["json", "ndjson", "csv", "parquet"];
 
 export class Inspector {
   /** studio: the page controller (runtimes, pipeline id, run state and edit actions). */
@@ -174,6 +175,18 @@ export class Inspector {
     this.runBox = h("div", { class: "insp-run" });
     this.diffBox = DiffView.applies(node) ? h("div", { class: "diff", "data-testid": "diff" }) : null;
     this.diff = this.diffBox ? new DiffView(this.diffBox) : null;
+    const recordsOut = portsOf(node, "outputs").filter((p) => RECORDS.includes(p.format));
+    this.versusPorts = recordsOut.map((p) => p.name);
+    this.versusBox = recordsOut.length ? h("div", { class: "diff", "data-testid": "versus" }) : null;
+    this.versus = this.versusBox ? new DiffView(this.versusBox) : null;
+    this.versusPicker = recordsOut.length > 1
+      ? h("select", { class: "input versus-port", "aria-label": "Output to compare with the run before",
+                      onchange: (e) => { this.versusPort = e.target.value; this.renderVersus(); } },
+        recordsOut.map((p) => h("option", { value: p.name }, p.name)))
+      : null;
+    this.versusSection = this.versusBox ? section("Since the run before", this.versusPicker, this.versusBox) : null;
+    if (this.versusSection) this.versusSection.id = "insp-versus";
+    if (changedNode) this.versusPort = null;
     this.previewBox = h("div", { class: "preview", "data-testid": "preview" });
     this.preview = new OutputPreview(this.previewBox);
     this.previewSignature = null;
@@ -192,6 +205,7 @@ export class Inspector {
         h("button", { type: "button", class: "btn", onclick: () => this.studio.startRun({ from: nodeId }) }, "Run from here")),
       section("Last run", this.runBox),
       this.diffBox ? section("What changed", this.diffBox) : null,
+      this.versusSection,
       section("Output", this.previewBox),
       section("Source", this.sourceMeta, this.sourceBox),
       section("Params", this.paramsEditor(node)),
@@ -247,6 +261,7 @@ export class Inspector {
       this.diff.show({ runId: run && run.run_id ? run.run_id : null, nodeId: this.nodeId,
                        status: info ? info.status : "", title: "This step" });
     }
+    this.renderVersus();
     const ports = portsOf(node, "outputs");
     const shown = {
       runId: run && run.run_id ? run.run_id : null,
@@ -260,6 +275,28 @@ export class Inspector {
     if (signature === this.previewSignature && this.preview.state) return;
     this.previewSignature = signature;
     this.preview.show(shown);
+  }
+
+  /** The "Since the run before" section: the chosen output of this step, compared with the run before. */
+  renderVersus() {
+    if (!this.versus) return;
+    const run = this.studio.run;
+    const info = run && run.nodes ? run.nodes[this.nodeId] : null;
+    const before = run && run.run_id ? this.studio.runBefore(run.run_id, this.nodeId) : null;
+    this.versusSection.hidden = !before || !info;
+    if (!before || !info) return;
+    const marked = this.studio.changedPorts[this.nodeId];
+    const port = this.versusPort || marked || this.versusPorts[0];
+    if (this.versusPicker) this.versusPicker.value = port;
+    this.versus.showVersus({ before, runId: run.run_id, nodeId: this.nodeId, port, status: info.status });
+  }
+
+  /** Open the "Since the run before" section for `port` and bring it into view. */
+  showVersus(port) {
+    if (!this.versusSection) return;
+    this.versusPort = port || null;
+    this.renderVersus();
+    this.versusSection.scrollIntoView({ block: "start", behavior: "smooth" });
   }
 
   titleOf(id) {

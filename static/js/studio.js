@@ -17,6 +17,8 @@ import { Palette } from "./palette.js";
 import { Versions } from "./versions.js";
 import { TriggersPanel } from "./triggers.js";
 
+const RECORDS = ["json", "ndjson", "csv", "parquet"];
+
 const SAVE_DELAY_MS = 600;
 const HISTORY_LIMIT = 100;
 // How many recent runs are read to tell "not in this run" from "never run".
@@ -39,6 +41,8 @@ class Studio {
     this.run = null; // the run shown: {run_id, status, live, nodes: {id: {status, ..., artifacts}}}
     this.following = true; // show each new run as it starts
     this.runs = [];
+    this.runRecords = new Map(); // finished runs read once: run id -> its record
+    this.changedPorts = {}; // step id -> an output that is not the same as in the run before
     this.runsLoaded = false;
     this.runNodes = new Map(); // finished run id -> Set of the node ids it included
     this.selection = { nodes: [], edge: null };
@@ -93,6 +97,10 @@ class Studio {
         onDelete: (nodes, edges) => this.deleteSelection(nodes, edges),
         onDropRuntime: (runtime, point) => this.palette.openAddDialog(runtime, point),
         onActivate: (id) => this.focusInspector(id),
+        onShowChanged: (id, port) => {
+          this.canvas.select([id]);
+          this.inspector.showVersus(port);
+        },
         onHint: (text) => toast(text),
       },
     });
@@ -635,6 +643,53 @@ class Studio {
     this.updateRunControls();
     this.inspector.updateRun();
     if (changed) this.drawer.render();
+    this.markChanged();
+  }
+
+  /** The run before `runId` that included step `nodeId` (finished), from the run list; null when none. */
+  runBefore(runId, nodeId) {
+    const i = this.runs.findIndex((r) => r.run_id === runId);
+    if (i < 0) return null;
+    for (const r of this.runs.slice(i + 1)) {
+      if (runIsActive(r.status)) continue;
+      const rec = this.runRecords.get(r.run_id);
+      if (!rec || (rec.nodes && rec.nodes[nodeId])) return r.run_id;
+    }
+    return null;
+  }
+
+  /** Mark on the cards which steps' records outputs differ from the run before (by content hash). */
+  async markChanged() {
+    const run = this.run;
+    const marks = {};
+    if (run && run.run_id && !runIsActive(run.status)) {
+      const i = this.runs.findIndex((r) => r.run_id === run.run_id);
+      const before = i < 0 ? null : this.runs.slice(i + 1).find((r) => !runIsActive(r.status));
+      if (before) {
+        let prev = this.runRecords.get(before.run_id);
+        if (!prev) {
+          try {
+            prev = await get(`/api/runs/${seg(before.run_id)}`);
+            this.runRecords.set(before.run_id, prev);
+          } catch {
+            prev = null;
+          }
+        }
+        if (this.run !== run) return; // another run is on show by now
+        for (const [id, info] of Object.entries((prev && run.nodes) || {})) {
+          const old = (prev.nodes || {})[id];
+          if (!old || !["succeeded", "cached"].includes(info.status)) continue;
+          for (const [port, art] of Object.entries(info.artifacts || {})) {
+            const was = (old.artifacts || {})[port];
+            if (art && was && RECORDS.includes(art.format) && art.sha256 && was.sha256 && art.sha256 !== was.sha256) {
+              marks[id] = marks[id] || port;
+            }
+          }
+        }
+      }
+    }
+    this.changedPorts = marks;
+    if (this.canvas) this.canvas.setChanged(marks);
   }
 
   pushRunToCanvas() {
@@ -699,6 +754,7 @@ class Studio {
     picker.value = current;
     if (picker.value !== current) picker.value = "";
     this.runsLoaded = true;
+    this.markChanged();
     this.updateStatusbar();
     this.checkHistory();
   }

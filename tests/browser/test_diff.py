@@ -56,3 +56,41 @@ def test_what_changed_shows_the_counts_and_the_records(studio, workspace):
     assert row.locator(".diff-before").inner_text() == "absent" and row.locator(".diff-after").inner_text() == "warning"
     if os.environ.get("PIPELOOM_SCREENSHOT_DIR"):
         page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "what-changed.png"))
+
+
+def test_a_card_whose_output_changed_since_the_run_before_opens_the_comparison(studio, workspace):
+    write(workspace, "make.py", MAKE)
+    write(workspace, "pick.py", PICK.replace('r["id"] % 4 == 0', 'r["id"] % int(pipeloom.params().get("every", 4)) == 0'))
+    pid = write_pipeline(workspace, "picks", {"version": 1, "name": "Picks", "nodes": [
+        {"id": "make", "runtime": "python", "source": "make.py", "outputs": [{"name": "rows", "format": "json"}],
+         "position": {"x": 40, "y": 60}},
+        {"id": "pick", "runtime": "python", "source": "pick.py", "title": "Pick rows", "params": {"every": 4},
+         "inputs": [{"name": "rows", "format": "json"}],
+         "outputs": [{"name": "kept", "format": "json", "key": ["id"]}], "position": {"x": 400, "y": 60}}],
+        "edges": [{"from": "make.rows", "to": "pick.rows"}]})
+    assert studio.api("POST", f"/api/pipelines/{pid}/runs", {})[0] in (200, 201, 202)
+    page = studio.open(pid)
+    wait_status(page, "pick", ("succeeded",))
+    chip = page.locator('[data-node-id="pick"] .card-changed')
+    assert chip.is_hidden()  # a first run has nothing to compare with
+    # label every second row instead of every fourth, and run again from the page
+    import yaml
+
+    path = workspace / "picks.pipeline.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["nodes"][1]["params"]["every"] = 2
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    page.wait_for_function("() => document.querySelector('.card[data-node-id=pick]') && "
+                           "document.body.dataset.runStatus !== 'running'")
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_function("() => !document.querySelector('[data-node-id=\"pick\"] .card-changed').hidden",
+                           timeout=30_000)
+    assert page.locator('[data-node-id="make"] .card-changed').is_hidden()  # make's output did not change
+    page.get_by_role("button", name="What changed since the run before in Pick rows?").click()
+    versus = page.locator('[data-testid="versus"][data-changed]')
+    versus.wait_for()
+    # rows 2 and 10 gain a label (4 and 8 had one already; multiples of three were dropped both times)
+    assert versus.get_attribute("data-changed") == "2" and versus.get_attribute("data-dropped") == "0"
+    assert "Since the run before, kept changed 2 records" in versus.inner_text()
+    if os.environ.get("PIPELOOM_SCREENSHOT_DIR"):
+        page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "since-the-run-before.png"))
