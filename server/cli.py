@@ -67,7 +67,7 @@ def _load(file: Path, ws: Path, *, check_env: bool = True):
 class _Main(click.Group):
     # commands for a workspace that serves live events, loaded only when asked for
     LAZY = ("triggers", "keys", "gc")
-    LAZY_DATA = ("diff",)  # commands that look into the data a run made
+    LAZY_DATA = ("diff", "story")  # commands that look into the data a run made
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.LAZY, *self.LAZY_DATA])

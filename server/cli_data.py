@@ -137,4 +137,32 @@ def diff(run_id: str, node_id: str, vs_node: str | None, vs_port: str | None, in
             click.echo(f"  … {n - shown:,} more: {again} --kind {k} --offset {shown}")
 
 
-COMMANDS = {"diff": diff}
+@click.command("story")
+@click.argument("run_id")
+@click.option("--out", "out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The HTML file to write (one self-contained page).")
+@workspace_option
+def story(run_id: str, out: Path, workspace: Path | None) -> None:
+    """Write run RUN_ID as one HTML page to share: the graph, each step in plain words, samples and diffs."""
+    from .engine.errors import PipeloomError
+    from .engine.paths import atomic_write_text
+    from .engine.store import Store
+    from .engine.story import build_story
+
+    ws = _workspace(workspace)
+    store = Store.open(ws)
+    try:
+        text = build_story(ws, store, run_id)
+    except PipeloomError as exc:
+        _fail_usage(f"{exc}")
+        return
+    finally:
+        store.close()
+    try:
+        atomic_write_text(out, text)
+    except OSError as exc:
+        _fail_usage(f"cannot write {out}: {exc.strerror or exc}")
+    click.echo(f"wrote {out} ({len(text.encode()) / 1024:,.0f} KB): open it in any browser, no network needed.")
+
+
+COMMANDS = {"diff": diff, "story": story}

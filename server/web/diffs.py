@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, Response, jsonify, request
 
 from server.engine.errors import UsageError
 from server.engine.paths import safe_path
@@ -58,3 +58,15 @@ def run_diff_route():
     d, ids = run_diff(st.workspace, st.store, pipeline, args["a"], args["b"], args["node"], args["port"])
     return jsonify({**ids, **d.to_dict(), "kind": kind, "offset": offset,
                     "items": d.items(kind, offset, limit), "total": d.counts[kind]})
+
+
+@diffs.get("/runs/<run_id>/story")
+def story_route(run_id: str):
+    """The run as one self-contained HTML page (the studio's "Share as a page"), as a download."""
+    from server.engine.story import build_story
+
+    st = _state()
+    text = build_story(st.workspace, st.store, run_id)
+    name = f"pipeloom-{run_id}.html"
+    return Response(text, content_type="text/html; charset=utf-8",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

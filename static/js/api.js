@@ -44,6 +44,34 @@ export async function request(method, url, body) {
 }
 
 export const get = (url) => request("GET", url);
+
+/** Fetch a file the API offers as a download and save it under `name` (a page, an export). */
+export async function download(url, name) {
+  const headers = {};
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let response;
+  try {
+    response = await fetch(url, { headers, credentials: "same-origin" });
+  } catch {
+    throw new ApiError(0, { error: "The Pipeloom server cannot be reached. Is it still running?" });
+  }
+  if (!response.ok) {
+    let data = null;
+    try {
+      data = await response.json();
+    } catch {
+      data = null;
+    }
+    throw new ApiError(response.status, data);
+  }
+  const blob = await response.blob();
+  const href = URL.createObjectURL(blob);
+  const a = Object.assign(document.createElement("a"), { href, download: name });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(href), 10_000);
+}
 export const post = (url, body = {}) => request("POST", url, body);
 export const put = (url, body = {}) => request("PUT", url, body);
 

@@ -49,10 +49,14 @@ export class DiffView {
     this.items = [];
   }
 
-  /** Whether a step can have a diff: a records input and a records output. */
-  static applies(node) {
-    const rec = (ports) => (ports || []).some((p) => RECORDS.includes(typeof p === "string" ? "json" : (p.format || "json")));
-    return rec(node.inputs) && rec(node.outputs);
+  /** Whether a step can have a diff: a records output, and records coming in — from another step (`fed` names
+   * the inputs an edge feeds), or in a records file of its own (a json file of its own is often settings). */
+  static applies(node, fed = new Set()) {
+    const fmt = (p) => (typeof p === "string" ? "json" : (p.format || "json"));
+    const name = (p) => (typeof p === "string" ? p : p.name);
+    const records = (p) => RECORDS.includes(fmt(p));
+    const comesIn = (node.inputs || []).some((p) => records(p) && (fed.has(name(p)) || fmt(p) !== "json" || !p.path));
+    return comesIn && (node.outputs || []).some(records);
   }
 
   /** Show the diff of `nodeId` in `runId` (once the step has succeeded or was reused); `title` names the step. */

@@ -173,7 +173,8 @@ export class Inspector {
     desc.value = node.description || "";
 
     this.runBox = h("div", { class: "insp-run" });
-    this.diffBox = DiffView.applies(node) ? h("div", { class: "diff", "data-testid": "diff" }) : null;
+    const fed = new Set(edgesOf(this.studio.doc).filter((e) => e.dst === nodeId).map((e) => e.dstPort));
+    this.diffBox = DiffView.applies(node, fed) ? h("div", { class: "diff", "data-testid": "diff" }) : null;
     this.diff = this.diffBox ? new DiffView(this.diffBox) : null;
     const recordsOut = portsOf(node, "outputs").filter((p) => RECORDS.includes(p.format));
     this.versusPorts = recordsOut.map((p) => p.name);

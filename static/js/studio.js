@@ -1,6 +1,6 @@
 // The studio page for one pipeline: it owns the document, the undo history,
 // saving, the runs and the live connection, and wires the panels together.
-import { get, post, put, seg, ApiError, detailLines } from "./api.js";
+import { get, post, put, seg, download, ApiError, detailLines } from "./api.js";
 import { h, clear, debounce, formatDuration, formatNumber, formatWhen, parseTime } from "./dom.js";
 import {
   nodesOf, edgesOf, portsOf, withEdge, withoutEdges, withoutNodes, withPositions, withNodeFields,
@@ -57,6 +57,7 @@ class Studio {
     this.els = {
       name: $("pipeline-name"), saveState: $("save-state"), versions: $("versions-popover"),
       run: $("run-button"), cancel: $("cancel-button"), picker: $("run-picker"), autorun: $("autorun"),
+      share: $("share-button"),
       banner: $("banner"), palette: $("palette"), paletteList: $("palette-list"), paletteToggle: $("palette-toggle"),
       canvas: $("canvas"), inspector: $("inspector"), drawer: $("drawer"),
       conn: $("conn-state"), runSummary: $("run-summary"), docSummary: $("doc-summary"),
@@ -646,6 +647,24 @@ class Studio {
     this.markChanged();
   }
 
+  /** Download the run on show as one self-contained HTML page. */
+  async shareRun() {
+    const run = this.run;
+    if (!run || !run.run_id) return;
+    const button = this.els.share;
+    button.disabled = true;
+    button.textContent = "Making the page…";
+    try {
+      await download(`/api/runs/${seg(run.run_id)}/story`, `${this.pipelineId}-${run.run_id}.html`);
+      toast("The page is downloaded: it opens in any browser, with no network needed.");
+    } catch (err) {
+      toast("Could not make the page.", { kind: "error", lines: [err.message] });
+    } finally {
+      button.textContent = "Share as a page";
+      this.updateRunControls();
+    }
+  }
+
   /** The run before `runId` that included step `nodeId` (finished), from the run list; null when none. */
   runBefore(runId, nodeId) {
     const i = this.runs.findIndex((r) => r.run_id === runId);
@@ -805,6 +824,7 @@ class Studio {
     const anyActive = active || !!this.liveRunId;
     this.els.run.disabled = anyActive || !nodesOf(this.doc).length;
     this.els.cancel.disabled = !active;
+    this.els.share.disabled = !(this.run && this.run.run_id) || active;
     document.body.dataset.runStatus = this.run ? this.run.status || "" : "";
     this.updateStatusbar();
   }
@@ -1012,6 +1032,7 @@ class Studio {
   bindTopbar() {
     this.els.run.addEventListener("click", () => this.startRun({}));
     this.els.cancel.addEventListener("click", () => this.cancelRun());
+    this.els.share.addEventListener("click", () => this.shareRun());
     this.els.picker.addEventListener("change", () => this.viewRun(this.els.picker.value));
     this.els.autorun.addEventListener("change", async () => {
       const enabled = this.els.autorun.checked;

@@ -94,3 +94,43 @@ def test_a_card_whose_output_changed_since_the_run_before_opens_the_comparison(s
     assert "Since the run before, kept changed 2 records" in versus.inner_text()
     if os.environ.get("PIPELOOM_SCREENSHOT_DIR"):
         page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "since-the-run-before.png"))
+
+
+def test_share_as_a_page_downloads_a_story_that_opens_offline(studio, workspace, browser, tmp_path):
+    write(workspace, "make.py", MAKE)
+    write(workspace, "pick.py", PICK)
+    pid = write_pipeline(workspace, "picks", {"version": 1, "name": "Picks",
+        "description": "Makes twelve rows and keeps the ones worth keeping.", "nodes": [
+        {"id": "make", "runtime": "python", "source": "make.py", "title": "Make rows",
+         "outputs": [{"name": "rows", "format": "json"}], "position": {"x": 40, "y": 60}},
+        {"id": "pick", "runtime": "python", "source": "pick.py", "title": "Pick rows",
+         "description": "Drops multiples of three and labels multiples of four.",
+         "inputs": [{"name": "rows", "format": "json"}],
+         "outputs": [{"name": "kept", "format": "json", "key": ["id"]}], "position": {"x": 400, "y": 60}}],
+        "edges": [{"from": "make.rows", "to": "pick.rows"}]})
+    page = studio.open(pid)
+    share = page.get_by_role("button", name="Share as a page")
+    assert share.is_disabled()  # nothing to share before a run
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "pick", ("succeeded",))
+    page.wait_for_function("() => !document.getElementById('share-button').disabled")
+    with page.expect_download() as dl:
+        share.click()
+    story = tmp_path / "story.html"
+    dl.value.save_as(story)
+    assert story.stat().st_size < 200_000
+    # opened from disk with every network request refused: it needs none
+    ctx = browser.new_context()
+    requests = []
+    ctx.on("request", lambda r: requests.append(r.url))
+    ctx.route("http*://**", lambda route: route.abort())
+    offline = ctx.new_page()
+    offline.goto(story.as_uri())
+    text = offline.inner_text("body")
+    ctx.close()
+    assert requests == [story.as_uri()], requests
+    assert "Picks" in text and "Makes twelve rows" in text
+    assert "Pick rows" in text and "Drops multiples of three and labels multiples of four." in text
+    assert "it dropped 4 of 12 records, changed 2 and added 1." in text
+    assert "a multiple of three" in text  # the reason the step gave, beside a dropped record
+    assert "12 records" in text  # the count on the connection

@@ -230,3 +230,21 @@ def test_two_runs_of_one_output_compared_by_cli_and_api(workspace, demo_run, sta
     assert status == 404 and "no output `nope`" in body["error"]
     half = pipeloom_cmd("diff", demo_run, later, "--node", "classify", cwd=workspace)
     assert half.returncode == 2 and "give both --node NODE and --port PORT" in half.stderr
+
+
+def test_story_writes_one_small_self_contained_page(workspace, demo_run, tmp_path):
+    out = tmp_path / "story.html"
+    r = pipeloom_cmd("story", demo_run, "--out", str(out), cwd=workspace)
+    assert r.returncode == 0, r.stderr
+    assert "no network needed" in r.stdout
+    text = out.read_text()
+    assert out.stat().st_size < 300_000
+    assert "<svg" in text and "<script" not in text and "<link" not in text
+    links = [m for m in __import__("re").findall(r"(?:src|href)=\"([^\"]+)\"", text)]
+    assert links == [], links
+    for title in ("Read the sensor log", "Keep sensible readings", "Spot unusual readings", "Alert the team"):
+        assert title in text
+    assert "it dropped 9 of 1,000 records and changed 991." in text
+    assert "1,000 records" in text and "991 records" in text  # counts on the connections
+    bad = pipeloom_cmd("story", "no-such-run", "--out", str(tmp_path / "x.html"), cwd=workspace)
+    assert bad.returncode == 2 and not (tmp_path / "x.html").exists()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from ..dataerrors import MalformedDataError
 from ..errors import NotFoundError
 from ..hashing import file_sha256
 from ..logs import parse_line
@@ -44,7 +45,12 @@ def step_diff(workspace, store, pipeline, run_id: str, node_id: str, *, input: s
     rec = (run.get("nodes") or {}).get(node_id)
     if rec is None:
         raise NotFoundError(f"step `{node_id}` is not part of run {run_id}")
-    in_port = _pick(node.inputs, input, "input", node_id)
+    fed = {e.dst_port for e in pipeline.edges if e.dst_node == node_id}
+    if input is None:  # the records that flow in from another step first, then the step's own files
+        ordered = sorted(node.inputs, key=lambda p: p.name not in fed)
+        candidates = [p for p in ordered if p.format in RECORDS_FORMATS] or [_pick(node.inputs, None, "input", node_id)]
+    else:
+        candidates = [_pick(node.inputs, input, "input", node_id)]
     out_port = _pick(node.outputs, output, "output", node_id)
     art = (rec.get("artifacts") or {}).get(out_port.name)
     if not art or not art.get("path"):
@@ -52,13 +58,23 @@ def step_diff(workspace, store, pipeline, run_id: str, node_id: str, *, input: s
                             f"(it {rec.get('status', 'did not run')})")
     layout = Layout(workspace)
     home = rec.get("source_run") or run_id  # a reused step's files live in the run that made them
-    before = _input_side(layout, pipeline, run, home, node_id, in_port)
     after = Side(Path(art["path"]), art.get("format") or out_port.format, f"output `{out_port.name}`",
                  art.get("sha256"))
-    key = out_port.key or in_port.key
+    diff = in_port = None
+    for i, in_port in enumerate(candidates):
+        before = _input_side(layout, pipeline, run, home, node_id, in_port)
+        try:
+            diff = compute(before, after, key=out_port.key or in_port.key, cache_dir=layout.state / "diffs")
+            break
+        except MalformedDataError as exc:
+            # a settings file (a JSON object) is not records: try the next input, unless this one was asked for
+            if input is not None or exc.path != str(before.path):
+                raise
+            if i == len(candidates) - 1:
+                raise DiffError(f"step `{node_id}` has no input that is a list of records to compare with its "
+                                f"output (input `{in_port.name}`: {exc.detail})") from exc
     reasons = {}
     log = layout.log_path(home, node_id)
-    diff = compute(before, after, key=key, cache_dir=layout.state / "diffs")
     if diff.key and log.is_file():
         with open(log, encoding="utf-8", errors="replace") as fh:
             reasons = reasons_from_log((parse_line(line)["text"] for line in fh), diff.key)
