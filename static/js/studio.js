@@ -677,6 +677,20 @@ class Studio {
     return null;
   }
 
+  /** A finished run's stored record, read once; null when it cannot be read. */
+  async runRecord(runId) {
+    let rec = this.runRecords.get(runId);
+    if (!rec) {
+      try {
+        rec = await get(`/api/runs/${seg(runId)}`);
+      } catch {
+        return null;
+      }
+      if (!runIsActive(rec.status)) this.runRecords.set(runId, rec);
+    }
+    return rec;
+  }
+
   /** Mark on the cards which steps' records outputs differ from the run before (by content hash). */
   async markChanged() {
     const run = this.run;
@@ -685,17 +699,10 @@ class Studio {
       const i = this.runs.findIndex((r) => r.run_id === run.run_id);
       const before = i < 0 ? null : this.runs.slice(i + 1).find((r) => !runIsActive(r.status));
       if (before) {
-        let prev = this.runRecords.get(before.run_id);
-        if (!prev) {
-          try {
-            prev = await get(`/api/runs/${seg(before.run_id)}`);
-            this.runRecords.set(before.run_id, prev);
-          } catch {
-            prev = null;
-          }
-        }
+        // the stored records carry each output's content hash (a live snapshot may not)
+        const [prev, cur] = await Promise.all([this.runRecord(before.run_id), this.runRecord(run.run_id)]);
         if (this.run !== run) return; // another run is on show by now
-        for (const [id, info] of Object.entries((prev && run.nodes) || {})) {
+        for (const [id, info] of Object.entries((prev && cur && cur.nodes) || {})) {
           const old = (prev.nodes || {})[id];
           if (!old || !["succeeded", "cached"].includes(info.status)) continue;
           for (const [port, art] of Object.entries(info.artifacts || {})) {
