@@ -541,6 +541,31 @@ export class Canvas {
     this.applyView();
   }
 
+  /** Guided mode: light up step `id` and the connections into and out of it, dim the rest (null ends it),
+   * and centre it in the part of the canvas that `cover` (a screen rect over the canvas, such as a panel)
+   * leaves free. */
+  setFocus(id, cover = null) {
+    this.root.classList.toggle("walking", !!id);
+    for (const [nid, item] of this.items) item.el.classList.toggle("walk-focus", nid === id);
+    for (const rec of this.edges.values()) {
+      rec.g.classList.toggle("walk-focus", !!id && (rec.edge.src === id || rec.edge.dst === id));
+    }
+    const item = id && this.items.get(id);
+    if (!item) return;
+    const rect = this.root.getBoundingClientRect();
+    let { width: w, height: hgt } = rect;
+    if (cover && cover.top > rect.top + rect.height / 3) hgt = cover.top - rect.top; // a sheet along the bottom
+    else if (cover && cover.left > rect.left + rect.width / 3) w = cover.left - rect.left; // a panel on the right
+    const k = Math.min(Math.max(this.view.k, 0.75), 1);
+    this.fitted = null;
+    this.view = {
+      k,
+      x: w / 2 - (item.pos.x + item.metrics.width / 2) * k,
+      y: hgt / 2 - (item.pos.y + item.metrics.height / 2) * k,
+    };
+    this.applyView();
+  }
+
   /** Screen point -> canvas coordinates. */
   toCanvas(clientX, clientY, rect = this.root.getBoundingClientRect()) {
     return { x: (clientX - rect.left - this.view.x) / this.view.k, y: (clientY - rect.top - this.view.y) / this.view.k };

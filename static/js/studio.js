@@ -16,6 +16,7 @@ import { toast } from "./toast.js";
 import { Palette } from "./palette.js";
 import { Versions } from "./versions.js";
 import { TriggersPanel } from "./triggers.js";
+import { WalkThrough } from "./walkthrough.js";
 
 const RECORDS = ["json", "ndjson", "csv", "parquet"];
 
@@ -57,7 +58,7 @@ class Studio {
     this.els = {
       name: $("pipeline-name"), saveState: $("save-state"), versions: $("versions-popover"),
       run: $("run-button"), cancel: $("cancel-button"), picker: $("run-picker"), autorun: $("autorun"),
-      share: $("share-button"),
+      share: $("share-button"), walk: $("walk-button"),
       banner: $("banner"), palette: $("palette"), paletteList: $("palette-list"), paletteToggle: $("palette-toggle"),
       canvas: $("canvas"), inspector: $("inspector"), drawer: $("drawer"),
       conn: $("conn-state"), runSummary: $("run-summary"), docSummary: $("doc-summary"),
@@ -65,6 +66,7 @@ class Studio {
       dialog: $("add-node-dialog"),
     };
     this.inspector = new Inspector(this.els.inspector, this);
+    this.walk = new WalkThrough(this);
     this.palette = new Palette(this);
     this.versions = new Versions(this);
     this.triggersPanel = new TriggersPanel({
@@ -832,6 +834,7 @@ class Studio {
     this.els.run.disabled = anyActive || !nodesOf(this.doc).length;
     this.els.cancel.disabled = !active;
     this.els.share.disabled = !(this.run && this.run.run_id) || active;
+    this.els.walk.disabled = !(this.run && this.run.run_id) || active;
     document.body.dataset.runStatus = this.run ? this.run.status || "" : "";
     this.updateStatusbar();
   }
@@ -1040,6 +1043,7 @@ class Studio {
     this.els.run.addEventListener("click", () => this.startRun({}));
     this.els.cancel.addEventListener("click", () => this.cancelRun());
     this.els.share.addEventListener("click", () => this.shareRun());
+    this.els.walk.addEventListener("click", () => (this.walk.active ? this.walk.stop() : this.walk.start()));
     this.els.picker.addEventListener("change", () => this.viewRun(this.els.picker.value));
     this.els.autorun.addEventListener("change", async () => {
       const enabled = this.els.autorun.checked;

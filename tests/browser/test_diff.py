@@ -137,3 +137,73 @@ def test_share_as_a_page_downloads_a_story_that_opens_offline(studio, workspace,
     assert "it dropped 4 of 12 records, changed 2 and added 1." in text
     assert "a multiple of three" in text  # the reason the step gave, beside a dropped record
     assert "12 records" in text  # the count on the connection
+
+
+def _picks(workspace):
+    write(workspace, "make.py", MAKE)
+    write(workspace, "pick.py", PICK)
+    return write_pipeline(workspace, "picks", {"version": 1, "name": "Picks", "nodes": [
+        {"id": "make", "runtime": "python", "source": "make.py", "title": "Make rows",
+         "description": "Makes twelve numbered rows.", "outputs": [{"name": "rows", "format": "json"}],
+         "position": {"x": 40, "y": 60}},
+        {"id": "pick", "runtime": "python", "source": "pick.py", "title": "Pick rows",
+         "description": "Drops multiples of three and labels multiples of four.",
+         "inputs": [{"name": "rows", "format": "json"}],
+         "outputs": [{"name": "kept", "format": "json", "key": ["id"]}], "position": {"x": 400, "y": 60}}],
+        "edges": [{"from": "make.rows", "to": "pick.rows"}]})
+
+
+def test_walk_through_goes_step_by_step_with_the_keyboard(studio, workspace):
+    pid = _picks(workspace)
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "pick", ("succeeded",))
+    page.get_by_role("button", name="Walk through", exact=True).click()
+    walk = page.get_by_role("dialog", name="Make rows")
+    walk.wait_for()
+    assert "Step 1 of 2" in walk.inner_text() and "Makes twelve numbered rows." in walk.inner_text()
+    assert page.locator(".card.walk-focus").get_attribute("data-node-id") == "make"
+    assert page.get_by_role("button", name="Back").is_disabled()
+    walk.locator(".walk-sample").first.wait_for()  # a sample of what went out
+    page.keyboard.press("ArrowRight")
+    walk = page.get_by_role("dialog", name="Pick rows")
+    walk.locator('[data-testid="walk-diff"]').wait_for()
+    text = walk.inner_text()
+    assert "Step 2 of 2" in text and "Drops multiples of three" in text
+    assert "rows: 12 records from “Make rows”." in text
+    assert "It dropped 4 of 12 records, changed 2 and added 1." in text
+    assert "a multiple of three" in text  # the reason, among the dropped examples
+    assert page.locator(".card.walk-focus").get_attribute("data-node-id") == "pick"
+    assert float(page.locator('.card[data-node-id="make"]').evaluate("e => getComputedStyle(e).opacity")) < 0.5
+    if os.environ.get("PIPELOOM_SCREENSHOT_DIR"):
+        page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "walk-through.png"))
+    page.keyboard.press("ArrowLeft")
+    page.get_by_role("dialog", name="Make rows").wait_for()
+    page.keyboard.press("Escape")
+    assert page.locator('[data-testid="walk"]').count() == 0
+    assert page.locator(".card.walk-focus").count() == 0
+
+
+def test_walk_through_fits_a_phone(studio, workspace):
+    pid = _picks(workspace)
+    assert studio.api("POST", f"/api/pipelines/{pid}/runs", {})[0] in (200, 201, 202)
+    page = studio.page(f"/pipelines/{pid}", viewport={"width": 390, "height": 844})
+    wait_status(page, "pick", ("succeeded",))
+    page.get_by_role("button", name="Walk through", exact=True).click()
+    panel = page.locator('[data-testid="walk"]')
+    panel.wait_for()
+    box = panel.bounding_box()
+    assert box["x"] >= 0 and box["x"] + box["width"] <= 390 and box["y"] + box["height"] <= 844
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("dialog", name="Pick rows").wait_for()
+    card = page.locator('.card[data-node-id="pick"]').bounding_box()
+    # the step stays in sight above the panel, and nothing makes the page wider than the phone
+    assert card["y"] >= 0 and card["y"] + card["height"] <= box["y"] + 2, (card, box)
+    assert card["x"] >= 0 and card["x"] + card["width"] <= 390, card
+    wide = page.evaluate("() => [...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > 392)"
+                         ".map(e => e.tagName + '#' + e.id + '.' + e.className).slice(0, 8)")
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 390, wide
+    if os.environ.get("PIPELOOM_SCREENSHOT_DIR"):
+        page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "walk-through-phone.png"))
+    page.get_by_role("button", name="Finish").click()
+    assert panel.count() == 0
