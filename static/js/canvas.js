@@ -688,7 +688,10 @@ export class Canvas {
     if (this.spaceDown || e.button === 1) return this.startPan(e);
     if (target.closest(".card-changed")) return; // a button of its own, handled on click
     const port = target.closest(".port");
-    if (port && port.dataset.kind === "outputs" && !this.readOnly) return this.startWire(e, port);
+    // a wire starts on an output's dot or name; the rest of its row belongs to the card (a click selects it)
+    if (port && port.dataset.kind === "outputs" && !this.readOnly && target.closest(".port-dot, .port-name")) {
+      return this.startWire(e, port);
+    }
     const card = target.closest(".card");
     if (card) return this.startDrag(e, card);
     const edgeEl = target.closest(".edge");
