@@ -1,7 +1,7 @@
 // The pipeline canvas: HTML node cards and one SVG edge layer inside a single
 // CSS-transformed viewport. Geometry comes from the document (geometry.js),
 // so moving a card redraws only the edges that touch it or pass near it.
-import { h, svg, clear, formatDuration, formatRecords, textColorFor, rafThrottle } from "./dom.js";
+import { h, svg, clear, formatDuration, formatNumber, formatRecords, textColorFor, rafThrottle } from "./dom.js";
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
 import { cardMetrics, portPoint, edgeCurve, setRuntimeLabels, CARD_W, DESC_LINE_H, DESC_PAD } from "./geometry.js";
 import { Grid, routeEdge, placeLabel } from "./routing.js";
@@ -177,7 +177,8 @@ export class Canvas {
     },
     h("span", { class: "port-dot", "aria-hidden": "true" }),
     h("span", { class: "port-name" }, p.name),
-    h("span", { class: "port-format" }, p.format));
+    h("span", { class: "port-format" }, p.format),
+    h("span", { class: "port-count", "data-testid": `count-${kind === "inputs" ? "in" : "out"}-${p.name}`, hidden: true }));
     const el = h("div", {
       class: "card",
       role: "listitem",
@@ -216,6 +217,7 @@ export class Canvas {
     item.runtimeLabel = rt.label;
     this.paintStatus(item, this.statuses.get(node.id));
     this.paintChanged(item);
+    this.paintCounts(item);
     return el;
   }
 
@@ -409,11 +411,35 @@ export class Canvas {
     this.records.clear();
     for (const [k, v] of Object.entries(map || {})) this.records.set(k, v);
     for (const rec of this.edges.values()) this.paintEdgeLabel(rec);
+    for (const item of this.items.values()) this.paintCounts(item);
+  }
+
+  /** The records each port of a card took in or gave out in the run on show ("1,000 in", "991 out"). */
+  paintCounts(item) {
+    if (!item.el) return;
+    const feeds = new Map();
+    for (const key of this.touching.get(item.node.id) || []) {
+      const rec = this.edges.get(key);
+      if (rec && rec.edge.dst === item.node.id) feeds.set(rec.edge.dstPort, `${rec.edge.src}.${rec.edge.srcPort}`);
+    }
+    for (const el of item.el.querySelectorAll(".port")) {
+      const inbound = el.dataset.kind === "inputs";
+      const source = inbound ? feeds.get(el.dataset.port) : `${item.node.id}.${el.dataset.port}`;
+      const n = source ? this.records.get(source) : undefined;
+      const span = el.querySelector(".port-count");
+      span.hidden = typeof n !== "number";
+      span.textContent = typeof n === "number" ? `${formatNumber(n)} ${inbound ? "in" : "out"}` : "";
+    }
   }
 
   /** Set the record count of one output port. */
   setRecord(nodeId, port, count) {
     this.records.set(`${nodeId}.${port}`, count);
+    for (const key of this.touching.get(nodeId) || []) {
+      const rec = this.edges.get(key);
+      if (rec) this.paintCounts(this.items.get(rec.edge.src === nodeId ? rec.edge.dst : rec.edge.src) || {});
+    }
+    this.paintCounts(this.items.get(nodeId) || {});
     for (const key of this.touching.get(nodeId) || []) {
       const rec = this.edges.get(key);
       if (rec.edge.src === nodeId && rec.edge.srcPort === port) this.paintEdgeLabel(rec);

@@ -207,3 +207,15 @@ def test_walk_through_fits_a_phone(studio, workspace):
         page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "walk-through-phone.png"))
     page.get_by_role("button", name="Finish").click()
     assert panel.count() == 0
+
+
+def test_cards_say_how_many_records_went_in_and_out(studio, workspace):
+    pid = _picks(workspace)
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "pick", ("succeeded",))
+    page.wait_for_function("() => !document.querySelector('[data-testid=\"count-out-kept\"]').hidden")
+    pick = page.locator('.card[data-node-id="pick"]')
+    assert pick.locator('[data-testid="count-in-rows"]').inner_text() == "12 in"
+    assert pick.locator('[data-testid="count-out-kept"]').inner_text() == "9 out"
+    assert page.locator('.card[data-node-id="make"] [data-testid="count-out-rows"]').inner_text() == "12 out"
