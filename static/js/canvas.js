@@ -296,22 +296,27 @@ export class Canvas {
     const n = this.records.get(`${rec.edge.src}.${rec.edge.srcPort}`);
     const known = n !== undefined && n !== null;
     const second = known ? formatRecords(n) : "";
-    // Two short lines fit between cards better than one long one.
-    rec.text.replaceChildren();
-    const first = svg("tspan", { x: 0, dy: known ? "-0.25em" : "0.35em" });
-    first.textContent = fmt;
-    rec.text.append(first);
+    // Short lines fit between cards better than one long one: "json", "1,000", "records".
+    const lines = [fmt];
     if (known) {
-      const line2 = svg("tspan", { x: 0, dy: "1.2em", class: "edge-records" });
-      line2.textContent = second;
-      rec.text.append(line2);
+      const [num, ...word] = second.split(" ");
+      // (the number keeps its space, so the label's text still reads "1,000 records")
+      if (second.length > 9 && word.length) lines.push(`${num} `, word.join(" "));
+      else lines.push(second);
     }
+    rec.text.replaceChildren();
+    lines.forEach((text, i) => {
+      const span = svg("tspan", { x: 0, dy: i ? "1.2em" : `${0.35 - (lines.length - 1) * 0.6}em`,
+                                  class: i ? "edge-records" : "" });
+      span.textContent = text;
+      rec.text.append(span);
+    });
     rec.text.setAttribute("dy", "0");
     rec.title.textContent = `${rec.edge.src}.${rec.edge.srcPort} → ${rec.edge.dst}.${rec.edge.dstPort}: ${fmt}${known ? `, ${second}` : ""}`;
     // Monospace at 11px: about 6.6px a character, so the pill fits without measuring.
-    const chars = Math.max(fmt.length, second.length);
+    const chars = Math.max(...lines.map((l) => l.trim().length));
     const width = Math.ceil(chars * 6.7) + 14;
-    const height = known ? 32 : 18;
+    const height = 18 + (lines.length - 1) * 14;
     rec.rect.setAttribute("width", String(width));
     rec.rect.setAttribute("x", String(-width / 2));
     rec.rect.setAttribute("height", String(height));
@@ -500,7 +505,7 @@ export class Canvas {
       return;
     }
     const b = this.bounds();
-    const pad = 32;
+    const pad = 24;
     const whole = Math.min(1, (rect.width - pad * 2) / (b.w || 1), (rect.height - pad * 2) / (b.h || 1));
     const k = Math.max(MIN_ZOOM, minZoom, whole);
     const fitsX = b.w * k <= rect.width - pad * 2 + 0.5;

@@ -8,7 +8,7 @@ const SNAP = 8;
 // Room kept between a placed card and its neighbours: an edge label fits in it.
 const GAP = 40;
 // Between a step and the next one to its right, as in the automatic layout.
-const COLUMN_GAP = 160;
+const COLUMN_GAP = 72; // room for a connection label of three short lines; four columns fit a laptop beside the inspector
 const SEARCH_STEP = 24;
 const SEARCH_RINGS = 60;
 
@@ -23,7 +23,7 @@ function loadDagre() {
 export async function autoLayout(doc) {
   const dagre = await loadDagre();
   const g = new dagre.graphlib.Graph();
-  // Between two columns sits an edge label ("json" over "1,204 records", about 110px wide)
+  // Between two columns sits an edge label ("json", "1,204", "records": about 60px wide)
   // with clear space on both sides; between two cards of a column, room for a detour.
   g.setGraph({ rankdir: "LR", ranksep: COLUMN_GAP, nodesep: 56, edgesep: 28, marginx: 0, marginy: 0 });
   g.setDefaultEdgeLabel(() => ({}));

@@ -19,3 +19,27 @@ def test_a_click_on_the_output_row_selects_the_card(studio, workspace):
     name = port.locator(".port-name").bounding_box()
     page.mouse.click(name["x"] + name["width"] / 2, name["y"] + name["height"] / 2)
     page.wait_for_selector(".port.wiring")
+
+
+def test_the_whole_demo_fits_beside_the_inspector_on_a_laptop(studio):
+    status, created = studio.api("POST", "/api/demo", {})
+    assert status == 201, created
+    page = studio.open(created["id"], viewport={"width": 1440, "height": 900})
+
+    def all_in_view():
+        canvas = page.locator("#canvas").bounding_box()
+        inspector = page.locator("#inspector").bounding_box()
+        assert canvas["x"] + canvas["width"] <= inspector["x"] + 1
+        for card in page.locator(".card").all():
+            b = card.bounding_box()
+            assert canvas["x"] <= b["x"] and b["x"] + b["width"] <= canvas["x"] + canvas["width"], card.get_attribute("data-node-id")
+            assert canvas["y"] <= b["y"] and b["y"] + b["height"] <= canvas["y"] + canvas["height"]
+        zoom = page.evaluate("() => window.pipeloomStudio.canvas.view.k")
+        assert zoom >= 0.75  # still readable
+
+    all_in_view()
+    page.get_by_role("button", name="Tidy up").click()
+    page.wait_for_timeout(400)
+    page.get_by_role("button", name="Fit").click()
+    page.wait_for_timeout(400)
+    all_in_view()

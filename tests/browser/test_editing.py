@@ -111,7 +111,7 @@ def test_a_step_added_after_the_selected_one_and_fed_by_a_wire_dropped_on_its_ca
     page.click("#zoom-fit")
     # Dropped on the card body (not on a port): the card gets an input named after the output.
     # `count` already has an output called `out`, so the new input is `out-2`.
-    page.locator('.card[data-node-id="shout"] .port[data-kind=outputs][data-port=out]').drag_to(
+    page.locator('.card[data-node-id="shout"] .port[data-kind=outputs][data-port=out] .port-name').drag_to(
         page.locator('.card[data-node-id="count"] .card-title'))
     page.wait_for_selector('[data-edge="shout.out->count.out-2"]')
     page.wait_for_selector('.card[data-node-id="count"] .port[data-kind=inputs][data-port="out-2"][data-format=json]')
@@ -128,7 +128,7 @@ def test_a_step_added_after_the_selected_one_and_fed_by_a_wire_dropped_on_its_ca
     page.wait_for_selector('[data-edge="shout.out->count.out-2"]')
 
     # Refused by the engine (it would make a cycle): its own words, and nothing changes.
-    page.locator('.card[data-node-id="count"] .port[data-kind=outputs][data-port=out]').drag_to(
+    page.locator('.card[data-node-id="count"] .port[data-kind=outputs][data-port=out] .port-name').drag_to(
         page.locator('.card[data-node-id="report"] .card-title'))
     page.locator('[data-testid="toast"]', has_text="cycle").wait_for()
     assert page.locator('.card[data-node-id="report"] .port[data-kind=inputs]').count() == 0

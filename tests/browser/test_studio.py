@@ -59,7 +59,7 @@ def test_add_a_node_and_connect_it(studio, workspace):
     add_port(page, "count", "inputs", "rows", "csv")
     port_in = page.locator('.card[data-node-id="count"] .port[data-kind=inputs][data-port=rows]')
     port_in.wait_for()
-    page.locator('.card[data-node-id="report"] .port[data-kind=outputs][data-port=table]').drag_to(port_in)
+    page.locator('.card[data-node-id="report"] .port[data-kind=outputs][data-port=table] .port-name').drag_to(port_in)
     page.wait_for_selector('[data-edge="report.table->count.rows"]')
     wait_saved(page)
     saved = yaml.safe_load((workspace / "report.pipeline.yaml").read_text())
@@ -67,7 +67,7 @@ def test_add_a_node_and_connect_it(studio, workspace):
     assert any(n["id"] == "count" and n["title"] == "Count the rows" for n in saved["nodes"])
 
     # An input takes one source: the engine refuses a second one, in its own words.
-    page.locator('.card[data-node-id="report"] .port[data-kind=outputs][data-port=summary]').drag_to(port_in)
+    page.locator('.card[data-node-id="report"] .port[data-kind=outputs][data-port=summary] .port-name').drag_to(port_in)
     toast = page.locator('[data-testid="toast"]', has_text="fed twice")
     toast.wait_for()
     assert page.locator('[data-edge="report.summary->count.rows"]').count() == 0
@@ -75,7 +75,7 @@ def test_add_a_node_and_connect_it(studio, workspace):
     # A cycle is refused too: shout gets an output, report an input, and shout -> report would loop.
     add_port(page, "shout", "outputs", "back", "json")
     add_port(page, "report", "inputs", "loop", "json")
-    page.locator('.card[data-node-id="shout"] .port[data-kind=outputs][data-port=back]').drag_to(
+    page.locator('.card[data-node-id="shout"] .port[data-kind=outputs][data-port=back] .port-name').drag_to(
         page.locator('.card[data-node-id="report"] .port[data-kind=inputs][data-port=loop]'))
     page.locator('[data-testid="toast"]', has_text="cycle").wait_for()
     assert page.locator('[data-edge="shout.back->report.loop"]').count() == 0
