@@ -157,13 +157,16 @@ class Build:
         except Exception as exc:  # a damaged or vanished file: the pages say what is wrong
             log.info("cannot index %s: %s", self.path, exc)
             result = scan.ScanResult(None, [], str(exc))
+        if result is not None:
+            done = PageIndex(self.fmt, self.index.size, list(result.checkpoints), result.total, True, result.problem,
+                             result.header_end, result.header_lines)
+            try:
+                write_index(self.target, done, self.path)  # on disk before anyone is told it is done
+            except OSError as exc:
+                log.info("cannot write the page index %s: %s", self.target, exc)
         with self.cond:
             if result is not None:
-                idx = self.index
-                idx.checkpoints = list(result.checkpoints)
-                idx.total, idx.problem = result.total, result.problem
-                idx.header_end, idx.header_lines = result.header_end, result.header_lines
-                idx.complete = True
+                self.index = done
             self.cond.notify_all()
 
     @property
@@ -257,10 +260,6 @@ class PageIndexes:
         b.run()
         idx = b.index
         if idx.complete:
-            try:
-                write_index(b.target, idx, b.path)
-            except OSError as exc:
-                log.info("cannot write the page index %s: %s", b.target, exc)
             self._remember(b.key, idx)
         with self._lock:
             self._builds.pop(b.key, None)
