@@ -273,3 +273,13 @@ def test_index_key_follows_the_recorded_file(tmp_path):
     assert pageindex.index_key(path, "ab" * 32, st.st_size, st.st_mtime_ns) == "ab" * 32
     other = pageindex.index_key(path, "ab" * 32, st.st_size + 1, st.st_mtime_ns)
     assert other.startswith("file-") and other != "ab" * 32
+
+
+def test_a_json_document_that_is_not_an_array_finishes_without_a_total(tmp_path):
+    path = tmp_path / "doc.json"
+    path.write_text(json.dumps({"a": list(range(1000))}))
+    store = pageindex.PageIndexes(tmp_path / "index")
+    got = store.get(path, "json", "doc")
+    idx = got.wait_for(10**9, 30) if isinstance(got, pageindex.Build) else got
+    assert idx.complete and idx.total is None
+    store.close()

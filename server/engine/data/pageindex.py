@@ -152,6 +152,8 @@ class Build:
         result = None
         try:
             result = scan.scan_file(self.path, self.fmt, self._progress, self.stop)
+            if result is None:  # a JSON document that is not an array: nothing to count
+                result = scan.ScanResult(None, [], "not a JSON array")
         except scan.Stopped:
             pass
         except Exception as exc:  # a damaged or vanished file: the pages say what is wrong

@@ -29,8 +29,11 @@
   `truncated` is true when bytes follow the dump.
 
 `total` is the exact number of items when it is cheap to know: parquet
-metadata, a page that reached the end of the file, or a full streaming count
-of a file up to 64 MB (cached per file version). Otherwise `total` is None and
+metadata, a page that reached the end of the file, a finished page index
+(pageindex.py; `index=`), or a full streaming count of a file up to 64 MB
+(cached per file version). With an index still being built, `counting` is
+true. With an index, a json array, ndjson or csv page starts reading at the
+checkpoint before its offset. Otherwise `total` is None and
 `total_estimate` extrapolates from the bytes read so far. `truncated` is true
 when items follow the page. `bytes_read` is how far into the file the page
 read (None for parquet, which reads by column chunks). Nothing reads more of a file than the page needs, plus one read buffer.

@@ -135,8 +135,9 @@ def _scan_ndjson(f, progress: Progress, stop: threading.Event) -> ScanResult:
 
 # ---------------------------------------------------------------------------- csv
 
-_KEEP_QUOTE_MARKS = bytes(b for b in range(256) if b not in b'"\x00\n')
-_MARKS_AS_QUOTES = bytes.maketrans(b"\x00", b'"')
+# Bytes by class: quote, delimiter and line feed stay, anything else becomes `a`.
+_CLASSES = bytes(b if b in b'",\n' else ord("a") for b in range(256))
+_AS_QUOTES = bytes.maketrans(b"c", b'"')
 
 
 class _Exact(Exception):
@@ -153,16 +154,14 @@ def _csv_rows(chunk: bytes) -> int:
         if b"\n\n" in chunk or chunk[:1] == b"\n":
             raise _Slow()
         return chunk.count(b"\n")
-    # A quote after a delimiter or a line break opens a field (marked \0); any other quote must close one
-    # (or be the first of an escaped pair), or the csv module reads it as a literal and parity is wrong.
-    marked = b"\x00" + chunk[1:] if chunk[:1] == b'"' else chunk
-    marked = marked.replace(b',"', b",\x00").replace(b'\n"', b"\n\x00").replace(b'""', b'"\x00')
-    marks = marked.translate(None, _KEEP_QUOTE_MARKS)
-    if b'"' in marks.replace(b"\n", b"")[0::2]:
+    # A quote after a delimiter, a line break or a quote may open a field; one after any other byte (`c`)
+    # must close one or start an escaped pair, or the csv module reads it as a literal and parity is wrong.
+    marks = chunk.translate(_CLASSES).replace(b'a"', b"ac").translate(None, b"a,")  # same length: fast
+    if b"c" in marks.translate(None, b"\n")[0::2]:
         raise _Exact()
     if b"\n\n" in chunk or chunk[:1] == b"\n":
         raise _Slow()
-    marks = marks.translate(_MARKS_AS_QUOTES).replace(b'""', b"")
+    marks = marks.translate(_AS_QUOTES).replace(b'""', b"")
     if b'"' not in marks:
         return marks.count(b"\n")
     return sum(part.count(b"\n") for part in marks.split(b'"')[0::2])
@@ -178,6 +177,8 @@ def _csv_rows_slowly(chunk: bytes) -> int:
 
 
 def _breaks(data: bytes) -> int:
+    if b"\r" not in data:
+        return data.count(b"\n")
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
