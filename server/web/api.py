@@ -18,6 +18,9 @@ from .highlight import stylesheet
 api = Blueprint("api", __name__, url_prefix="/api")
 
 PREVIEW_MAX_LIMIT = 1000
+INDEX_MIN_BYTES = 4 * 1024 * 1024  # smaller outputs are counted when published, and read from their start
+NEAR_RECORDS = 5000  # a page this close to the start is read from the start while the index is built
+PAGE_WAIT_S = 60.0  # how long a far page waits for the index build to pass it
 LOG_MAX_LIMIT = 10000
 # a larger number cannot be a stored version (SQLite integers are 64-bit); such URLs are simply not found
 VERSION_MAX = 2**63 - 1
@@ -358,6 +361,20 @@ def _artifact_path(run_id: str, node_id: str, port: str) -> tuple[dict, Path]:
     return art, path
 
 
+def _page_index(run_id: str, node_id: str, port: str, art: dict, path: Path, offset: int):
+    """The output's page index, as far as it goes once its scan has passed `offset` (a first page does
+    not wait; a far one waits up to PAGE_WAIT_S while the index is built); None for small or other files."""
+    from server.engine.data.pageindex import INDEXED_FORMATS, Build
+
+    fmt = art.get("format") or "binary"
+    if fmt not in INDEXED_FORMATS or path.stat().st_size <= INDEX_MIN_BYTES:
+        return None
+    got = _state().runs.index_output(run_id, node_id, port, path, art, fmt)
+    if isinstance(got, Build):
+        return got.wait_for(offset, PAGE_WAIT_S if offset > NEAR_RECORDS else 0)
+    return got
+
+
 @api.get("/runs/<run_id>/nodes/<node_id>/outputs/<port>")
 def output_preview(run_id: str, node_id: str, port: str):
     offset = int_arg("offset", 0)
@@ -365,8 +382,14 @@ def output_preview(run_id: str, node_id: str, port: str):
     art, path = _artifact_path(run_id, node_id, port)
     from server.engine.preview import preview_file
 
-    page = preview_file(path, art.get("format") or "binary", offset=offset, limit=limit)
-    page.setdefault("records", art.get("records"))
+    index = _page_index(run_id, node_id, port, art, path, offset)
+    page = preview_file(path, art.get("format") or "binary", offset=offset, limit=limit, index=index)
+    records = art.get("records")
+    if records is None and index is not None and index.complete:
+        records = index.total
+    page.setdefault("records", records)
+    page["total_known"] = page.get("total") is not None
+    page.setdefault("counting", False)
     return jsonify(page)
 
 
@@ -393,4 +416,6 @@ def output_cell(run_id: str, node_id: str, port: str):
     offset = int_arg("offset", 0)
     limit = int_arg("limit", CELL_PAGE_CHARS, low=1, high=CELL_MAX_CHARS)
     art, path = _artifact_path(run_id, node_id, port)
-    return jsonify(cell_value(path, art.get("format") or "binary", record, column, offset=offset, limit=limit))
+    index = _page_index(run_id, node_id, port, art, path, record)
+    return jsonify(cell_value(path, art.get("format") or "binary", record, column, offset=offset, limit=limit,
+                              index=index))

@@ -44,7 +44,7 @@ class WebConfig:
     debounce_s: float = 0.15
     log_flush_interval_s: float = 0.05
     log_batch_cap: int = 2000
-    count_records_limit: int = 256 * 1024 * 1024
+    count_records_limit: int | None = None  # outputs of any size are counted, by their page index
     triggers: bool = True  # run the workspace's triggers (kafka, http, folder, schedule)
     studio: bool = True  # serve the editor and its API; off: only /invoke, /metrics and the triggers
     retention_interval_s: float = 600.0
@@ -79,6 +79,11 @@ class WebState:
                                flush_interval=cfg.log_flush_interval_s, batch_cap=cfg.log_batch_cap,
                                count_limit=cfg.count_records_limit, load_pipeline=self.pipelines.load,
                                autorun_enabled=self.pipelines.autorun)
+        from server.engine.data.pageindex import PageIndexes
+        from server.engine.paths import Layout
+
+        self.previews = PageIndexes(Layout(cfg.workspace).state / "index")
+        self.runs.previews = self.previews
         self.watcher: WatchBridge | None = None
         self._closed = False
         from server.engine.metrics import Metrics
@@ -203,6 +208,7 @@ class WebState:
             self.triggers.stop()
         self.retention.stop()
         self.runs.shutdown()
+        self.previews.close()
         try:
             self.store.close()
         except Exception:

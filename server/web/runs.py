@@ -96,7 +96,7 @@ class RunManager:
     """Starts runs in the background and forwards their events to rooms."""
 
     def __init__(self, workspace: Path, store, emit: Emit, *, flush_interval: float = 0.05,
-                 batch_cap: int = 2000, count_limit: int = 256 * 1024 * 1024,
+                 batch_cap: int = 2000, count_limit: int | None = None,
                  load_pipeline: Callable[[str], object] | None = None,
                  autorun_enabled: Callable[[str], bool] | None = None):
         self.ws = Path(workspace).resolve()
@@ -115,6 +115,7 @@ class RunManager:
         self._flusher: threading.Thread | None = None
         self._counter = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipeloom-count")
         self.listeners: list[Callable] = []  # more engine listeners (metrics): every event but log lines
+        self.previews = None  # the workspace's PageIndexes: outputs are counted by their page index
 
     # ------------------------------------------------------------ starting and stopping
 
@@ -293,7 +294,7 @@ class RunManager:
                 payload = {"run_id": ev.run_id, "node_id": ev.node_id, "port": ev.port, "format": ev.format,
                            "size": ev.size, "records": ev.records}
                 self.emit("output_ready", payload, rooms)
-                if ev.records is None and ev.path and ev.size <= self.count_limit:
+                if ev.records is None and ev.path and (self.count_limit is None or ev.size <= self.count_limit):
                     self._counter.submit(self._count, payload, ev.path, rooms)
             elif isinstance(ev, RunStatusEvent):
                 if ev.status in TERMINAL_RUN:
@@ -305,8 +306,17 @@ class RunManager:
                 self.emit(ev.kind, ev.to_dict(), rooms)
 
     def _count(self, payload: dict, path: str, rooms: list[str]) -> None:
+        from server.engine.data.pageindex import INDEXED_FORMATS
         from server.engine.formats import count_records
 
+        if self.previews is not None and payload["format"] in INDEXED_FORMATS:
+            try:
+                art = self.store.get_artifact(payload["run_id"], payload["node_id"], payload["port"])
+            except PipeloomError:
+                art = {}
+            self.index_output(payload["run_id"], payload["node_id"], payload["port"], Path(path), art,
+                              payload["format"])
+            return
         try:
             n = count_records(path, payload["format"], max_bytes=self.count_limit)
         except Exception as exc:  # a malformed output is the node's problem, shown in its preview
@@ -319,6 +329,47 @@ class RunManager:
         except PipeloomError as exc:
             log.info("cannot store the record count of %s: %s", path, exc)
         self.emit("output_ready", dict(payload, records=n), rooms)
+
+    def index_output(self, run_id: str, node_id: str, port: str, path: Path, art: dict, fmt: str):
+        """The page index of one output (finished, or its build in progress); once its exact total is
+        known, it is stored and sent as a second `output_ready` with `records` filled in."""
+        from server.engine.data.pageindex import index_key
+
+        key = index_key(path, art.get("sha256"), art.get("size"), art.get("mtime_ns"))
+        announce = art.get("records") is None
+        rooms = None
+
+        def built(idx) -> None:
+            if not announce or idx.total is None:
+                return
+            try:
+                self.store.set_records(run_id, node_id, port, idx.total)
+            except PipeloomError as exc:
+                log.info("cannot store the record count of %s: %s", path, exc)
+            pipeline_id = ""
+            try:
+                pipeline_id = self.store.get_run(run_id).get("pipeline_id") or ""
+            except PipeloomError:
+                pass
+            self.emit("output_ready", {"run_id": run_id, "node_id": node_id, "port": port, "format": fmt,
+                                       "size": path.stat().st_size, "records": idx.total},
+                      rooms or rooms_for(run_id, pipeline_id))
+
+        return self.previews.get(path, fmt, key, when_built=built)
+
+    def known_records(self, art: dict) -> int | None:
+        """The exact record count of an output whose page index is already on disk, without building one."""
+        from server.engine.data.pageindex import INDEXED_FORMATS, index_key, read_index
+
+        if self.previews is None or art.get("format") not in INDEXED_FORMATS or not art.get("path"):
+            return None
+        try:
+            path = Path(art["path"])
+            key = index_key(path, art.get("sha256"), art.get("size"), art.get("mtime_ns"))
+            idx = read_index(self.previews.root / f"{key}.{art['format']}.idx", path, art["format"])
+        except OSError:
+            return None
+        return idx.total if idx is not None else None
 
     # ------------------------------------------------------------ log batching
 
@@ -410,7 +461,8 @@ class RunManager:
             arts = info.get("artifacts") or {}
             if arts:
                 nodes[nid]["outputs"] = {port: {"format": a.get("format"), "size": a.get("size"),
-                                                "records": a.get("records")} for port, a in arts.items()}
+                                                "records": a.get("records") if a.get("records") is not None
+                                                else self.known_records(a)} for port, a in arts.items()}
             if info.get("status") == "cached" and info.get("source_run"):
                 nodes[nid]["source_run"] = info["source_run"]
 

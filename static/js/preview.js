@@ -51,8 +51,10 @@ export function describeRange(page) {
   const range = count === 1 ? `${one} ${formatNumber(offset + 1)}` : `${many} ${formatNumber(offset + 1)}–${formatNumber(offset + count)}`;
   const total = totalOf(page);
   if (total.exact !== null) return `${range} of ${formatNumber(total.exact)}`;
-  if (total.about !== null) return `${range} of about ${formatNumber(total.about)}`;
-  return `${range} of at least ${formatNumber(total.atLeast)}`;
+  // The server is counting the whole file in the background; the exact total follows (output_ready).
+  const counting = page.counting ? " (counting…)" : "";
+  if (total.about !== null) return `${range} of about ${formatNumber(total.about)}${counting}`;
+  return `${range} of at least ${formatNumber(total.atLeast)}${counting}`;
 }
 
 function totalOf(page) {
@@ -390,8 +392,10 @@ export class OutputPreview {
     const facts = [art.format, formatBytes(art.size)];
     if (typeof art.records === "number") facts.push(formatRecords(art.records));
     const url = `/api/runs/${seg(s.runId)}/nodes/${seg(s.nodeId)}/outputs/${seg(s.port)}`;
+    this.factsEl = h("span", { "data-testid": "preview-facts" }, facts.filter(Boolean).join(" · "));
+    this.facts = facts;
     body.append(h("div", { class: "preview-facts" },
-      h("span", {}, facts.filter(Boolean).join(" · ")),
+      this.factsEl,
       h("a", { class: "link", href: `${url}/raw`, download: "" }, "Download")));
     const view = h("div", { class: "preview-view" });
     const pager = h("div", { class: "pager" });
@@ -421,6 +425,12 @@ export class OutputPreview {
       return;
     }
     if (ticket !== this.request) return;
+    const art = (s.artifacts || {})[s.port];
+    if (page.total_known && typeof page.records === "number" && art && typeof art.records !== "number") {
+      // counted by the server since the run's record was read: show it without waiting for the event
+      art.records = page.records;
+      this.factsEl.textContent = [...this.facts, formatRecords(page.records)].filter(Boolean).join(" · ");
+    }
     clear(view);
     if (page.error) view.append(h("div", { class: "preview-error error-note" }, `This file does not match its format: ${page.error}`));
     view.append(renderPage(page, `${url}/cell`));
@@ -447,11 +457,17 @@ export class OutputPreview {
       type: "button", class: "btn btn-small", disabled: !hasMore(page) || !(kind === "binary" ? hexByteCount(page) : count),
       onclick: () => { s.offset = offset + (kind === "binary" ? hexByteCount(page) : count); this.render(); },
     }, "Next");
+    const step2 = this.limit;
+    const last = typeof page.total === "number" && kind === "table" && page.total > offset + count
+      ? h("button", {
+        type: "button", class: "btn btn-small", "aria-label": "Last page",
+        onclick: () => { s.offset = Math.max(0, page.total - step2); this.render(); },
+      }, "Last") : null;
     const size = h("select", {
       class: "select select-small", "aria-label": "Rows per page",
       onchange: (e) => { this.limit = Number(e.target.value); s.offset = 0; this.render(); },
     }, PAGE_SIZES.map((n) => h("option", { value: n, selected: n === this.limit }, `${n} per page`)));
-    pager.append(h("span", { class: "pager-buttons" }, prev, next, kind === "binary" ? null : size));
+    pager.append(h("span", { class: "pager-buttons" }, prev, next, last, kind === "binary" ? null : size));
   }
 }
 
