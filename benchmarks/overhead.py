@@ -63,22 +63,34 @@ def write_ws(doc: dict, files: dict[str, str]) -> tuple[Path, Path]:
     return ws, path
 
 
-def log_intake(lines: int, repeat: int) -> dict:
-    """CPU of 2 M lines bare vs through the CLI, plus the CLI's cost for a 1-line run of the same node."""
-    doc = {"version": 1, "name": "talk", "nodes": [
-        {"id": "talk", "runtime": "python", "source": "talk.py", "outputs": [{"name": "out"}], "cache": "never"}]}
-    ws, path = write_ws(doc, {"talk.py": TALK_PY.format(lines=lines)})
-    small_ws, small_path = write_ws(doc, {"talk.py": TALK_PY.format(lines=1)})
-    # the node's own environment: Pipeloom's Python runtime runs it unbuffered, so bare does too
-    node_env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+# The CLI, run so that it also reports its own CPU (without its children's) when it exits.
+CLI_WRAPPER = """
+import atexit, json, resource, sys
+out = sys.argv[1]
+def note():
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    open(out, "w").write(json.dumps({"self_cpu_s": ru.ru_utime + ru.ru_stime}))
+atexit.register(note)
+sys.argv = ["pipeloom", *sys.argv[2:]]
+import server.cli
+server.cli.main()
+"""
+
+
+def _intake_case(doc: dict, files: dict[str, str], small_files: dict[str, str], bare_argv: list[str],
+                 node_env: dict, repeat: int) -> dict:
+    ws, path = write_ws(doc, files)
+    small_ws, _ = write_ws(doc, small_files)
     cli_env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cli = [sys.executable, "-m", "server.cli", "run", path.name, "--json"]
-    bare, through, small, walls = [], [], [], []
+    note = ws / "self.json"
+    cli = [sys.executable, "-c", CLI_WRAPPER, str(note), "run", path.name, "--json"]
+    bare, through, own, small, walls = [], [], [], [], []
     for _ in range(repeat):
-        cpu, _ = cpu_of([sys.executable, "talk.py"], cwd=ws, env=node_env, stdout=subprocess.DEVNULL)
+        cpu, _ = cpu_of(bare_argv, cwd=ws, env=node_env, stdout=subprocess.DEVNULL)
         bare.append(cpu)
         cpu, wall = cpu_of(cli, cwd=ws, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         through.append(cpu)
+        own.append(json.loads(note.read_text())["self_cpu_s"])
         walls.append(wall)
         cpu, _ = cpu_of(cli, cwd=small_ws, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         small.append(cpu)
@@ -86,10 +98,35 @@ def log_intake(lines: int, repeat: int) -> dict:
     kept = sum(1 for ln in open(log, "rb") if b"\tout\t" in ln)
     shutil.rmtree(ws)
     shutil.rmtree(small_ws)
-    b, t, s = statistics.median(bare), statistics.median(through), statistics.median(small)
-    return {"lines": lines, "bare_cpu_s": b, "cli_cpu_s": t, "cli_wall_s": statistics.median(walls),
-            "ratio": t / b, "cli_one_line_cpu_s": s, "intake_cpu_s": t - s - b,
-            "intake_ratio": (t - s) / b, "lines_in_log": kept}
+    b, t, o, sm = (statistics.median(x) for x in (bare, through, own, small))
+    return {"bare_cpu_s": b, "cli_cpu_s": t, "cli_wall_s": statistics.median(walls), "ratio": t / b,
+            "cli_one_line_cpu_s": sm, "intake_ratio": (t - sm) / b,
+            "pipeloom_self_cpu_s": o, "program_through_pipe_cpu_s": t - o,
+            "lines_in_log": kept}
+
+
+def log_intake(lines: int, repeat: int) -> dict:
+    """CPU of `lines` short lines bare vs through the CLI, for a Python node (Pipeloom runs it unbuffered,
+    one write per line) and for awk (block-buffered); plus the CLI's cost for a 1-line run of the same node."""
+    out: dict = {"lines": lines}
+    doc = {"version": 1, "name": "talk", "nodes": [
+        {"id": "talk", "runtime": "python", "source": "talk.py", "outputs": [{"name": "out"}], "cache": "never"}]}
+    # the node's own environment: Pipeloom's Python runtime runs it unbuffered, so bare does too
+    out["python_print"] = _intake_case(doc, {"talk.py": TALK_PY.format(lines=lines)},
+                                       {"talk.py": TALK_PY.format(lines=1)}, [sys.executable, "talk.py"],
+                                       {**os.environ, "PYTHONUNBUFFERED": "1"}, repeat)
+    awk = shutil.which("awk")
+    if awk:
+        doc = {"version": 1, "name": "talk", "nodes": [
+            {"id": "talk", "runtime": "shell", "source": "talk.sh", "outputs": [{"name": "out"}], "cache": "never"}]}
+        script = (f"{awk} 'BEGIN {{ for (i = 0; i < {{n}}; i++) print \"line\", i }}'\n"
+                  "echo '[]' > out.json\n")
+        out["awk_print"] = _intake_case(doc, {"talk.sh": script.replace("{n}", str(lines))},
+                                        {"talk.sh": script.replace("{n}", "1")}, ["bash", "talk.sh"],
+                                        dict(os.environ), repeat)
+    else:
+        out["awk_print"] = {"skipped": "awk is not installed"}
+    return out
 
 
 def _paired(path: Path, ws: Path, store, argv: list[str], repeat: int, n: int = 1) -> tuple[list[float], list[float]]:
@@ -190,9 +227,15 @@ def main() -> None:
           f"{c['spawn_ms_each']:.2f} ms -> +{c['overhead_ms_per_node']:.2f} ms per node (target <= 1)")
     if "log_intake" in out:
         li = out["log_intake"]
-        print(f"{li['lines']:,} log lines: CLI {li['cli_cpu_s']:.2f} s CPU vs bare {li['bare_cpu_s']:.2f} s "
-              f"-> {li['ratio']:.2f}x (target <= 1.3); less the CLI's own start-up "
-              f"({li['cli_one_line_cpu_s']:.2f} s): {li['intake_ratio']:.2f}x; {li['lines_in_log']:,} lines in the log")
+        for name in ("python_print", "awk_print"):
+            c = li[name]
+            if "skipped" in c:
+                print(f"{name}: skipped, {c['skipped']}")
+                continue
+            print(f"{li['lines']:,} log lines ({name}): CLI {c['cli_cpu_s']:.2f} s CPU vs bare {c['bare_cpu_s']:.2f} s "
+                  f"-> {c['ratio']:.2f}x (target <= 1.3); less the CLI's start-up ({c['cli_one_line_cpu_s']:.2f} s): "
+                  f"{c['intake_ratio']:.2f}x; Pipeloom's own CPU {c['pipeloom_self_cpu_s']:.2f} s, the program's "
+                  f"through the pipe {c['program_through_pipe_cpu_s']:.2f} s; {c['lines_in_log']:,} lines in the log")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))

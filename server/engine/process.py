@@ -26,9 +26,10 @@ from typing import Callable, Protocol
 
 CHUNK = 256 * 1024
 PIPE_SIZE = 256 * 1024
-SMALL_READ = 16 * 1024  # a read smaller than this, in a burst of reads, is followed by a nap
+SMALL_READ = 64 * 1024  # a read smaller than this, in a burst of reads, is followed by a nap
 BURST = 8  # reads in a row, each soon after the last, before napping starts
-NAP = 0.002
+NAP = 0.005
+BURST_GAP = 0.02  # reads closer than this (a nap included) make a burst
 TOKEN_VAR = "PIPELOOM_NODE_TOKEN"
 GUARD_SCRIPT = Path(__file__).resolve().parent / "guard.py"
 
@@ -288,7 +289,7 @@ class NodeProcess:
                 self.sink.tick()
             return
         now = time.monotonic()
-        self._burst = self._burst + 1 if now - self._last_read < NAP else 0
+        self._burst = self._burst + 1 if now - self._last_read < BURST_GAP else 0
         self._last_read = now
         if got < SMALL_READ and self._burst >= BURST and self._streams:
             time.sleep(NAP)
