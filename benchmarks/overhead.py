@@ -129,6 +129,39 @@ def log_intake(lines: int, repeat: int) -> dict:
     return out
 
 
+def intake_in_process(lines: int, repeat: int) -> dict:
+    """Pipeloom's own CPU for reading, logging and sampling `lines` lines (NodeProcess + NodeOutput in this
+    process, live view on), apart from the CLI's start-up: RUSAGE_SELF against the program's RUSAGE_CHILDREN."""
+    from server.engine.logs import LiveLog, LogWriter, NodeOutput
+    from server.engine.process import NodeProcess
+
+    d = Path(tempfile.mkdtemp(prefix="pipeloom-bench-intake-"))
+    (d / "talk.py").write_text(TALK_PY.format(lines=lines))
+    progs = {"python_print": ([sys.executable, "talk.py"], {"PYTHONUNBUFFERED": "1"})}
+    if shutil.which("awk"):
+        progs["awk_print"] = ([shutil.which("awk"), f'BEGIN {{ for (i = 0; i < {lines}; i++) print "line", i }}'], {})
+    out = {}
+    for name, (argv, extra) in progs.items():
+        own, prog = [], []
+        for i in range(repeat):
+            log = LogWriter(d / f"{name}-{i}.log")
+            sink = NodeOutput(log, LiveLog(lambda batch, skipped: None))
+            ru0, c0 = resource.getrusage(resource.RUSAGE_SELF), children_cpu()
+            p = NodeProcess(argv, cwd=str(d), env={**os.environ, **extra}, sink=sink)
+            p.wait(None)
+            p.finish_reading()
+            log.close()
+            ru1 = resource.getrusage(resource.RUSAGE_SELF)
+            own.append(ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime)
+            prog.append(children_cpu() - c0)
+            assert log.lines == lines, (name, log.lines)
+            (d / f"{name}-{i}.log").unlink()
+        o, g = statistics.median(own), statistics.median(prog)
+        out[name] = {"pipeloom_cpu_s": o, "program_cpu_s": g, "ns_per_line": o / lines * 1e9}
+    shutil.rmtree(d)
+    return out
+
+
 def _paired(path: Path, ws: Path, store, argv: list[str], repeat: int, n: int = 1) -> tuple[list[float], list[float]]:
     """Alternating Runner(...).run() of the pipeline and `n` raw spawns of `argv`, so load from elsewhere on
     the machine falls on both alike; the first of each is a warm-up (imports, interpreter lookup)."""
@@ -216,6 +249,7 @@ def main() -> None:
     out["per_run"] = per_run(args.repeat, args.chain)
     if not args.skip_logs:
         out["log_intake"] = log_intake(args.lines, args.log_repeat)
+        out["log_intake"]["in_process"] = intake_in_process(args.lines, args.log_repeat)
     print(json.dumps(out, indent=2))
     pr = out["per_run"]
     for name in ("shell_true", "python_tiny"):
@@ -236,6 +270,9 @@ def main() -> None:
                   f"-> {c['ratio']:.2f}x (target <= 1.3); less the CLI's start-up ({c['cli_one_line_cpu_s']:.2f} s): "
                   f"{c['intake_ratio']:.2f}x; Pipeloom's own CPU {c['pipeloom_self_cpu_s']:.2f} s, the program's "
                   f"through the pipe {c['program_through_pipe_cpu_s']:.2f} s; {c['lines_in_log']:,} lines in the log")
+        for name, c in li["in_process"].items():
+            print(f"  in-process intake ({name}): Pipeloom {c['pipeloom_cpu_s']:.3f} s CPU "
+                  f"({c['ns_per_line']:.0f} ns a line) beside the program's {c['program_cpu_s']:.2f} s")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(out, indent=2))
