@@ -47,12 +47,14 @@ class NodeStatusEvent(Event):
 
 @dataclass
 class LogEvent(Event):
-    """A batch of log lines from one node: [{"stream", "text", "ts"}]."""
+    """A batch of log lines from one node: [{"stream", "text", "ts"}]. During a fast burst only the newest
+    lines are sent live: `skipped` counts the lines before these that were not (the log file has them all)."""
 
     kind: ClassVar[str] = "log"
     run_id: str
     node_id: str
     lines: list[dict]
+    skipped: int = 0
 
 
 @dataclass

@@ -1,12 +1,18 @@
-"""The run guard: a tiny watcher that stops a run's node processes when Pipeloom dies.
+"""The run guard: a tiny watcher that stops runs' node processes when Pipeloom dies.
 
-Started by `process.RunGuard` as `python -S guard.py RUN_ID` with the read end of a
-pipe as stdin; Pipeloom keeps the write end. Every process a node starts carries
-PIPELOOM_NODE_TOKEN=<run>/<node>/<random> in its environment. Pipeloom writes one
-line per finished node (`-<token>`), and the guard sweeps that token's leftovers
-off Pipeloom's hot path. When the pipe reads end-of-file, Pipeloom has exited, by
-any means (kill -9 included, since the kernel closes a dead process's files): the
-guard then SIGKILLs every process marked with this run, and exits.
+Started once per Pipeloom process by `process._Watcher` as `python -I -S guard.py` with
+the read end of a pipe as stdin; Pipeloom keeps the write end. Every process a node
+starts carries PIPELOOM_NODE_TOKEN=<run>/<node>/<random> in its environment. Pipeloom
+writes one line per event:
+
+    +<run>      a run began
+    -<token>    a node attempt of a begun run finished: sweep that token's leftovers
+    =<run>      the run ended: sweep anything still marked with it, and forget it
+
+The sweeps happen here, off Pipeloom's hot path. When the pipe reads end-of-file,
+Pipeloom has exited, by any means (kill -9 included, since the kernel closes a dead
+process's files): the guard then SIGKILLs every process marked with a run that has
+not ended, and exits.
 
 It runs as a plain script (no package imports) so it starts in a few milliseconds.
 """
@@ -20,9 +26,9 @@ import sys
 TOKEN_VAR = b"PIPELOOM_NODE_TOKEN="
 
 
-def marked(needles: list[bytes], *, prefix: bool) -> list[int]:
-    """Pids whose environment holds PIPELOOM_NODE_TOKEN=<one of needles> (or a value starting with one)."""
-    wants = [b"\0" + TOKEN_VAR + n + (b"" if prefix else b"\0") for n in needles]
+def marked(exact: list[bytes], prefixes: list[bytes] = ()) -> list[int]:
+    """Pids whose environment holds PIPELOOM_NODE_TOKEN=<one of exact>, or a value starting with a prefix."""
+    wants = [b"\0" + TOKEN_VAR + n + b"\0" for n in exact] + [b"\0" + TOKEN_VAR + n for n in prefixes]
     me = os.getpid()
     found = []
     try:
@@ -42,10 +48,10 @@ def marked(needles: list[bytes], *, prefix: bool) -> list[int]:
     return found
 
 
-def sweep(needles: list[bytes], *, prefix: bool) -> None:
+def sweep(exact: list[bytes], prefixes: list[bytes] = ()) -> None:
     """SIGKILL every marked process, again until none is left (a fork may race the first pass)."""
     for _ in range(20):
-        pids = marked(needles, prefix=prefix)
+        pids = marked(exact, prefixes)
         if not pids:
             return
         for pid in pids:
@@ -56,7 +62,7 @@ def sweep(needles: list[bytes], *, prefix: bool) -> None:
 
 
 def main() -> None:
-    run_id = sys.argv[1].encode()
+    runs = {a.encode() for a in sys.argv[1:]}
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for Pipeloom, which then cancels the run
     fd = sys.stdin.fileno()
     pending = b""
@@ -66,10 +72,20 @@ def main() -> None:
             break
         pending += data
         lines, _, pending = pending.rpartition(b"\n")
-        tokens = [ln[1:] for ln in lines.split(b"\n") if ln.startswith(b"-" + run_id + b"/")]
-        if tokens:
-            sweep(tokens, prefix=False)
-    sweep([run_id + b"/"], prefix=True)  # the run ended, or Pipeloom died: nothing of it may stay
+        tokens, ended = [], []
+        for ln in lines.split(b"\n"):
+            kind, value = ln[:1], ln[1:]
+            if kind == b"+":
+                runs.add(value)
+            elif kind == b"-" and value.split(b"/", 1)[0] in runs:
+                tokens.append(value)
+            elif kind == b"=" and value in runs:
+                runs.discard(value)
+                ended.append(value + b"/")
+        if tokens or ended:
+            sweep(tokens, ended)
+    if runs:  # Pipeloom died or exited: nothing of its unfinished runs may stay
+        sweep([], [r + b"/" for r in runs])
 
 
 if __name__ == "__main__":

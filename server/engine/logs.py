@@ -7,11 +7,17 @@ Each line on disk is `<unix time>\t<stream>\t<text>\n`, where stream is
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
+from collections import deque
 from pathlib import Path
+from typing import Callable
 
 DEFAULT_CAP = 64 * 1024 * 1024
+LIVE_INTERVAL = 0.05  # at most ~20 live batches a second per node
+LIVE_KEEP = 2000  # lines per live batch
+_CR_EOL = re.compile(rb"\r+\n")
 
 
 def default_cap() -> int:
@@ -50,43 +56,50 @@ class LogWriter:
             self._dropped += count
 
     def write(self, stream: str, lines: list[str], ts: float | None = None) -> None:
-        if not lines:
-            return
+        """Append text lines (no newline needed; one inside a line becomes a space)."""
+        if lines:
+            self.write_block(stream, "".join(ln.replace("\n", " ") + "\n" for ln in lines).encode("utf-8", "replace"),
+                             ts)
+
+    def write_block(self, stream: str, data: bytes, ts: float | None = None) -> int:
+        """Append raw output: whole lines, each ending in a newline, stamped and written in one go; returns
+        how many lines were kept. Carriage returns before a newline go; bytes that are not UTF-8 become U+FFFD."""
+        n = data.count(b"\n")
+        if not n:
+            return 0
         if self._dropped:
             with self._lock:
-                self._dropped += len(lines)
-            return
+                self._dropped += n
+            return 0
+        if b"\r" in data:
+            data = _CR_EOL.sub(b"\n", data)
+        if not data.isascii():
+            data = data.decode("utf-8", "replace").encode("utf-8")
         ts = time.time() if ts is None else ts
-        prefix = f"{ts:.3f}\t{stream}\t"
-        data = "".join(prefix + ln.replace("\n", " ") + "\n" for ln in lines).encode("utf-8", "replace")
+        prefix = f"{ts:.3f}\t{stream}\t".encode()
+        body = prefix + data[:-1].replace(b"\n", b"\n" + prefix) + b"\n"
         with self._lock:
             if self._dropped:
-                self._dropped += len(lines)
-                return
-            if self._written + len(data) > self.cap:
-                room = self.cap - self._written
-                kept = 0
-                chunks = []
-                for ln in lines:
-                    b = (prefix + ln.replace("\n", " ") + "\n").encode("utf-8", "replace")
-                    if len(b) > room:
-                        break
-                    chunks.append(b)
-                    room -= len(b)
-                    kept += 1
-                self._fh.write(b"".join(chunks))
-                self._written += sum(len(c) for c in chunks)
+                self._dropped += n
+                return 0
+            if self._written + len(body) > self.cap:
+                cut = body.rfind(b"\n", 0, max(0, self.cap - self._written)) + 1
+                kept = body.count(b"\n", 0, cut)
+                self._fh.write(body[:cut])
+                self._written += cut
                 self.lines += kept
-                self._dropped = len(lines) - kept
+                self._dropped = n - kept
                 marker = (f"{ts:.3f}\tmeta\t[pipeloom] log truncated at {self.cap:,} bytes; later lines were not "
                           f"kept (raise PIPELOOM_LOG_CAP to keep more)\n")
                 self._fh.write(marker.encode())
+                self._fh.flush()
                 self._written += len(marker)
-                return
-            self._fh.write(data)
-            self._fh.flush()  # one flush per batch keeps readers of a running node's log current
-            self._written += len(data)
-            self.lines += len(lines)
+                return kept
+            self._fh.write(body)
+            self._fh.flush()  # one flush per block keeps readers of a running node's log current
+            self._written += len(body)
+            self.lines += n
+            return n
 
     def meta(self, text: str) -> None:
         """A line from Pipeloom itself (retries, build steps); written even past the cap."""
@@ -108,6 +121,114 @@ class LogWriter:
                 line = f"{time.time():.3f}\tmeta\t[pipeloom] {self._dropped:,} lines were not kept\n"
                 self._fh.write(line.encode())
             self._fh.close()
+
+
+LiveEmit = Callable[[list[dict], int], None]
+
+
+class LiveLog:
+    """What a live view is sent of one node's output: every line of a trickle, and of a fast burst only the
+    last `keep` lines per `interval` seconds plus the count of lines passed over (all of them are in the log
+    file). Lines become dicts only when they are sent."""
+
+    def __init__(self, emit: LiveEmit, *, interval: float = LIVE_INTERVAL, keep: int = LIVE_KEEP):
+        self.emit = emit
+        self.interval = interval
+        self.keep = keep
+        self._held: deque[tuple[str, bytes, int, float]] = deque()  # (stream, whole lines, count, ts), oldest first
+        self._held_lines = 0
+        self._skipped = 0
+        self._next = 0.0
+        self._lock = threading.Lock()
+
+    def add(self, stream: str, data: bytes, ts: float) -> None:
+        """Whole lines (each ending in a newline) just read; sent now unless a batch went out moments ago."""
+        n = data.count(b"\n")
+        if not n:
+            return
+        with self._lock:
+            self._held.append((stream, data, n, ts))
+            self._held_lines += n
+            while self._held_lines - self._held[0][2] >= self.keep:  # an older block nobody will see
+                old = self._held.popleft()
+                self._held_lines -= old[2]
+                self._skipped += old[2]
+            ready = time.monotonic() >= self._next
+        if ready:
+            self.flush()
+
+    def due(self) -> float | None:
+        """Seconds until held lines should be sent (0 if now), or None when nothing is held."""
+        with self._lock:
+            if not self._held and not self._skipped:
+                return None
+            return max(0.0, self._next - time.monotonic())
+
+    def flush(self) -> None:
+        """Send what is held: the newest `keep` lines, after the number of lines passed over."""
+        with self._lock:
+            held, self._held = self._held, deque()
+            skipped, self._skipped = self._skipped, 0
+            self._held_lines = 0
+            self._next = time.monotonic() + self.interval
+            if not held and not skipped:
+                return
+            room = self.keep
+            batches = []
+            for stream, data, n, ts in reversed(held):
+                if room <= 0:
+                    skipped += n
+                    continue
+                parts = data[:-1].split(b"\n") if n <= room else data[:-1].rsplit(b"\n", room)[1:]
+                skipped += n - len(parts)
+                room -= len(parts)
+                batches.append([{"stream": stream, "text": p.decode("utf-8", "replace").rstrip("\r"), "ts": ts}
+                                for p in parts])
+            lines = [ln for batch in reversed(batches) for ln in batch]
+            self.emit(lines, skipped)  # under the lock, so two readers never send out of order
+
+
+class NodeOutput:
+    """Where a running node's output goes: all of it to the log file, a sample of it to a live view."""
+
+    def __init__(self, log: LogWriter, live: LiveLog | None = None):
+        self.log = log
+        self.live = live
+
+    @property
+    def full(self) -> bool:
+        """The log is full: further output is only counted."""
+        return self.log.full
+
+    def feed(self, stream: str, data: bytes) -> None:
+        """Whole lines of output, each ending in a newline."""
+        ts = time.time()
+        kept = self.log.write_block(stream, data, ts)
+        if self.live is not None and kept:
+            self.live.add(stream, data if kept == data.count(b"\n") else _first_lines(data, kept), ts)
+
+    def text(self, stream: str, line: str) -> None:
+        """One line from Pipeloom's side of a node (a build step)."""
+        self.feed(stream, line.replace("\n", " ").encode("utf-8", "replace") + b"\n")
+
+    def skip(self, count: int) -> None:
+        """Lines never read into memory because the log was full."""
+        self.log.skip(count)
+
+    def due(self) -> float | None:
+        return self.live.due() if self.live is not None else None
+
+    def tick(self) -> None:
+        """Send held live lines now."""
+        if self.live is not None:
+            self.live.flush()
+
+
+def _first_lines(data: bytes, n: int) -> bytes:
+    end = -1
+    for _ in range(n):
+        end = data.index(b"\n", end + 1)
+    return data[:end + 1]
 
 
 def parse_line(raw: str) -> dict:

@@ -25,7 +25,7 @@ from . import formats
 from .errors import BuildError, PipeloomError, UsageError, did_you_mean
 from .events import (DONE_OK, Event, LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent)
 from .hashing import file_sha256, json_sha256
-from .logs import LogWriter
+from .logs import LiveLog, LogWriter, NodeOutput
 from .model import Node, Pipeline
 from .paths import Layout, atomic_write_text, pipeline_id_for
 from .process import NodeProcess, RunGuard, forget_group, new_token, record_group
@@ -442,31 +442,30 @@ class Runner:
         self._flush_records()
         self._emit_node(node.id, attempt=attempt)
 
-        def sink(stream: str, lines: list[str]) -> None:
-            now = time.time()
-            log.write(stream, lines, now)
-            if self.options.emit_logs:
-                self._emit(LogEvent(self.run_id, node.id,
-                                    [{"stream": stream, "text": ln, "ts": now} for ln in lines]))
+        live = None
+        if self.options.emit_logs:
+            live = LiveLog(lambda lines, skipped: self._emit(LogEvent(self.run_id, node.id, lines, skipped)))
+        sink = NodeOutput(log, live)
 
         try:
             if workdir.exists():
                 shutil.rmtree(workdir)
             workdir.mkdir(parents=True)
             env = self._stage(node, workdir)
-            prepared = get_runtime(node.runtime).prepare(node, self.pipeline, lambda line: sink("build", [line]))
+            prepared = get_runtime(node.runtime).prepare(node, self.pipeline, lambda line: sink.text("build", line))
         except BuildError as exc:
             return self._end_attempt(st, "build_failed", message=f"build failed: {describe_error(exc)}")
         except (OSError, PipeloomError) as exc:
             return self._end_attempt(st, "failed", message=describe_error(exc))
+        finally:
+            sink.tick()
         if self._cancel.is_set():
             return self._end_attempt(st, "cancelled", message="cancelled before it started")
         env.update(prepared.env)
         token = new_token(self.run_id, node.id)
         self._guard.start()
         try:
-            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink, token=token, guard=self._guard,
-                               keep=lambda: not log.full, skipped=log.skip)
+            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink, token=token, guard=self._guard)
         except OSError as exc:
             return self._end_attempt(st, "failed",
                                      message=f"could not start `{prepared.argv[0]}`: {describe_error(exc)}")
@@ -477,14 +476,17 @@ class Runner:
             late_cancel = self._cancel.is_set()
         if late_cancel:  # cancel() ran between the check above and the registration
             proc.kill_group()
+        timed_out = False
         try:
-            code = proc.wait(node.timeout)
-            timed_out = code is None
-            if timed_out:
-                log.meta(f"[pipeloom] timed out after {node.timeout:g}s; stopping the process group")
-                proc.kill_group()
-                code = proc.proc.returncode
-            proc.finish_reading()
+            try:
+                code = proc.wait(node.timeout)
+                timed_out = code is None
+                if timed_out:
+                    log.meta(f"[pipeloom] timed out after {node.timeout:g}s; stopping the process group")
+                    proc.kill_group()
+                    code = proc.proc.returncode
+            finally:
+                proc.finish_reading()
             proc.reap_group()
         finally:
             with self._lock:

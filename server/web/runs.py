@@ -51,13 +51,16 @@ class LiveRun:
         self.done = threading.Event()
         self.exclusive = True
 
-    def add_lines(self, node_id: str, lines: list[dict]) -> None:
+    def add_lines(self, node_id: str, lines: list[dict], skipped: int = 0) -> None:
         """Queue lines for the next flush; past the cap the oldest queued lines give way,
-        so the newest (often a step's closing summary) always reach the page."""
+        so the newest (often a step's closing summary) always reach the page. `skipped` lines
+        the engine already passed over are counted in the same marker."""
         with self.buf_lock:
             buf = self.pending.get(node_id)
             if buf is None:
                 buf = self.pending[node_id] = deque(maxlen=self.cap)
+            if skipped:
+                self.dropped[node_id] = self.dropped.get(node_id, 0) + skipped
             if len(lines) > self.cap:
                 self.dropped[node_id] = self.dropped.get(node_id, 0) + len(lines) - self.cap
                 lines = lines[-self.cap:]
@@ -279,7 +282,7 @@ class RunManager:
     def _on_event(self, live: LiveRun, ev) -> None:
         rooms = rooms_for(live.run_id or getattr(ev, "run_id", ""), live.pipeline_id)
         if isinstance(ev, LogEvent):
-            live.add_lines(ev.node_id, ev.lines)
+            live.add_lines(ev.node_id, ev.lines, ev.skipped)
             return
         for listener in self.listeners:
             try:
