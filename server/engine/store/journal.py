@@ -27,7 +27,6 @@ from typing import Iterable, Iterator
 
 from ..errors import NotFoundError
 from ..paths import Layout
-from ..process import process_alive, process_start_time, stop_orphans
 
 JOURNAL_VERSION = 1
 JOURNAL = "run.json"
@@ -132,6 +131,8 @@ class RunJournal:
 
     def create(self, pipeline_id: str, name: str, path: str, options: dict) -> None:
         """The run exists, pending: run.json, the active marker, a change note."""
+        from ..process import process_start_time
+
         self.dir.mkdir(parents=True, exist_ok=True)
         self.doc = {"journal": JOURNAL_VERSION, "run_id": self.run_id, "pipeline_id": pipeline_id,
                     "pipeline_name": name, "pipeline_path": path, "status": "pending", "created_at": time.time(),
@@ -385,6 +386,8 @@ class Journals:
         return n
 
     def _recover(self, doc: dict) -> dict:
+        from ..process import stop_orphans
+
         message = INTERRUPTED
         if stop_orphans(self.layout.run_dir(doc["run_id"]) / "_groups"):
             message += "; the programs it left running were stopped"
@@ -403,6 +406,8 @@ class Journals:
 
 
 def _alive(doc: dict) -> bool:
+    from ..process import process_alive  # only runs that say they are going need it
+
     return process_alive(doc.get("pid"), doc.get("pid_start"), doc.get("host"))
 
 
