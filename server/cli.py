@@ -46,6 +46,21 @@ def _fail_usage(message: str) -> None:
     sys.exit(EXIT_USAGE)
 
 
+def _journals(ws: Path):
+    """The workspace's run journals; a workspace whose runs predate journals gets them written once (this
+    opens the database, that one time)."""
+    from .engine.paths import Layout
+    from .engine.store.journal import Journals
+
+    layout = Layout(ws)
+    if layout.db_path.exists() and not (layout.state / "journal").exists() \
+            and not os.environ.get("PIPELOOM_DATABASE_URL"):
+        from .engine.store import Store
+
+        Store.open(ws).close()
+    return Journals(ws)
+
+
 def _load(file: Path, ws: Path, *, check_env: bool = True):
     from .engine.errors import ValidationError
     from .engine.model import load_pipeline
@@ -127,11 +142,10 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
     """Run a pipeline. Unchanged nodes are reused from the cache."""
     from .engine.errors import UsageError
     from .engine.runner import RunOptions, Runner
-    from .engine.store.journal import Journals
 
     ws = _workspace(workspace)
     pipeline = _load(file, ws)
-    Journals(ws).recover_interrupted()  # runs a kill -9 left `running` are marked interrupted, their programs stopped
+    _journals(ws).recover_interrupted()  # runs a kill -9 left `running` are marked interrupted, their programs stopped
     display = None if as_json else Progress(pipeline, file, ws)
     try:
         runner = Runner(pipeline, workspace=ws,
@@ -329,10 +343,8 @@ def _size(n: int) -> str:
 @workspace_option
 def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | None) -> None:
     """List earlier runs, newest first."""
-    from .engine.store.journal import Journals
-
     ws = _workspace(workspace)
-    journals = Journals(ws)
+    journals = _journals(ws)
     rows = journals.list_runs(pipeline_id, limit=limit)
     known = set(journals.pipeline_ids()) if pipeline_id and not rows else set()
     total = journals.count_runs(pipeline_id) if len(rows) == limit else len(rows)
@@ -364,10 +376,9 @@ def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | N
 def show(run_id: str, as_json: bool, workspace: Path | None) -> None:
     """Show one run: each node's status, time and outputs."""
     from .engine.errors import NotFoundError
-    from .engine.store.journal import Journals
 
     try:
-        run_ = Journals(_workspace(workspace)).get_run(run_id)
+        run_ = _journals(_workspace(workspace)).get_run(run_id)
     except NotFoundError as exc:
         _fail_usage(f"{exc}; list runs with: pipeloom runs")
         return
@@ -401,9 +412,8 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
     """Print a node's log from a run (stderr lines go to stderr)."""
     from .engine.errors import NotFoundError
     from .engine.logs import read_log
-    from .engine.store.journal import Journals
 
-    journals = Journals(_workspace(workspace))
+    journals = _journals(_workspace(workspace))
     try:
         path = journals.log_path(run_id, node_id)
         node = journals.get_run(run_id)["nodes"].get(node_id) or {}

@@ -242,3 +242,29 @@ def test_postgres_indexes_the_journals_of_cli_runs(workspace, postgres_url, monk
         assert store.latest_run(name)["run_id"] == again["run_id"]
     finally:
         store.close()
+
+
+def test_runs_recorded_before_journals_get_journals_once_and_stay_listed_and_reusable(workspace):
+    """A workspace from before journals: its runs are only in the database, until the first command."""
+    import shutil
+    import sqlite3
+
+    from server.engine.store import Store
+
+    path = chain(workspace, [("a", "echo '[1]' > out.json\n"), ("b", "cp in.json out.json\n")])
+    first = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    Store.open(workspace).close()  # the run is in the database now
+    layout = Layout(workspace)
+    shutil.rmtree(layout.state / "journal")
+    shutil.rmtree(layout.state / "cache")
+    for name in ("run.json", "nodes.ndjson"):
+        (layout.run_dir(first["run_id"]) / name).unlink()
+    with sqlite3.connect(layout.db_path) as db:
+        db.execute("UPDATE runs SET journal_token = NULL")
+    rows = json.loads(pipeloom_cmd("runs", "--json", cwd=workspace).stdout)
+    assert [r["run_id"] for r in rows] == [first["run_id"]] and rows[0]["status"] == "succeeded"
+    shown = json.loads(pipeloom_cmd("show", first["run_id"], "--json", cwd=workspace).stdout)
+    assert shown["nodes"]["b"]["artifacts"]["out"]["size"] > 0
+    again = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert {n["status"] for n in again["nodes"].values()} == {"cached"}
+    assert (layout.state / "journal").is_dir()

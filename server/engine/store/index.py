@@ -33,7 +33,9 @@ from ..hashing import text_sha256
 from ..paths import Layout
 from ..process import process_alive, process_start_time, stop_orphans
 from . import migrations
-from .journal import Journals, intact, intact_one as _intact_dict, iso, journal_token, node_record
+from .cache import CacheFile
+from .journal import (JOURNAL_VERSION, Journals, RunJournal, intact, intact_one as _intact_dict, iso, journal_token,
+                      load_journal, node_record)
 
 CHANGES_ROTATE = 1024 * 1024  # bytes of change notes before the file starts afresh
 
@@ -258,6 +260,47 @@ class Store:
         self._changes_at = (os.stat(changes).st_ino, 0)
         self._index_journals(self.journals.run_ids())  # notes written to the old file just before the swap
 
+    def backfill_journals(self) -> int:
+        """Write a journal for each run the index holds without one (runs recorded before journals), so the
+        CLI, which reads only journals, still lists them and reuses their outputs; returns how many."""
+        if self.journals is None:
+            return 0
+        layout = self.journals.layout
+        ws = str(layout.workspace)
+        with self.session() as s:
+            rows = s.exec(select(RunRow).where(RunRow.journal_token.is_(None))).all()
+            todo = []
+            for r in rows:
+                opts = json.loads(r.options or "{}")
+                if opts.get("workspace") not in (None, ws) or journal_token(layout.run_dir(r.id)) is not None \
+                        and load_journal(layout.run_dir(r.id)) is not None:
+                    continue
+                nodes = {}
+                arts: dict[str, list[dict]] = {}
+                for a in s.exec(select(ArtifactRow).where(ArtifactRow.run_id == r.id).order_by(ArtifactRow.id)).all():
+                    arts.setdefault(a.node_id, []).append(_artifact_dict(a))
+                for nr in s.exec(select(NodeRunRow).where(NodeRunRow.run_id == r.id).order_by(NodeRunRow.id)).all():
+                    nodes[nr.node_id] = {"node_id": nr.node_id, "status": nr.status, "started_at": nr.started_at,
+                                         "finished_at": nr.finished_at, "duration_s": nr.duration_s,
+                                         "exit_code": nr.exit_code, "cache_key": nr.cache_key, "attempts": nr.attempts,
+                                         "message": nr.message, "log_path": nr.log_path, "workdir": nr.workdir,
+                                         "source_run": nr.source_run, "artifacts": arts.get(nr.node_id, [])}
+                todo.append({"journal": JOURNAL_VERSION, "run_id": r.id, "pipeline_id": r.pipeline_id,
+                             "pipeline_name": r.pipeline_name, "pipeline_path": r.pipeline_path, "status": r.status,
+                             "created_at": r.created_at, "started_at": r.started_at, "finished_at": r.finished_at,
+                             "pid": r.pid, "pid_start": r.pid_start, "host": r.host, "options": opts,
+                             "message": r.message, "nodes": nodes})
+        for doc in todo:
+            w = RunJournal(layout, doc["run_id"])
+            w.dir.mkdir(parents=True, exist_ok=True)
+            w.doc = doc
+            w._write()
+        for pid in {d["pipeline_id"] for d in todo}:
+            CacheFile(layout, pid).path.unlink(missing_ok=True)  # rebuilt from the journals, these included
+        (layout.state / "journal").mkdir(parents=True, exist_ok=True)  # done: the CLI need not ask again
+        self.sync()
+        return len(todo)
+
     def recover_interrupted(self) -> int:
         """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many.
 
@@ -266,6 +309,8 @@ class Store:
         found = 0
         if self.journals is not None:
             found = self.journals.recover_interrupted()
+            if not (self.journals.layout.state / "journal").exists():
+                self.backfill_journals()  # the first open of a workspace from before journals
             self.sync()
         return found + self._recover_index_only()
 
