@@ -1,6 +1,8 @@
 """The `pipeloom` command: run, validate and inspect pipelines; serve the studio.
 
-Nothing here imports Flask except `serve`, so CI and cron runs stay light.
+Nothing here imports Flask except `serve`, and `run`, `runs`, `show` and `logs`
+read and write run journals (stdlib only), never the database index, so CI and
+cron runs stay light.
 """
 
 from __future__ import annotations
@@ -42,6 +44,21 @@ def _workspace(ws: Path | None) -> Path:
 def _fail_usage(message: str) -> None:
     click.secho(f"error: {message}", fg="red", err=True)
     sys.exit(EXIT_USAGE)
+
+
+def _journals(ws: Path):
+    """The workspace's run journals; a workspace whose runs predate journals gets them written once (this
+    opens the database, that one time)."""
+    from .engine.paths import Layout
+    from .engine.store.journal import Journals
+
+    layout = Layout(ws)
+    if layout.db_path.exists() and not (layout.state / "journal").exists() \
+            and not os.environ.get("PIPELOOM_DATABASE_URL"):
+        from .engine.store import Store
+
+        Store.open(ws).close()
+    return Journals(ws)
 
 
 def _load(file: Path, ws: Path, *, check_env: bool = True):
@@ -130,14 +147,13 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
     """Run a pipeline. Unchanged nodes are reused from the cache."""
     from .engine.errors import UsageError
     from .engine.runner import RunOptions, Runner
-    from .engine.store import Store
 
     ws = _workspace(workspace)
     pipeline = _load(file, ws)
-    store = Store.open(ws)
+    _journals(ws).recover_interrupted()  # runs a kill -9 left `running` are marked interrupted, their programs stopped
     display = None if as_json else Progress(pipeline, file, ws)
     try:
-        runner = Runner(pipeline, store=store, workspace=ws,
+        runner = Runner(pipeline, workspace=ws,
                         options=RunOptions(jobs=jobs, force=force, only=only, from_node=from_node, emit_logs=False,
                                            origin={"by": "cli"}),
                         listener=display.on_event if display else None)
@@ -157,7 +173,6 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
         signal.signal(signal.SIGTERM, previous)
         if display:
             display.stop()
-        store.close()
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
@@ -333,14 +348,11 @@ def _size(n: int) -> str:
 @workspace_option
 def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | None) -> None:
     """List earlier runs, newest first."""
-    from .engine.store import Store
-
     ws = _workspace(workspace)
-    store = Store.open(ws)
-    rows = store.list_runs(pipeline_id, limit=limit)
-    known = set(store.pipeline_ids()) if pipeline_id and not rows else set()
-    total = store.count_runs(pipeline_id) if len(rows) == limit else len(rows)
-    store.close()
+    journals = _journals(ws)
+    rows = journals.list_runs(pipeline_id, limit=limit)
+    known = set(journals.pipeline_ids()) if pipeline_id and not rows else set()
+    total = journals.count_runs(pipeline_id) if len(rows) == limit else len(rows)
     if pipeline_id and not rows:
         from .cli_service import _pipelines, check_pipeline_id
 
@@ -369,16 +381,12 @@ def runs(pipeline_id: str | None, limit: int, as_json: bool, workspace: Path | N
 def show(run_id: str, as_json: bool, workspace: Path | None) -> None:
     """Show one run: each node's status, time and outputs."""
     from .engine.errors import NotFoundError
-    from .engine.store import Store
 
-    store = Store.open(_workspace(workspace))
     try:
-        run_ = store.get_run(run_id)
+        run_ = _journals(_workspace(workspace)).get_run(run_id)
     except NotFoundError as exc:
         _fail_usage(f"{exc}; list runs with: pipeloom runs")
         return
-    finally:
-        store.close()
     if as_json:
         click.echo(json.dumps(run_))
         return
@@ -409,17 +417,14 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
     """Print a node's log from a run (stderr lines go to stderr)."""
     from .engine.errors import NotFoundError
     from .engine.logs import read_log
-    from .engine.store import Store
 
-    store = Store.open(_workspace(workspace))
+    journals = _journals(_workspace(workspace))
     try:
-        path = store.log_path(run_id, node_id)
-        node = store.get_run(run_id)["nodes"].get(node_id) or {}
+        path = journals.log_path(run_id, node_id)
+        node = journals.get_run(run_id)["nodes"].get(node_id) or {}
     except NotFoundError as exc:
         _fail_usage(str(exc))
         return
-    finally:
-        store.close()
     if node.get("status") == "cached":
         src = node.get("source_run")
         click.echo(f"`{node_id}` was cached in run {run_id}: nothing it depends on had changed, so no program ran."

@@ -27,10 +27,11 @@ from .events import (DONE_OK, Event, LogEvent, NodeStatusEvent, OutputReadyEvent
 from .hashing import file_sha256, json_sha256
 from .logs import LiveLog, LogWriter, NodeOutput
 from .model import Node, Pipeline
-from .paths import Layout, atomic_write_text, pipeline_id_for
+from .paths import Layout, pipeline_id_for
 from .process import NodeProcess, RunGuard, forget_group, new_token, record_group
 from .runtimes import get_runtime
-from .store import Store, intact, iso, node_record
+from .store.cache import CacheFile
+from .store.journal import RunJournal, intact, iso, node_record
 
 logger = logging.getLogger("pipeloom")
 
@@ -124,7 +125,7 @@ def topo_order(pipeline: Pipeline, subset: set[str] | None = None) -> list[str]:
 class Runner:
     """One run of one pipeline. Construct, then `run()` (blocking) or `start()` (thread)."""
 
-    def __init__(self, pipeline: Pipeline, *, store: Store, workspace: str | os.PathLike,
+    def __init__(self, pipeline: Pipeline, *, store=None, workspace: str | os.PathLike,
                  options: RunOptions | None = None, listener=None, run_id: str | None = None):
         self.pipeline = pipeline
         self._feeds = {(e.dst_node, e.dst_port): e for e in pipeline.edges}  # input -> the edge feeding it
@@ -165,12 +166,16 @@ class Runner:
         self.order = topo_order(pipeline, needed)
         self.reuse = needed - self.execute
         self.states = {nid: NodeState(nid) for nid in self.order}
-        self._cache_index = store.cache_index(self.pipeline_id) if not opts.force else {}
+        # The run's journal is its record; `store` (the database index, when there is one) follows the journals.
+        self._cache = CacheFile(self.layout, self.pipeline_id)
+        self._cache_data = self._cache.load() if not opts.force or self.reuse else None
+        self._cache_index = self._cache.cache_index(self._cache_data) if not opts.force else {}
         self._last_batches = self._find_last_batches()
         self._resolve_reused()
         self._check_entry_inputs()
-        self.store.create_run(self.run_id, self.pipeline_id, pipeline.name, str(pipeline.path or ""),
-                              {**opts.to_dict(), "workspace": str(self.layout.workspace)})
+        self.journal = RunJournal(self.layout, self.run_id)
+        self.journal.create(self.pipeline_id, pipeline.name, str(pipeline.path or ""),
+                            {**opts.to_dict(), "workspace": str(self.layout.workspace)})
 
     # ------------------------------------------------------------ public
 
@@ -178,7 +183,7 @@ class Runner:
         """Run to the end (or until cancelled) and return the result."""
         self.started_at = time.time()
         self.status = "running"
-        self.store.update_run(self.run_id, status="running", started_at=self.started_at)
+        self.journal.update(status="running", started_at=self.started_at)
         self._emit(RunStatusEvent(self.run_id, self.pipeline_id, "running", nodes=list(self.order),
                                   origin=self.options.origin))
         for nid in self.order:
@@ -195,13 +200,9 @@ class Runner:
                 self.status = "succeeded"
             else:
                 self.status = "failed"
-            self.store.update_run(self.run_id, status=self.status, finished_at=self.finished_at)
+            doc = self.journal.finish(status=self.status, finished_at=self.finished_at)
+            self._cache.merge(doc)
             result = self.result()
-            try:
-                atomic_write_text(self.layout.run_dir(self.run_id) / "run.json",
-                                  json.dumps(result.to_dict(), indent=2) + "\n")
-            except OSError:
-                pass
             self._emit(RunStatusEvent(self.run_id, self.pipeline_id, self.status, origin=self.options.origin))
         return result
 
@@ -256,7 +257,7 @@ class Runner:
             except (OSError, PipeloomError):
                 arts = None
             if arts is None:
-                arts = self.store.latest_outputs(self.pipeline_id, nid)
+                arts = self._cache.latest_outputs(nid, self._cache_data)
                 if arts is not None:
                     st.message = "outputs from an earlier run (its inputs or code have changed since)"
             if arts is None:
@@ -270,7 +271,7 @@ class Runner:
         for arts in self._cache_index.get((nid, key), []):
             if intact(arts):
                 return arts
-        return self.store.find_cached(self.pipeline_id, nid, key) if not self._cache_index else None
+        return None
 
     def _input_hashes(self, node: Node) -> dict[str, dict]:
         out: dict[str, dict] = {}
@@ -614,7 +615,7 @@ class Runner:
         # Cached nodes' rows wait for the next real result, the next node to start, or the end of
         # the run, and go in one transaction: a no-change re-run makes one write, not one per node.
         if batch:
-            self.store.record_nodes(batch)
+            self.journal.add_nodes(batch)
         self._emit_node(nid)
         for a in arts:
             self._emit(OutputReadyEvent(self.run_id, nid, a["port"], a["format"], a["size"], a["path"],
@@ -623,7 +624,7 @@ class Runner:
     def _flush_records(self) -> None:
         with self._lock:
             batch, self._unwritten = self._unwritten, []
-        self.store.record_nodes(batch)
+        self.journal.add_nodes(batch)
 
     def _emit_node(self, nid: str, attempt: int | None = None) -> None:
         st = self.states[nid]

@@ -9,7 +9,6 @@ from .errors import Problem, UnsafePathError, did_you_mean
 from .model import Pipeline
 from .paths import BadPathError, safe_path
 from .runtimes import RUNTIMES, get_runtime
-from .runtimes.simple import CommandRuntime
 
 
 def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
@@ -48,7 +47,7 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
             _check_file(problems, where, "source", n.source, base, workspace, n.line)
         if check_env and rt is not None:
             missing = rt.missing_toolchain()
-            if isinstance(rt, CommandRuntime):
+            if rt.name == "command":
                 missing = rt.missing_program(n)
             if missing:
                 problems.append(Problem(where, missing, n.line))

@@ -217,9 +217,11 @@ def test_a_newer_database_is_refused_untouched(tmp_path):
 def test_the_cli_names_a_newer_database_and_exits_2(workspace):
     (workspace / ".pipeloom").mkdir()
     _make_newer(workspace / ".pipeloom" / "pipeloom.db")
-    proc = pipeloom_cmd("runs", cwd=workspace)
-    assert proc.returncode == 2, proc.stderr
-    assert "newer Pipeloom" in proc.stderr and "Traceback" not in proc.stderr
+    # `runs` reads the run journals, not the database; the commands that open the database refuse it
+    for args in (("keys", "list"), ("gc", "--dry-run")):
+        proc = pipeloom_cmd(*args, cwd=workspace)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "newer Pipeloom" in proc.stderr and "Traceback" not in proc.stderr
 
 
 # ------------------------------------------------------------ concurrent openers

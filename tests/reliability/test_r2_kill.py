@@ -8,6 +8,7 @@ outputs lost or failing their sha256; SQLite `PRAGMA integrity_check` ok.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -64,7 +65,12 @@ def after_kill(pids: list[int], tag: str) -> tuple[int, float]:
 
 
 def audit(ws: Path) -> dict:
-    """What the database says after the kills: run statuses, artifacts and their sha256, integrity."""
+    """What the journals and the database index say after the kills: run statuses, artifacts and their
+    sha256, integrity. The index is brought up to date the way the studio does, by opening the store."""
+    journaled = {r["run_id"]: r["status"] for r in json.loads(pipeloom_cmd(
+        "runs", "--json", "--pipeline", "r2", "-n", "1000", cwd=ws, timeout=60).stdout)}
+    subprocess.run([sys.executable, "-c", "import sys; from server.engine.store import Store; "
+                    "Store.open(sys.argv[1]).close()", str(ws)], env=env(), cwd=REPO, check=True, timeout=120)
     db = sqlite3.connect(ws / ".pipeloom" / "pipeloom.db")
     try:
         statuses = dict(db.execute("SELECT id, status FROM runs WHERE pipeline_id = 'r2'").fetchall())
@@ -78,6 +84,7 @@ def audit(ws: Path) -> dict:
         p = Path(path)
         if not p.is_file() or hashlib.sha256(p.read_bytes()).hexdigest() != sha:
             bad += 1
+    assert journaled == statuses, "the database index disagrees with the run journals"
     return {"statuses": statuses, "artifacts": len(arts), "bad": bad, "integrity": integrity}
 
 

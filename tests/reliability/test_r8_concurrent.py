@@ -14,6 +14,9 @@ import time
 
 import pytest
 
+from server.engine.paths import Layout
+from server.engine.store import Journals, Store
+from server.engine.store.cache import CacheFile
 from tests.conftest import REPO
 from tests.engine.util import shell_node, write_pipeline
 
@@ -53,6 +56,13 @@ def test_r8_concurrent_runs_on_a_new_workspace(tmp_path, figure):
             if "database is locked" in err:
                 locked += 1
         expected += PROCESSES
+        # the run journals are the record; the database index catches up when a reader (the studio) opens it
+        journaled = [r for r in Journals(ws).list_runs(limit=100) if r["status"] == "succeeded"]
+        reused = CacheFile(Layout(ws), "test").cache_index()
+        if len(journaled) != PROCESSES or not reused:
+            failures.append(f"round {i}: {len(journaled)} journals succeeded, cache index {len(reused)} keys")
+            recorded -= PROCESSES
+        Store(f"sqlite:///{Layout(ws).db_path}", workspace=ws).close()
         con = sqlite3.connect(ws / ".pipeloom" / "pipeloom.db")
         try:
             runs = con.execute("SELECT count(*) FROM runs WHERE status = 'succeeded'").fetchone()[0]
@@ -69,5 +79,5 @@ def test_r8_concurrent_runs_on_a_new_workspace(tmp_path, figure):
     figure("R8", "\"database is locked\" errors", locked, target="0", ok=locked == 0, detail=detail)
     figure("R8", "runs recorded as succeeded", f"{recorded}/{expected}", target=f"{expected}/{expected}",
            ok=recorded == expected, detail=detail)
-    assert crashes == 0 and locked == 0, "\n".join(failures[:5])
+    assert crashes == 0 and locked == 0 and not failures, "\n".join(failures[:5])
     assert recorded == expected

@@ -1,8 +1,29 @@
-"""Pipeloom's records: the SQLModel index of runs and versions, and its migrations."""
+"""Pipeloom's records: run journals on disk (the truth), and the SQLModel index of them and of versions.
 
-from .index import (ArtifactRow, InvokeKeyRow, NodeRunRow, RunRow, Store, VersionRow, intact, iso, node_record)
-from ..errors import SchemaError
-from .migrations import LATEST as SCHEMA_VERSION
+The journal side (journal.py, cache.py) is stdlib only and is what a CLI run
+reads and writes; the index (index.py, migrations.py) imports SQLAlchemy and
+loads only when one of its names is asked for.
+"""
 
-__all__ = ["ArtifactRow", "InvokeKeyRow", "NodeRunRow", "RunRow", "SCHEMA_VERSION", "SchemaError", "Store", "VersionRow", "intact",
-           "iso", "node_record"]
+from .journal import Journals, intact, iso, node_record
+
+_INDEX = {"ArtifactRow", "InvokeKeyRow", "NodeRunRow", "RunRow", "Store", "VersionRow"}
+
+__all__ = ["ArtifactRow", "InvokeKeyRow", "Journals", "NodeRunRow", "RunRow", "SCHEMA_VERSION", "SchemaError",
+           "Store", "VersionRow", "intact", "iso", "node_record"]
+
+
+def __getattr__(name: str):
+    if name in _INDEX:
+        from . import index
+
+        return getattr(index, name)
+    if name == "SCHEMA_VERSION":
+        from .migrations import LATEST
+
+        return LATEST
+    if name == "SchemaError":
+        from ..errors import SchemaError
+
+        return SchemaError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

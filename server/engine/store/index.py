@@ -1,10 +1,16 @@
-"""The record of runs, node runs, output artifacts and pipeline versions (SQLModel).
+"""The index of runs, node runs and output artifacts, and the record of pipeline versions and keys (SQLModel).
+
+A run's journal on disk (journal.py) is its source of truth; the run tables
+here are an index of journals, brought up to date by `Store.sync()`, which
+every run-reading method calls first (one stat when nothing changed). So runs
+made by the CLI appear in the studio, and the studio's runs are journals too.
 
 SQLite in WAL mode with a busy timeout by default, at
 `<workspace>/.pipeloom/pipeloom.db`; `PIPELOOM_DATABASE_URL` selects any
-SQLAlchemy URL (PostgreSQL included). Writes go through one lock and stay
-short, so a web server and a CLI run can share the file. The tables are made
-and changed by migrations.py only; the models here must match its last step.
+SQLAlchemy URL (PostgreSQL included), while the journals stay on the
+workspace's disk. Writes go through one lock and stay short, so a web server
+and a CLI run can share the file. The tables are made and changed by
+migrations.py only; the models here must match its last step.
 """
 
 from __future__ import annotations
@@ -14,12 +20,12 @@ import os
 import socket
 import threading
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable
 
-from sqlalchemy import BigInteger, Column, Text, event, insert, text
+from sqlalchemy import BigInteger, Column, Text, delete, event, insert, text
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
 from ..errors import ConflictError, NotFoundError
@@ -27,6 +33,11 @@ from ..hashing import text_sha256
 from ..paths import Layout
 from ..process import process_alive, process_start_time, stop_orphans
 from . import migrations
+from .cache import CacheFile
+from .journal import (JOURNAL_VERSION, Journals, RunJournal, intact, intact_one as _intact_dict, iso, journal_token,
+                      load_journal, node_record)
+
+CHANGES_ROTATE = 1024 * 1024  # bytes of change notes before the file starts afresh
 
 
 class RunRow(SQLModel, table=True):
@@ -44,6 +55,7 @@ class RunRow(SQLModel, table=True):
     host: str | None = None
     options: str = "{}"
     message: str | None = Field(default=None, sa_column=Column(Text))
+    journal_token: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class NodeRunRow(SQLModel, table=True):
@@ -102,18 +114,17 @@ class InvokeKeyRow(SQLModel, table=True):
     last_used_at: float | None = None
 
 
-def iso(ts: float | None) -> str | None:
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 class Store:
     """Thread-safe access to Pipeloom's records."""
 
-    def __init__(self, url: str):
+    def __init__(self, url: str, workspace: str | os.PathLike | None = None):
         self.url = url
         self._lock = threading.RLock()
+        # the workspace whose journals this index follows (None: an index without journals, e.g. a bare URL)
+        self.journals = Journals(workspace) if workspace is not None else None
+        self._sync_lock = threading.Lock()
+        self._synced: dict[str, int] | None = None  # run id -> journal token, once read from the index
+        self._changes_at: tuple[int, int] = (0, 0)  # (inode, offset) read so far of the change notes
         if url.startswith("sqlite"):
             self.engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
 
@@ -142,7 +153,7 @@ class Store:
             layout = Layout(workspace)
             layout.state.mkdir(parents=True, exist_ok=True)
             url = f"sqlite:///{layout.db_path}"
-        return cls(url)
+        return cls(url, workspace=workspace)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -152,13 +163,170 @@ class Store:
 
     # ------------------------------------------------------------ runs
 
+    # ------------------------------------------------------------ the index of journals
+
+    def sync(self) -> int:
+        """Bring the run tables up to date with the workspace's journals; returns how many runs were indexed.
+
+        One stat of the change notes when nothing changed; otherwise only the runs they name are read
+        (every journal, the first time in a process or when the notes started afresh)."""
+        if self.journals is None:
+            return 0
+        layout = self.journals.layout
+        changes = layout.state / "journal" / "changes"
+        with self._sync_lock:
+            try:
+                st = os.stat(changes)
+                ino, size = st.st_ino, st.st_size
+            except FileNotFoundError:
+                ino, size = 0, 0
+            if self._synced is not None and (ino, size) == self._changes_at:
+                return 0
+            if self._synced is None or ino != self._changes_at[0] or size < self._changes_at[1]:
+                if self._synced is None:
+                    with self.engine.connect() as conn:
+                        self._synced = dict(conn.execute(text(
+                            "SELECT id, journal_token FROM runs WHERE journal_token IS NOT NULL")).all())
+                ids = set(self.journals.run_ids())
+                self._changes_at = (ino, size)
+            else:
+                with open(changes, "rb") as fh:
+                    fh.seek(self._changes_at[1])
+                    chunk = fh.read(size - self._changes_at[1])
+                chunk = chunk[: chunk.rfind(b"\n") + 1]  # a note being written is read next time
+                self._changes_at = (ino, self._changes_at[1] + len(chunk))
+                ids = {line.decode("utf-8", "replace") for line in chunk.splitlines() if line}
+            done = self._index_journals(ids)
+            if size > CHANGES_ROTATE:
+                self._rotate_changes(changes)
+            return done
+
+    def _index_journals(self, ids: Iterable[str]) -> int:
+        assert self.journals is not None and self._synced is not None
+        docs = []
+        for rid in ids:
+            run_dir = self.journals.layout.run_dir(rid)
+            token = journal_token(run_dir)  # before reading: a write after it shows as a change next time
+            if token is None or self._synced.get(rid) == token:
+                continue
+            doc = self.journals.read(rid)
+            if doc is not None:
+                docs.append((doc, token))
+        for i in range(0, len(docs), 200):
+            batch = docs[i:i + 200]
+            try:
+                self._write_index(batch)
+            except IntegrityError:  # another process indexed the same run at the same moment: once more
+                self._write_index(batch)
+            self._synced.update((d["run_id"], tok) for d, tok in batch)
+        return len(docs)
+
+    def _write_index(self, batch: list[tuple[dict, int]]) -> None:
+        ids = [d["run_id"] for d, _ in batch]
+        runs, nodes, arts = [], [], []
+        for doc, token in batch:
+            runs.append(dict(id=doc["run_id"], pipeline_id=doc["pipeline_id"],
+                             pipeline_name=doc.get("pipeline_name") or "", pipeline_path=doc.get("pipeline_path") or "",
+                             status=doc["status"], created_at=doc.get("created_at") or 0.0,
+                             started_at=doc.get("started_at"), finished_at=doc.get("finished_at"), pid=doc.get("pid"),
+                             pid_start=doc.get("pid_start"), host=doc.get("host"),
+                             options=json.dumps(doc.get("options") or {}, sort_keys=True), message=doc.get("message"),
+                             journal_token=token))
+            for nid, n in (doc.get("nodes") or {}).items():
+                row, art_rows = node_record(doc["run_id"], nid, status=n["status"], started_at=n.get("started_at"),
+                                            finished_at=n.get("finished_at"), exit_code=n.get("exit_code"),
+                                            cache_key=n.get("cache_key"), attempts=n.get("attempts") or 0,
+                                            message=n.get("message"), log_path=n.get("log_path"),
+                                            workdir=n.get("workdir"), artifacts=n.get("artifacts") or (),
+                                            source_run=n.get("source_run"))
+                nodes.append(row)
+                arts.extend(art_rows)
+        a, nr, r = ArtifactRow.__table__, NodeRunRow.__table__, RunRow.__table__
+        with self._lock, self.engine.begin() as conn:
+            conn.execute(delete(a).where(a.c.run_id.in_(ids)))
+            conn.execute(delete(nr).where(nr.c.run_id.in_(ids)))
+            conn.execute(delete(r).where(r.c.id.in_(ids)))
+            conn.execute(insert(r), runs)
+            if nodes:
+                conn.execute(insert(nr), nodes)
+            if arts:
+                conn.execute(insert(a), arts)
+
+    def _rotate_changes(self, changes: Path) -> None:
+        """Start the change notes afresh (a new file, so every reader notices), then read every journal once."""
+        fresh = changes.with_name(f".changes.tmp-{os.getpid()}")
+        fresh.write_bytes(b"")
+        os.replace(fresh, changes)
+        self._changes_at = (os.stat(changes).st_ino, 0)
+        self._index_journals(self.journals.run_ids())  # notes written to the old file just before the swap
+
+    def backfill_journals(self) -> int:
+        """Write a journal for each run the index holds without one (runs recorded before journals), so the
+        CLI, which reads only journals, still lists them and reuses their outputs; returns how many."""
+        if self.journals is None:
+            return 0
+        layout = self.journals.layout
+        ws = str(layout.workspace)
+        with self.session() as s:
+            rows = s.exec(select(RunRow).where(RunRow.journal_token.is_(None))).all()
+            todo = []
+            for r in rows:
+                opts = json.loads(r.options or "{}")
+                if opts.get("workspace") not in (None, ws) or journal_token(layout.run_dir(r.id)) is not None \
+                        and load_journal(layout.run_dir(r.id)) is not None:
+                    continue
+                nodes = {}
+                arts: dict[str, list[dict]] = {}
+                for a in s.exec(select(ArtifactRow).where(ArtifactRow.run_id == r.id).order_by(ArtifactRow.id)).all():
+                    arts.setdefault(a.node_id, []).append(_artifact_dict(a))
+                for nr in s.exec(select(NodeRunRow).where(NodeRunRow.run_id == r.id).order_by(NodeRunRow.id)).all():
+                    nodes[nr.node_id] = {"node_id": nr.node_id, "status": nr.status, "started_at": nr.started_at,
+                                         "finished_at": nr.finished_at, "duration_s": nr.duration_s,
+                                         "exit_code": nr.exit_code, "cache_key": nr.cache_key, "attempts": nr.attempts,
+                                         "message": nr.message, "log_path": nr.log_path, "workdir": nr.workdir,
+                                         "source_run": nr.source_run, "artifacts": arts.get(nr.node_id, [])}
+                todo.append({"journal": JOURNAL_VERSION, "run_id": r.id, "pipeline_id": r.pipeline_id,
+                             "pipeline_name": r.pipeline_name, "pipeline_path": r.pipeline_path, "status": r.status,
+                             "created_at": r.created_at, "started_at": r.started_at, "finished_at": r.finished_at,
+                             "pid": r.pid, "pid_start": r.pid_start, "host": r.host, "options": opts,
+                             "message": r.message, "nodes": nodes})
+        for doc in todo:
+            w = RunJournal(layout, doc["run_id"])
+            w.dir.mkdir(parents=True, exist_ok=True)
+            w.doc = doc
+            w._write()
+        for pid in {d["pipeline_id"] for d in todo}:
+            CacheFile(layout, pid).path.unlink(missing_ok=True)  # rebuilt from the journals, these included
+        (layout.state / "journal").mkdir(parents=True, exist_ok=True)  # done: the CLI need not ask again
+        self.sync()
+        return len(todo)
+
     def recover_interrupted(self) -> int:
-        """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many."""
+        """Mark runs whose process died (kill -9, power loss) as `interrupted`; returns how many.
+
+        Journals first (the truth; recovered journals reach the index through `sync`), then runs the
+        index holds without a journal (made before journals, or written to the index directly)."""
+        found = 0
+        if self.journals is not None:
+            found = self.journals.recover_interrupted()
+            if not (self.journals.layout.state / "journal").exists():
+                self.backfill_journals()  # the first open of a workspace from before journals
+            self.sync()
+        return found + self._recover_index_only()
+
+    def _recover_index_only(self) -> int:
         # a plain query first: opening a store pays only this when no run is pending (the usual case)
         with self.engine.connect() as conn:
             going = conn.execute(text("SELECT id, pid, pid_start, host FROM runs "
                                       "WHERE status IN ('pending', 'running')")).all()
         dead_ids = [r.id for r in going if not process_alive(r.pid, r.pid_start, r.host)]
+        if self.journals is not None:
+            journaled = [rid for rid in dead_ids if journal_token(self.journals.layout.run_dir(rid)) is not None]
+            for rid in journaled:
+                self.journals.read(rid)  # recovers the journal; the index follows
+            if journaled:
+                self.sync()
+            dead_ids = [rid for rid in dead_ids if rid not in journaled]
         if not dead_ids:
             return 0
         with self._lock, self.session() as s:
@@ -226,6 +394,7 @@ class Store:
 
         One query up front instead of one per node keeps a no-change re-run cheap.
         """
+        self.sync()
         nr, a, r = NodeRunRow.__table__, ArtifactRow.__table__, RunRow.__table__
         recent = (sa_select(r.c.id).where(r.c.pipeline_id == pipeline_id)
                   .order_by(r.c.created_at.desc()).limit(limit_runs).scalar_subquery())
@@ -250,6 +419,7 @@ class Store:
 
     def find_cached(self, pipeline_id: str, node_id: str, cache_key: str) -> list[dict] | None:
         """Artifacts of the newest successful run of this node with this key whose files are intact."""
+        self.sync()
         with self.session() as s:
             q = (select(NodeRunRow).join(RunRow, RunRow.id == NodeRunRow.run_id)
                  .where(RunRow.pipeline_id == pipeline_id, NodeRunRow.node_id == node_id,
@@ -264,6 +434,7 @@ class Store:
 
     def latest_outputs(self, pipeline_id: str, node_id: str) -> list[dict] | None:
         """Artifacts of the newest successful run of a node, whatever its key (for --only/--from)."""
+        self.sync()
         with self.session() as s:
             q = (select(NodeRunRow).join(RunRow, RunRow.id == NodeRunRow.run_id)
                  .where(RunRow.pipeline_id == pipeline_id, NodeRunRow.node_id == node_id,
@@ -281,6 +452,9 @@ class Store:
         return None
 
     def set_records(self, run_id: str, node_id: str, port: str, count: int | None) -> None:
+        """Remember an output's record count, in its run's journal and in the index."""
+        if self.journals is not None:
+            self.journals.set_records(run_id, node_id, port, count)
         with self._lock, self.session() as s:
             row = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id, ArtifactRow.node_id == node_id,
                                                    ArtifactRow.port == port)).first()
@@ -290,6 +464,7 @@ class Store:
                 s.commit()
 
     def list_runs(self, pipeline_id: str | None = None, limit: int = 50) -> list[dict]:
+        self.sync()
         with self.session() as s:
             q = select(RunRow)
             if pipeline_id:
@@ -299,6 +474,7 @@ class Store:
 
     def count_runs(self, pipeline_id: str | None = None) -> int:
         """How many runs there are (of one pipeline, or of all)."""
+        self.sync()
         from sqlalchemy import func
 
         q = sa_select(func.count()).select_from(RunRow.__table__)
@@ -312,6 +488,7 @@ class Store:
         return self.get_run(runs[0]["run_id"]) if runs else None
 
     def get_run(self, run_id: str) -> dict:
+        self.sync()
         with self.session() as s:
             r = s.get(RunRow, run_id)
             if r is None:
@@ -338,6 +515,7 @@ class Store:
             return out
 
     def get_artifact(self, run_id: str, node_id: str, port: str) -> dict:
+        self.sync()
         with self.session() as s:
             a = s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id, ArtifactRow.node_id == node_id,
                                                  ArtifactRow.port == port)).first()
@@ -349,6 +527,7 @@ class Store:
 
     def log_path(self, run_id: str, node_id: str) -> Path:
         """Where a node's log is (or will be). Cached nodes have none: the path may not exist."""
+        self.sync()
         with self.session() as s:
             run = s.get(RunRow, run_id)
             if run is None:
@@ -401,6 +580,7 @@ class Store:
     def gc_view(self, pipeline_id: str) -> tuple[list[dict], dict[str, list[dict]]]:
         """Every run of a pipeline, newest first ({run_id, status, created_at, origin, options}), and for each
         run its node runs ({node_id, status, log_path, workdir}) with their artifacts' paths."""
+        self.sync()
         with self.session() as s:
             runs = s.exec(select(RunRow).where(RunRow.pipeline_id == pipeline_id)
                           .order_by(RunRow.created_at.desc(), RunRow.id.desc())).all()
@@ -438,6 +618,7 @@ class Store:
 
     def pipeline_ids(self) -> list[str]:
         """Every pipeline id that has runs."""
+        self.sync()
         with self.engine.connect() as conn:
             return sorted(conn.execute(sa_select(RunRow.__table__.c.pipeline_id).distinct()).scalars())
 
@@ -492,36 +673,8 @@ def _key_dict(r: InvokeKeyRow) -> dict:
             "created_at": iso(r.created_at), "revoked_at": iso(r.revoked_at), "last_used_at": iso(r.last_used_at)}
 
 
-def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
-                exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,
-                log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = (),
-                source_run: str | None = None) -> tuple[dict, list[dict]]:
-    """Rows for one finished node run, ready for `Store.record_nodes`."""
-    duration = (finished_at - started_at) if (started_at and finished_at) else None
-    node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
-                    finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
-                    attempts=attempts, message=message, log_path=log_path, workdir=workdir, source_run=source_run)
-    art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
-                     size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
-                for a in artifacts]
-    return node_row, art_rows
-
-
-def _intact(a: ArtifactRow | dict) -> bool:
-    """The file is still there, same size and modification time as recorded."""
-    if isinstance(a, dict):
-        path, size, mtime = a["path"], a["size"], a["mtime_ns"]
-    else:
-        path, size, mtime = a.path, a.size, a.mtime_ns
-    try:
-        st = os.stat(path)
-    except OSError:
-        return False
-    return st.st_size == size and st.st_mtime_ns == mtime
-
-
-def intact(artifacts: list[dict]) -> bool:
-    return all(_intact(a) for a in artifacts)
+def _intact(a: ArtifactRow) -> bool:
+    return _intact_dict({"path": a.path, "size": a.size, "mtime_ns": a.mtime_ns})
 
 
 def _artifact_dict(a: ArtifactRow) -> dict:

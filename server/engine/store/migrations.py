@@ -110,10 +110,17 @@ def _v3_invoke_keys(conn: Connection) -> None:
     md.create_all(conn)
 
 
+def _v4_journal_token(conn: Connection) -> None:
+    """runs.journal_token: which state of the run's journal on disk the row was indexed from."""
+    if "journal_token" not in {c["name"] for c in inspect(conn).get_columns("runs")}:
+        conn.execute(text("ALTER TABLE runs ADD COLUMN journal_token BIGINT"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_tables,
     _v2_source_run,
     _v3_invoke_keys,
+    _v4_journal_token,
 ]
 LATEST = len(MIGRATIONS)
 
