@@ -12,52 +12,56 @@ from .api import _state, int_arg
 diffs = Blueprint("diffs", __name__, url_prefix="/api")
 
 
-@diffs.get("/runs/<run_id>/nodes/<node_id>/diff")
-def step_diff_route(run_id: str, node_id: str):
-    """{input, output, key, key_inferred, method, note, counts, kind, items, total} for one kind, paged."""
+def _page() -> tuple[str, int, int]:
+    """The kind of records asked for and the page: (kind, offset, limit)."""
     from server.engine.data.diff import KINDS
-    from server.engine.data.stepdiff import step_diff
-    from server.engine.model import load_pipeline
 
     kind = request.args.get("kind") or "dropped"
     if kind not in KINDS:
         raise UsageError(f"`kind` must be one of {', '.join(KINDS)}, not {kind!r}")
-    offset = int_arg("offset", 0)
-    limit = int_arg("limit", 50, low=1, high=500)
+    return kind, int_arg("offset", 0), int_arg("limit", 50, low=1, high=500)
+
+
+def _pipeline_of(run_id: str):
+    """The pipeline a run ran (its file today), confined to the workspace."""
+    from server.engine.model import load_pipeline
+
     st = _state()
-    run = st.store.get_run(run_id)
-    path = safe_path(st.workspace, run["pipeline_path"], what="pipeline")
-    pipeline = load_pipeline(path, workspace=st.workspace, check_env=False)
-    d, ports = step_diff(st.workspace, st.store, pipeline, run_id, node_id,
-                         input=request.args.get("input") or None, output=request.args.get("output") or None)
-    return jsonify({**ports, **d.to_dict(), "kind": kind, "offset": offset,
+    path = safe_path(st.workspace, st.store.get_run(run_id)["pipeline_path"], what="pipeline")
+    return load_pipeline(path, workspace=st.workspace, check_env=False)
+
+
+def _answer(ids: dict, d, kind: str, offset: int, limit: int):
+    return jsonify({**ids, **d.to_dict(), "kind": kind, "offset": offset,
                     "items": d.items(kind, offset, limit), "total": d.counts[kind]})
+
+
+@diffs.get("/runs/<run_id>/nodes/<node_id>/diff")
+def step_diff_route(run_id: str, node_id: str):
+    """{input, output, key, key_inferred, method, note, counts, kind, items, total} for one kind, paged."""
+    from server.engine.data.stepdiff import step_diff
+
+    kind, offset, limit = _page()
+    st = _state()
+    d, ports = step_diff(st.workspace, st.store, _pipeline_of(run_id), run_id, node_id,
+                         input=request.args.get("input") or None, output=request.args.get("output") or None)
+    return _answer(ports, d, kind, offset, limit)
 
 
 @diffs.get("/diff")
 def run_diff_route():
     """How one output differs between two runs: ?a=RUN&b=RUN&node=NODE&port=PORT&kind=&offset=&limit=."""
-    from server.engine.data.diff import KINDS
     from server.engine.data.stepdiff import run_diff
-    from server.engine.model import load_pipeline
 
     args = {name: request.args.get(name) or "" for name in ("a", "b", "node", "port")}
     missing = [name for name, value in args.items() if not value]
     if missing:
         raise UsageError(f"missing {', '.join(f'`{m}`' for m in missing)}: "
                          "/api/diff?a=RUN&b=RUN&node=NODE&port=PORT (a is the earlier run)")
-    kind = request.args.get("kind") or "dropped"
-    if kind not in KINDS:
-        raise UsageError(f"`kind` must be one of {', '.join(KINDS)}, not {kind!r}")
-    offset = int_arg("offset", 0)
-    limit = int_arg("limit", 50, low=1, high=500)
+    kind, offset, limit = _page()
     st = _state()
-    run = st.store.get_run(args["b"])
-    path = safe_path(st.workspace, run["pipeline_path"], what="pipeline")
-    pipeline = load_pipeline(path, workspace=st.workspace, check_env=False)
-    d, ids = run_diff(st.workspace, st.store, pipeline, args["a"], args["b"], args["node"], args["port"])
-    return jsonify({**ids, **d.to_dict(), "kind": kind, "offset": offset,
-                    "items": d.items(kind, offset, limit), "total": d.counts[kind]})
+    d, ids = run_diff(st.workspace, st.store, _pipeline_of(args["b"]), args["a"], args["b"], args["node"], args["port"])
+    return _answer(ids, d, kind, offset, limit)
 
 
 @diffs.get("/runs/<run_id>/story")

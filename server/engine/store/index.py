@@ -34,7 +34,7 @@ from ..paths import Layout
 from ..process import process_alive, process_start_time, stop_orphans
 from . import migrations
 from .cache import CacheFile
-from .journal import (JOURNAL_VERSION, Journals, RunJournal, intact, intact_one as _intact_dict, iso, journal_token,
+from .journal import (JOURNAL_VERSION, Journals, RunJournal, intact_one as _intact_dict, iso, journal_token,
                       load_journal, node_record)
 
 CHANGES_ROTATE = 1024 * 1024  # bytes of change notes before the file starts afresh
