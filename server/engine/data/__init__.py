@@ -1,0 +1,1 @@
+"""Data files: the format registry, readers, writers and the conversions between formats."""
