@@ -23,7 +23,7 @@ import io
 import itertools
 import os
 import re
-from operator import methodcaller
+from operator import itemgetter, methodcaller
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -45,6 +45,7 @@ _DIGIT_MAP = bytes(48 if 48 <= b <= 57 else 120 for b in range(256))
 _LONG_DIGITS = b"0" * 19
 # Where orjson and Python's repr may print a float differently (exponents, and 1e-05 .. 1e-04).
 _FLOAT_STYLE = re.compile(r"[0-9][eE]|\.0000")
+_FLOAT_STYLE_B = re.compile(rb"[0-9][eE]|\.0000")
 
 
 class Fallback(Exception):
@@ -261,13 +262,21 @@ def _nested_cells(values: list) -> list[str]:
     from .formats import csv_cell
 
     dumps = orjson.dumps
+    if None not in values and str not in set(map(type, values)):
+        try:
+            cells = list(map(dumps, values))
+        except TypeError:  # beyond 64-bit integers, non-string keys, and the like
+            return list(map(csv_cell, values))
+        if _FLOAT_STYLE_B.search(b"\0".join(cells)):
+            return list(map(csv_cell, values))
+        return list(map(bytes.decode, cells))
     out = []
     for v in values:
         t = type(v)
         if t is dict or t is list:
             try:
                 s = dumps(v).decode()
-            except TypeError:  # beyond 64-bit integers, non-string keys, and the like
+            except TypeError:
                 s = csv_cell(v)
             else:
                 if _FLOAT_STYLE.search(s):
@@ -284,13 +293,22 @@ _NATIVE = frozenset({str, int, float, type(None)})
 _BOOL_CELL = {True: "true", False: "false", None: ""}
 
 
+def _gather(rows: list[dict], cols: list[str]) -> list:
+    """The values of `rows` under `cols`, column by column (None where a record lacks the key)."""
+    if len(cols) > 1:
+        try:
+            return list(zip(*map(itemgetter(*cols), rows)))
+        except KeyError:
+            pass
+    return [list(map(methodcaller("get", c), rows)) for c in cols]
+
+
 def csv_columns(rows: list[dict], cols: list[str]) -> list[list]:
     """The cells of `rows` under `cols`, column by column, as the csv module should write them."""
     from .formats import csv_cell
 
     out = []
-    for c in cols:
-        values = list(map(methodcaller("get", c), rows))
+    for c, values in zip(cols, _gather(rows, cols)):
         kinds = set(map(type, values))
         if kinds <= _NATIVE:
             out.append(values)
@@ -303,7 +321,7 @@ def csv_columns(rows: list[dict], cols: list[str]) -> list[list]:
     return out
 
 
-def csv_text(rows: Iterator[Any] | list) -> str:
+def csv_text(rows: list) -> str:
     """CSV text for rows of cells: minimal quoting, LF line ends, and a field holding a CR quoted too.
 
     (The csv module quotes only the characters of its line terminator, so a bare CR would
@@ -313,7 +331,7 @@ def csv_text(rows: Iterator[Any] | list) -> str:
     text = buf.getvalue()
     if "\r" not in text:
         return text
-    return _csv_text_with_cr(csv.reader(io.StringIO(text, newline="")))
+    return _csv_text_with_cr(rows)
 
 
 def _csv_text_with_cr(rows) -> str:
@@ -383,7 +401,7 @@ class CsvSink:
                 self._known.update(dict.fromkeys(new))
         if not self._started:
             self._start()
-        data = csv_text(zip(*csv_columns(rows, self.columns)) if self.columns else ([] for _ in rows)).encode()
+        data = csv_text(list(zip(*csv_columns(rows, self.columns))) if self.columns else [[]] * len(rows)).encode()
         self.out.write(data)
         self._body += len(data)
 
@@ -445,6 +463,13 @@ def convert_fast(src: Path, src_fmt: str, dst: Path, dst_fmt: str) -> int:
     """Convert between two different records formats in one pass; Fallback when the exact path must."""
     if orjson is None:
         raise Fallback
+    try:
+        return _convert(src, src_fmt, dst, dst_fmt)
+    except UnicodeEncodeError:  # a lone surrogate (from a \\u escape): the exact path raises as it always has
+        raise Fallback from None
+
+
+def _convert(src: Path, src_fmt: str, dst: Path, dst_fmt: str) -> int:
     if dst_fmt == "parquet":
         try:
             return _to_parquet(src, src_fmt, dst, None)
