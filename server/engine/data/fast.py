@@ -97,8 +97,9 @@ def _cut(data: bytes, scanner: DepthScanner) -> tuple[int, DepthScanner] | None:
     return None
 
 
-def json_batches(path: Path) -> Iterator[list[dict]]:
-    """The records of a JSON array file, a block at a time."""
+def json_bodies(path: Path) -> Iterator[bytes]:
+    """The text of a JSON array file's records, a block of whole records at a time (no brackets,
+    no leading comma)."""
     with open(path, "rb") as f:
         if peek_json(f, path) != "array":
             raise Fallback
@@ -131,14 +132,25 @@ def json_batches(path: Path) -> Iterator[list[dict]]:
                     raise Fallback
                 body = body[1:]
             first = False
-            rows = _json_block(body, path)
-            if not rows or set(map(type, rows)) != {dict}:
-                raise Fallback
-            yield rows
+            yield body
 
 
-def ndjson_batches(path: Path) -> Iterator[list[dict]]:
-    """The records of an ndjson file, a block of lines at a time."""
+def json_records(body: bytes, path: Path) -> list[dict]:
+    """The records of one block from json_bodies."""
+    rows = _json_block(body, path)
+    if not rows or set(map(type, rows)) != {dict}:
+        raise Fallback
+    return rows
+
+
+def json_batches(path: Path) -> Iterator[list[dict]]:
+    """The records of a JSON array file, a block at a time."""
+    for body in json_bodies(path):
+        yield json_records(body, path)
+
+
+def ndjson_blocks(path: Path) -> Iterator[tuple[bytes, int]]:
+    """Blocks of whole lines of an ndjson file, each with the number of its first line."""
     lineno = 0
     with open(path, "rb") as f:
         carry = b""
@@ -157,14 +169,25 @@ def ndjson_batches(path: Path) -> Iterator[list[dict]]:
                 data, carry = data[:cut], data[cut:]
             else:
                 carry = b""
-            lines = data.split(b"\n")
-            if lines[-1] == b"":
-                lines.pop()
             first = lineno + 1
-            lineno += len(lines)
-            rows = _ndjson_block(path, lines, data, first)
-            if rows:
-                yield rows
+            lineno += data.count(b"\n") + (not data.endswith(b"\n"))
+            yield data, first
+
+
+def ndjson_records(data: bytes, first: int, path: Path) -> list[dict]:
+    """The records of one block from ndjson_blocks."""
+    lines = data.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return _ndjson_block(path, lines, data, first)
+
+
+def ndjson_batches(path: Path) -> Iterator[list[dict]]:
+    """The records of an ndjson file, a block of lines at a time."""
+    for data, first in ndjson_blocks(path):
+        rows = ndjson_records(data, first, path)
+        if rows:
+            yield rows
 
 
 def _ndjson_block(path: Path, lines: list[bytes], data: bytes, first: int) -> list[dict]:
@@ -367,16 +390,17 @@ class CsvSink:
     """CSV output in one pass: the header is the union of keys in first-seen order.
 
     Columns first seen after rows were written go at the end; rows written
-    before them are padded with empty cells when the file is finished (a
-    copy of the body, needed only then)."""
+    before them (or encoded in parallel without them) are padded with empty
+    cells when the file is finished, a copy of the body needed only then."""
 
     def __init__(self, out, columns: list[str] | None = None):
         self.out = out  # a binary file
         self.fixed = columns is not None
         self.columns: list[str] = list(columns or [])
         self._known = dict.fromkeys(self.columns)
-        self._segments: list[tuple[int, int]] = []  # (end offset in the body, columns in its rows)
+        self._regions: list[list[int]] = []  # [end offset in the body, columns in its rows]
         self._body = 0
+        self._head = 0
         self._started = False
         if self.fixed:
             self._start()
@@ -387,29 +411,66 @@ class CsvSink:
             head = csv_row_text(self.columns).encode()
             self.out.write(head)
             self._head = len(head)
+
+    def _append(self, data: bytes, width: int) -> None:
+        if not self._started:
+            self._start()
+        self.out.write(data)
+        self._body += len(data)
+        if self._regions and self._regions[-1][1] == width:
+            self._regions[-1][0] = self._body
         else:
-            self._head = 0
+            self._regions.append([self._body, width])
 
     def write(self, rows: list[dict]) -> None:
+        """Append records, encoding them here."""
         if not self.fixed:
             keyset = self._known.keys()
             if not all(map(keyset.__ge__, map(dict.keys, rows))):
                 new = _union_new(rows, self._known)
-                if self._started and self._body:
-                    self._segments.append((self._body, len(self.columns)))
                 self.columns += new
                 self._known.update(dict.fromkeys(new))
-        if not self._started:
-            self._start()
-        data = csv_text(list(zip(*csv_columns(rows, self.columns))) if self.columns else [[]] * len(rows)).encode()
-        self.out.write(data)
-        self._body += len(data)
+        self._append(encode_csv_rows(rows, self.columns), len(self.columns))
+
+    def merge(self, used: list[str], data: bytes) -> bool:
+        """Append rows encoded elsewhere under the columns `used`; False when `used` does not
+        agree with the columns so far, and the rows must be encoded again under them."""
+        n = len(self.columns)
+        if used[:n] == self.columns:
+            new = used[n:]
+            if new and self.fixed:
+                return False
+            self.columns += new
+            self._known.update(dict.fromkeys(new))
+        elif self.columns[:len(used)] != used:
+            return False
+        self._append(data, len(used))
+        return True
 
     def finish(self) -> list[tuple[int, int]]:
-        """Write the header when no row came; the early segments whose rows need padding."""
+        """Write the header when no row came; the regions of the body up to the last one whose
+        rows need padding (none when every row has every column)."""
         if not self._started:
             self._start()
-        return self._segments
+        width = len(self.columns)
+        narrow = [i for i, (_, w) in enumerate(self._regions) if w < width]
+        return [tuple(r) for r in self._regions[:narrow[-1] + 1]] if narrow else []
+
+
+def encode_csv_rows(rows: list[dict], columns: list[str]) -> bytes:
+    """The CSV lines of `rows` under `columns`."""
+    if not columns:
+        return csv_text([[]] * len(rows)).encode()
+    return csv_text(list(zip(*csv_columns(rows, columns)))).encode()
+
+
+def block_columns(rows: list[dict], given: list[str]) -> list[str]:
+    """`given` followed by the keys of `rows` it lacks, in first-seen order."""
+    known = dict.fromkeys(given)
+    keyset = known.keys()
+    if all(map(keyset.__ge__, map(dict.keys, rows))):
+        return list(given)
+    return list(given) + _union_new(rows, known)
 
 
 def rewrite_with_padding(src: Path, dst_file, columns: list[str], head_len: int,
@@ -430,6 +491,14 @@ def rewrite_with_padding(src: Path, dst_file, columns: list[str], head_len: int,
                     left -= len(line)
                     yield line.decode("utf-8")
 
+            if ncols == width:
+                left = end - done
+                while left > 0:
+                    chunk = f.read(min(left, 1 << 20))
+                    dst_file.write(chunk)
+                    left -= len(chunk)
+                done = end
+                continue
             done = end
             pad = [""] * (width - ncols)
             rows = csv.reader(lines())

@@ -593,11 +593,12 @@ def _scan_columns(path: Path, fmt: str, with_types: bool):
 
 
 def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLike, dst_fmt: str, *,
-            exact: bool = False) -> int | None:
+            exact: bool = False, workers: int = 1) -> int | None:
     """Stream `src_path` (in `src_fmt`) into `dst_path` (in `dst_fmt`), atomically.
 
     Returns the number of records written, or None for a raw byte copy. The
-    batch path (fast.py) runs first; `exact` skips it, for comparing the two."""
+    batch path (fast.py; parallel.py with `workers` > 1) runs first and gives
+    the same bytes; `exact` skips it, for comparing the two."""
     src, dst = Path(src_path), Path(dst_path)
     ok, reason = can_convert(src_fmt, dst_fmt)
     if not ok:
@@ -607,9 +608,11 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import fast
+        from . import fast, parallel
 
         try:
+            if workers > 1 and parallel.supports(src_fmt, dst_fmt):
+                return parallel.convert_parallel(src, src_fmt, dst, dst_fmt, workers)
             return fast.convert_fast(src, src_fmt, dst, dst_fmt)
         except fast.Fallback:
             pass

@@ -32,10 +32,10 @@ def _not_utf8_text(src: Path) -> MalformedDataError:
                                    " from an escape such as \\ud800 with no pair)")
 
 
-def convert_in_process(src: Path, src_fmt: str, dst: Path, dst_fmt: str) -> int | None:
+def convert_in_process(src: Path, src_fmt: str, dst: Path, dst_fmt: str, workers: int = 1) -> int | None:
     """formats.convert, with text that cannot be encoded reported as malformed data."""
     try:
-        return formats.convert(src, src_fmt, dst, dst_fmt)
+        return formats.convert(src, src_fmt, dst, dst_fmt, workers=workers)
     except UnicodeEncodeError:
         raise _not_utf8_text(src) from None
 
@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> int:
     _watch_parent(os.getppid())
     gc.disable()  # parsed records hold no cycles; collecting would only rescan millions of objects
     try:
-        report = {"count": convert_in_process(Path(src), src_fmt, Path(dst), dst_fmt), "pid": os.getpid()}
+        from .parallel import default_workers
+
+        count = convert_in_process(Path(src), src_fmt, Path(dst), dst_fmt, default_workers())
+        report = {"count": count, "pid": os.getpid()}
     except Exception as exc:  # every failure, MemoryError included, goes back to the parent as data
         report = {"error": _report(exc)}
     sys.stdout.write(json.dumps(report) + "\n")
