@@ -202,13 +202,6 @@ for b in r:
     w.write_batch(b)
 w.close()
 """,
-    ("parquet", "csv"): """
-import pyarrow.parquet as pq, pyarrow.csv as pc, sys
-f = pq.ParquetFile(sys.argv[1]); w = pc.CSVWriter(sys.argv[2], f.schema_arrow)
-for b in f.iter_batches():
-    w.write_batch(b)
-w.close()
-""",
 }
 
 

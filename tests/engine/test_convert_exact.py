@@ -257,3 +257,37 @@ def test_an_edge_converted_in_a_child_names_the_edge_when_it_fails(workspace, mo
     assert res.ok
     seen = Path(res.nodes["take"].artifacts["seen"]["path"]).read_text()
     assert seen.splitlines()[:2] == ["a,b", "0,[0]"]
+
+
+# ---------------------------------------------------------------------------
+# The parallel path
+
+
+@pytest.mark.parametrize("src_fmt", ["json", "ndjson"])
+@pytest.mark.parametrize("dst_fmt", ["json", "ndjson", "csv"])
+def test_parallel_workers_write_the_same_bytes(tmp_path, monkeypatch, src_fmt, dst_fmt):
+    if src_fmt == dst_fmt:
+        pytest.skip("a raw copy")
+    monkeypatch.setattr(fast, "BLOCK", 300)  # many small blocks, several in flight at once
+    monkeypatch.setattr(fast, "TAIL", 300)
+    rows = TRICKY * 4 + [{"id": i, "late" if i == 30 else "x": i} for i in range(60)] + [{"zz": None}]
+    src = sources(tmp_path, rows)[src_fmt]
+    got = convert(src, src_fmt, tmp_path / "par.out", dst_fmt, workers=3)
+    want = convert(src, src_fmt, tmp_path / "one.out", dst_fmt, exact=True)
+    assert got == want == len(rows)
+    assert (tmp_path / "par.out").read_bytes() == (tmp_path / "one.out").read_bytes()
+
+
+@pytest.mark.parametrize("content,src_fmt,message", [
+    ('[{"a": 1}, {"a": 2}, 7, {"a": 4}]', "json", "in.data record 3: expected an object, found a number"),
+    ('{"a": 1}\n' * 40 + '{"a": oops}\n' + '{"a": 1}\n' * 40, "ndjson", "in.data line 41: invalid JSON"),
+])
+def test_parallel_workers_report_the_first_error_in_file_order(tmp_path, monkeypatch, content, src_fmt, message):
+    monkeypatch.setattr(fast, "BLOCK", 64)
+    monkeypatch.setattr(fast, "TAIL", 64)
+    src = tmp_path / "in.data"
+    src.write_text(content)
+    with pytest.raises(MalformedDataError) as info:
+        convert(src, src_fmt, tmp_path / "out.csv", "csv", workers=2)
+    assert str(info.value).startswith(message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.data"]
