@@ -21,7 +21,6 @@ import copy
 import csv
 import io
 import itertools
-import os
 import re
 from operator import itemgetter, methodcaller
 from pathlib import Path
