@@ -290,3 +290,26 @@ def test_parallel_workers_report_the_first_error_in_file_order(tmp_path, monkeyp
         convert(src, src_fmt, tmp_path / "out.csv", "csv", workers=2)
     assert str(info.value).startswith(message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.data"]
+
+
+@pytest.mark.timeout(240)
+def test_a_large_parallel_conversion_stays_in_bounded_memory(tmp_path, monkeypatch):
+    from server.engine.data import isolate
+    from tests.engine.test_formats import generate_json_array
+
+    src = tmp_path / "big.json"
+    n = generate_json_array(src, 60_000_000)  # its last record brings a new column
+    monkeypatch.setenv("PIPELOOM_CONVERT_WORKERS", "2")
+    try:
+        for dst_fmt in ("csv", "ndjson"):
+            report = isolate.run_child(src, "json", tmp_path / f"out.{dst_fmt}", dst_fmt)
+            assert report["count"] == n
+            growth_mb = (report["peak_rss_kb"] - report["start_rss_kb"]) / 1024
+            assert growth_mb < 100, f"{dst_fmt}: peak RSS grew by {growth_mb:.0f} MB"
+        with open(tmp_path / "out.csv", encoding="utf-8", newline="") as f:
+            reader = csv.reader(f)
+            assert next(reader) == ["id", "sensor", "kind", "value", "ok", "ts", "tags", "meta", "late"]
+            assert next(reader)[-1] == ""
+    finally:
+        for p in tmp_path.iterdir():
+            p.unlink()

@@ -113,16 +113,33 @@ def _watch_parent(parent: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _status_kb(field: str) -> int:
+    """A memory figure of this process from /proc (0 where there is none). Unlike ru_maxrss,
+    VmHWM is not inherited across exec from the (maybe much larger) process that started us."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """The child: convert, then print one JSON line with the count or the error."""
+    import resource
+
     src, src_fmt, dst, dst_fmt = (argv if argv is not None else sys.argv[1:])
+    start_kb = _status_kb("VmRSS")
     _watch_parent(os.getppid())
     gc.disable()  # parsed records hold no cycles; collecting would only rescan millions of objects
     try:
         from .parallel import default_workers
 
         count = convert_in_process(Path(src), src_fmt, Path(dst), dst_fmt, default_workers())
-        report = {"count": count, "pid": os.getpid()}
+        peak_kb = max(_status_kb("VmHWM"), resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+        report = {"count": count, "pid": os.getpid(), "start_rss_kb": start_kb, "peak_rss_kb": peak_kb}
     except Exception as exc:  # every failure, MemoryError included, goes back to the parent as data
         report = {"error": _report(exc)}
     sys.stdout.write(json.dumps(report) + "\n")
