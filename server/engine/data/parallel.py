@@ -1,8 +1,8 @@
 """A conversion from json or ndjson spread over worker processes, one block per task.
 
-The reader (this process) only cuts the source into blocks of whole records,
-which is cheap; workers parse and encode a block each; the reader writes the
-encoded blocks in file order. At most two blocks per worker are in flight, so
+With PIPELOOM_CONVERT_WORKERS above 1, the reader (this process) only cuts
+the source into blocks of whole records, which is cheap; workers parse and
+encode a block each; the reader writes the encoded blocks in file order. At most two blocks per worker are in flight, so
 memory stays bounded whatever the file size.
 
 Order-dependent state stays with the reader: for csv, a worker encodes its
@@ -26,11 +26,15 @@ WORKERS_ENV = "PIPELOOM_CONVERT_WORKERS"
 
 
 def default_workers() -> int:
-    """Worker processes for a large conversion: PIPELOOM_CONVERT_WORKERS, else one per CPU."""
+    """Worker processes for a large conversion: PIPELOOM_CONVERT_WORKERS, else 1.
+
+    One by default: the conversion then takes one core, and the nodes running
+    beside it keep the others (on 2 cores, two workers slowed a neighbour to a
+    quarter of its speed and gained little)."""
     try:
         return max(1, int(os.environ[WORKERS_ENV]))
     except (KeyError, ValueError):
-        return os.cpu_count() or 1
+        return 1
 
 
 def supports(src_fmt: str, dst_fmt: str) -> bool:
