@@ -270,6 +270,10 @@ class CsvReader:
             row = row + [""] * (len(self.columns) - len(row))
         return dict(zip(self.columns, row))
 
+    def raw_rows(self) -> Iterator[list[str]]:
+        """The remaining data rows as lists, unchecked: for readers that check a batch at once."""
+        return self._rows
+
     def __iter__(self) -> Iterator[dict[str, str]]:
         while (row := self.next_raw()) is not None:
             yield self.to_dict(row)

@@ -668,9 +668,11 @@ def env_name(port: str) -> str:
 
 def convert_edge(edge, art: dict, dst: Path, dst_fmt: str) -> None:
     """Convert the file an edge carries into the format its input declares; errors name the edge."""
+    from .data.isolate import convert_isolated  # a large file converts in a child, off this process's GIL
+
     where = f"edge {edge.src_node}.{edge.src_port} → {edge.dst_node}.{edge.dst_port} ({art['format']} → {dst_fmt})"
     try:
-        formats.convert(art["path"], art["format"], dst, dst_fmt)
+        convert_isolated(art["path"], art["format"], dst, dst_fmt)
     except formats.FormatError as exc:
         raise formats.ConversionError(f"{where}: {exc}") from exc
     except MemoryError:
