@@ -146,11 +146,33 @@ class Pipeline:
         return to_document(self)
 
 
+_QUOTED = re.compile(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\n]|\'\')*\'')
+_LEAD = re.compile(r"^[ \t?:-]*", re.M)
+SHALLOW = 64
+
+
+def _shallow(text: str, limit: int = SHALLOW) -> bool:
+    """Whether no part of the text can nest more than about `limit` levels. libyaml composes nested nodes by
+    recursing in C, where Python's recursion limit cannot stop it: a deep enough document crashes the process.
+    Anything that might be deep goes to the pure-Python loader, which raises RecursionError instead."""
+    if max((len(m) for m in _LEAD.findall(text)), default=0) > limit * 2:
+        return False  # block nesting: indentation, or runs of "- " / "? " / ": " at a line's start
+    depth = 0
+    for ch in _QUOTED.sub("", text):
+        if ch in "[{":
+            depth += 1
+            if depth > limit:
+                return False
+        elif ch in "]}":
+            depth = max(0, depth - 1)
+    return True
+
+
 def _parse_yaml(text: str):
     """(node tree, document) from one parse, with libyaml when there is one: a 100-node file parses in
     milliseconds instead of half a second. A broken file is parsed again by the pure-Python loader, whose
     messages (and the hints built on them) are the ones users are shown."""
-    fast = getattr(yaml, "CSafeLoader", None)
+    fast = getattr(yaml, "CSafeLoader", None) if _shallow(text) else None
     for loader_cls in ((fast, yaml.SafeLoader) if fast else (yaml.SafeLoader,)):
         loader = loader_cls(text)
         try:

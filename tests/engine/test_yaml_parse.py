@@ -41,3 +41,25 @@ def test_a_broken_yaml_file_keeps_the_pure_python_message_and_its_hint(workspace
         model.load_pipeline(path, workspace=workspace)
     [problem] = exc.value.problems
     assert problem.line == 4 and "check the indentation" in problem.message
+
+
+def test_a_deeply_nested_yaml_file_is_refused_without_crashing(tmp_path):
+    """libyaml recurses in C; a deep document must go to the pure-Python loader, which stops with an error."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    docs = {
+        "flow.pipeline.yaml": "nodes: " + "[" * 20000 + "]" * 20000 + "\nedges: []\n",
+        "block.pipeline.yaml": "nodes:\n" + "".join("  " * i + "- \n" for i in range(3000)),
+        "dashes.pipeline.yaml": "nodes:\n" + "- " * 20000 + "x\n",
+        "maps.pipeline.yaml": "nodes: " + "{a: " * 20000 + "1" + "}" * 20000 + "\n",
+    }
+    for name, text in docs.items():
+        (tmp_path / name).write_text(text)
+        proc = subprocess.run([sys.executable, "-m", "server.cli", "validate", name], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120,
+                              env={**__import__("os").environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == 2, (name, proc.returncode, proc.stderr[-500:])
+        assert "nested too deeply" in proc.stderr, (name, proc.stderr[-300:])
