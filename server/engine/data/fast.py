@@ -472,6 +472,25 @@ def block_columns(rows: list[dict], given: list[str]) -> list[str]:
     return list(given) + _union_new(rows, known)
 
 
+def commit_csv(out, dst: Path, sink, segments: list[tuple[int, int]]) -> None:
+    """Finish a CSV written through `sink` into `out` (an _AtomicOutput): as it is, or, when columns first
+    appeared late (`segments`), as a padded copy under the full header, `out` then being dropped."""
+    if not segments:
+        out.commit()
+        return
+    from .formats import _AtomicOutput
+
+    padded = _AtomicOutput(dst)
+    try:
+        with padded.create() as g:
+            rewrite_with_padding(out.tmp, g, sink.columns, sink._head, segments)
+        padded.commit()
+    except BaseException:
+        padded.discard()
+        raise
+    out.discard()
+
+
 def rewrite_with_padding(src: Path, dst_file, columns: list[str], head_len: int,
                          segments: list[tuple[int, int]]) -> None:
     """Copy the CSV at `src` into `dst_file` under the full header, padding the rows of early segments."""
@@ -588,18 +607,7 @@ def _to_csv(src: Path, src_fmt: str, dst: Path) -> int:
                 sink.write(rows)
                 count += len(rows)
             segments = sink.finish()
-        if segments:
-            padded = _AtomicOutput(dst)
-            try:
-                with padded.create() as g:
-                    rewrite_with_padding(out.tmp, g, sink.columns, sink._head, segments)
-                padded.commit()
-            except BaseException:
-                padded.discard()
-                raise
-            out.discard()
-        else:
-            out.commit()
+        commit_csv(out, dst, sink, segments)
     except BaseException:
         out.discard()
         raise

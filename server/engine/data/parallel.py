@@ -129,18 +129,7 @@ def convert_parallel(src: Path, src_fmt: str, dst: Path, dst_fmt: str, workers: 
                 if dst_fmt == "json":
                     f.write(b"[]\n" if count == 0 else b"\n]\n")
                 segments = sink.finish() if sink is not None else []
-            if segments:
-                padded = _AtomicOutput(dst)
-                try:
-                    with padded.create() as g:
-                        fast.rewrite_with_padding(out.tmp, g, sink.columns, sink._head, segments)
-                    padded.commit()
-                except BaseException:
-                    padded.discard()
-                    raise
-                out.discard()
-            else:
-                out.commit()
+            fast.commit_csv(out, dst, sink, segments)
         except BaseException:
             pool.terminate()
             out.discard()
