@@ -20,19 +20,12 @@ def _shown(v, presence: str) -> str:
     return "(absent)" if presence == "absent" else _value(v)
 
 
-def sentence(node: str, counts: dict, total_in: int) -> str:
-    """"filter dropped 9 of 1,000 records and changed 991" — the counts as people say them."""
-    parts = []
-    if counts["dropped"]:
-        parts.append(f"dropped {counts['dropped']:,} of {plural(total_in, 'record')}")
-    if counts["changed"]:
-        parts.append(f"changed {counts['changed']:,}" + ("" if parts else f" of {plural(total_in, 'record')}"))
-    if counts["added"]:
-        parts.append(f"added {counts['added']:,}")
-    if not parts:
-        return f"{node} passed all {plural(total_in, 'record')} through unchanged"
-    text = f"{node} " + (", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0])
-    if counts["unchanged"]:
+def sentence(node: str, counts: dict) -> str:
+    """"filter dropped 9 of 1,000 records and changed 991; 3 went through unchanged"."""
+    from .engine.data.diff import what_it_did
+
+    text = f"{node} {what_it_did(counts)}"
+    if counts["unchanged"] and (counts["dropped"] or counts["changed"] or counts["added"]):
         text += f"; {counts['unchanged']:,} went through unchanged"
     return text
 
@@ -106,13 +99,12 @@ def diff(run_id: str, node_id: str, vs_node: str | None, vs_port: str | None, in
             body.update(kind=kind, offset=offset, items=d.items(kind, offset, limit), total=counts[kind])
         click.echo(json.dumps(body, ensure_ascii=False))
         return
-    total_in = counts["dropped"] + counts["changed"] + counts["unchanged"]
     if versus:
         click.echo(versus_sentence(f"{vs_node}.{vs_port}", counts) + ".")
         click.echo(f"  run {run_id} → run {node_id}; {d.note}.")
         node_id = vs_node  # for the hints below
     else:
-        click.echo(sentence(node_id, counts, total_in) + ".")
+        click.echo(sentence(node_id, counts) + ".")
         click.echo(f"  input `{ports['input']}` → output `{ports['output']}`; {d.note}.")
     for k in ([kind] if kind else ["dropped", "changed", "added"]):
         n = counts[k]

@@ -15,9 +15,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .data.stepdiff import pipeline_of_run
 from .errors import PipeloomError
-from .model import load_pipeline
-from .paths import safe_path
 
 SAMPLE_RECORDS = 5
 DIFF_EXAMPLES = 3
@@ -146,7 +145,7 @@ def _sample(path: str, fmt: str) -> str:
 
 
 def _diff_html(workspace, store, pipeline, run_id: str, nid: str) -> str:
-    from .data.diff import DiffError
+    from .data.diff import DiffError, what_it_did
     from .data.stepdiff import step_diff
 
     try:
@@ -156,16 +155,7 @@ def _diff_html(workspace, store, pipeline, run_id: str, nid: str) -> str:
     except (PipeloomError, OSError) as exc:
         return f'<p class="muted">What changed could not be worked out: {esc(exc)}</p>'
     c = d.counts
-    total = c["dropped"] + c["changed"] + c["unchanged"]
-    said = []
-    if c["dropped"]:
-        said.append(f"dropped {c['dropped']:,} of {total:,} records")
-    if c["changed"]:
-        said.append(f"changed {c['changed']:,}")
-    if c["added"]:
-        said.append(f"added {c['added']:,}")
-    sentence = (" and ".join([", ".join(said[:-1]), said[-1]]) if len(said) > 1 else said[0]) if said \
-        else f"passed all {total:,} records through unchanged"
+    sentence = what_it_did(c)
     out = [f'<p class="diff"><strong>What it did to the records:</strong> it {esc(sentence)}.</p>']
     for kind in ("dropped", "changed", "added"):
         if not c[kind]:
@@ -220,8 +210,7 @@ def build_story(workspace: str | Path, store, run_id: str) -> str:
     """The run `run_id` as one self-contained HTML page."""
     workspace = Path(workspace)
     run = store.get_run(run_id)
-    path = safe_path(workspace, run["pipeline_path"], what="pipeline")
-    pipeline = load_pipeline(path, workspace=workspace, check_env=False)
+    pipeline = pipeline_of_run(workspace, run)
     nodes = run.get("nodes") or {}
     status = run.get("status") or ""
     started = run.get("started_at") or ""

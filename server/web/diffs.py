@@ -5,7 +5,6 @@ from __future__ import annotations
 from flask import Blueprint, Response, jsonify, request
 
 from server.engine.errors import UsageError
-from server.engine.paths import safe_path
 
 from .api import _state, int_arg
 
@@ -23,12 +22,10 @@ def _page() -> tuple[str, int, int]:
 
 
 def _pipeline_of(run_id: str):
-    """The pipeline a run ran (its file today), confined to the workspace."""
-    from server.engine.model import load_pipeline
+    from server.engine.data.stepdiff import pipeline_of_run
 
     st = _state()
-    path = safe_path(st.workspace, st.store.get_run(run_id)["pipeline_path"], what="pipeline")
-    return load_pipeline(path, workspace=st.workspace, check_env=False)
+    return pipeline_of_run(st.workspace, st.store.get_run(run_id))
 
 
 def _answer(ids: dict, d, kind: str, offset: int, limit: int):

@@ -119,6 +119,22 @@ _COUNT_SQL = {
 }
 
 
+def what_it_did(counts: dict) -> str:
+    """A step's four counts as people say them: "dropped 9 of 1,000 records and changed 991"."""
+    total = counts["dropped"] + counts["changed"] + counts["unchanged"]
+    records = f"{total:,} record" + ("" if total == 1 else "s")
+    parts = []
+    if counts["dropped"]:
+        parts.append(f"dropped {counts['dropped']:,} of {records}")
+    if counts["changed"]:
+        parts.append(f"changed {counts['changed']:,}" + ("" if parts else f" of {records}"))
+    if counts["added"]:
+        parts.append(f"added {counts['added']:,}")
+    if not parts:
+        return f"passed all {records} through unchanged"
+    return ", ".join(parts[:-1]) + " and " + parts[-1] if len(parts) > 1 else parts[0]
+
+
 def changed_fields(before: dict, after: dict) -> list[dict]:
     """The top-level fields that differ, in the order they appear: [{field, before, after}] ("absent" when missing)."""
     names = list(before) + [k for k in after if k not in before]

@@ -19,6 +19,15 @@ from ..paths import Layout
 from .diff import RECORDS_FORMATS, Diff, DiffError, Side, compute, reasons_from_log
 
 
+def pipeline_of_run(workspace, run: dict):
+    """The pipeline a stored run ran (its file as it is today), confined to the workspace."""
+    from ..model import load_pipeline
+    from ..paths import safe_path
+
+    path = safe_path(workspace, run["pipeline_path"], what="pipeline")
+    return load_pipeline(path, workspace=workspace, check_env=False)
+
+
 def _pick(ports, wanted: str | None, what: str, node_id: str):
     records = [p for p in ports if p.format in RECORDS_FORMATS]
     if wanted is not None:
