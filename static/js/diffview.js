@@ -3,7 +3,8 @@
 import { get, seg, ApiError } from "./api.js";
 import { h, put, clear, formatNumber } from "./dom.js";
 
-const RECORDS = ["json", "ndjson", "csv", "parquet"];
+/** The formats whose files are lists of records (what a diff, a sample table or a count applies to). */
+export const RECORDS = ["json", "ndjson", "csv", "parquet"];
 const KINDS = [
   { kind: "dropped", word: "Dropped", hint: "came in but did not go out" },
   { kind: "changed", word: "Changed", hint: "went out with different values" },
@@ -12,10 +13,11 @@ const KINDS = [
 ];
 const PAGE = 20;
 
-function short(value) {
+/** A value as short text: a string as it is, anything else as JSON, cut at `max` characters. */
+export function short(value, max = 80) {
   if (value === undefined) return "";
   const text = typeof value === "string" ? value : JSON.stringify(value);
-  return text.length > 80 ? `${text.slice(0, 79)}…` : text;
+  return text === undefined ? "" : text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
 /** The counts in a sentence: "dropped 9 of 1,000 records and changed 991". */

@@ -5,10 +5,9 @@ import { h, put, clear, formatDuration, formatNumber, formatRecords, formatWhen,
 import { portsOf, nodesOf, edgesOf } from "./doc.js";
 import { describeStatus, explainStatus, cachedFrom } from "./status.js";
 import { OutputPreview } from "./preview.js";
-import { DiffView } from "./diffview.js";
+import { DiffView, RECORDS } from "./diffview.js";
 
 const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
-const RECORDS = ["json", "ndjson", "csv", "parquet"];
 
 export class Inspector {
   /** studio: the page controller (runtimes, pipeline id, run state and edit actions). */

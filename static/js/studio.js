@@ -17,8 +17,7 @@ import { Palette } from "./palette.js";
 import { Versions } from "./versions.js";
 import { TriggersPanel } from "./triggers.js";
 import { WalkThrough } from "./walkthrough.js";
-
-const RECORDS = ["json", "ndjson", "csv", "parquet"];
+import { RECORDS } from "./diffview.js";
 
 const SAVE_DELAY_MS = 600;
 const HISTORY_LIMIT = 100;

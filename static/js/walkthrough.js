@@ -4,16 +4,11 @@ import { get, seg } from "./api.js";
 import { h, put, clear, formatDuration, formatNumber } from "./dom.js";
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
 import { describeStatus } from "./status.js";
-import { diffSentence } from "./diffview.js";
+import { RECORDS, diffSentence, short as cut } from "./diffview.js";
 
 const SAMPLE = 3;
 const COLUMNS = 6;
-const RECORDS = ["json", "ndjson", "csv", "parquet"];
-
-function short(value) {
-  const text = typeof value === "string" ? value : JSON.stringify(value);
-  return text === undefined ? "" : text.length > 40 ? `${text.slice(0, 39)}…` : text;
-}
+const short = (value) => cut(value, 40);
 
 function records(n) {
   return typeof n === "number" ? `${formatNumber(n)} record${n === 1 ? "" : "s"}` : "";
