@@ -32,6 +32,27 @@ workspace_option = click.option(
     help="Folder that holds the pipelines, sources and .pipeloom/ state. Default: the current folder.")
 
 
+def executor_options(f):
+    """--executor and --scheduler, shared by `run` and `serve`."""
+    f = click.option("--scheduler", metavar="ADDRESS", default=None,
+                     help="The Dask scheduler (implies --executor dask): tcp://127.0.0.1:PORT on this machine, "
+                          "tls://… across machines, or a scheduler file. Default: PIPELOOM_DASK_SCHEDULER, else "
+                          "the workspace's `pipeloom cluster`.")(f)
+    return click.option("--executor", type=click.Choice(["local", "dask"]), default=None,
+                        help="Where nodes run: local (this machine) or dask (a Dask cluster). Default: the "
+                             "pipeline's `executor:` setting, else local.")(f)
+
+
+def choose_executor(executor: str | None, scheduler: str | None):
+    """The run's executor choice from the options; None leaves it to the pipeline's `executor:` setting
+    (PIPELOOM_DASK_SCHEDULER alone never moves a pipeline off this machine)."""
+    from .engine.run.executors import ExecutorChoice
+
+    if executor is None and scheduler is None:
+        return None
+    return ExecutorChoice(executor or "dask", scheduler)
+
+
 def plural(n: int, word: str) -> str:
     """`1 node`, `2 nodes`, `1,204 records`."""
     return f"{n:,} {word}{'' if n == 1 else 's'}"
@@ -85,9 +106,10 @@ class _Main(click.Group):
     # commands for a workspace that serves live events, loaded only when asked for
     LAZY = ("triggers", "keys", "gc")
     LAZY_DATA = ("diff", "story")  # commands that look into the data a run made
+    LAZY_CLUSTER = ("cluster",)  # a local Dask cluster
 
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted([*super().list_commands(ctx), *self.LAZY, *self.LAZY_DATA])
+        return sorted([*super().list_commands(ctx), *self.LAZY, *self.LAZY_DATA, *self.LAZY_CLUSTER])
 
     def get_command(self, ctx: click.Context, name: str):
         if name in self.LAZY:
@@ -98,6 +120,10 @@ class _Main(click.Group):
             from .cli_data import COMMANDS as DATA
 
             return DATA[name]
+        if name in self.LAZY_CLUSTER:
+            from .cli_cluster import COMMANDS as CLUSTER
+
+            return CLUSTER[name]
         return super().get_command(ctx, name)
 
     def invoke(self, ctx: click.Context):
@@ -141,9 +167,10 @@ def validate(file: Path, workspace: Path | None) -> None:
 @click.option("--only", "only", metavar="NODE", help="Run just NODE; its upstream comes from the cache.")
 @click.option("--from", "from_node", metavar="NODE", help="Run NODE and everything downstream of it.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object describing the run, nothing else.")
+@executor_options
 @workspace_option
 def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: str | None, as_json: bool,
-        workspace: Path | None) -> None:
+        executor: str | None, scheduler: str | None, workspace: Path | None) -> None:
     """Run a pipeline. Unchanged nodes are reused from the cache."""
     from .engine.errors import UsageError
     from .engine.runner import RunOptions, Runner
@@ -155,7 +182,7 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
     try:
         runner = Runner(pipeline, workspace=ws,
                         options=RunOptions(jobs=jobs, force=force, only=only, from_node=from_node, emit_logs=False,
-                                           origin={"by": "cli"}),
+                                           origin={"by": "cli"}, executor=choose_executor(executor, scheduler)),
                         listener=display.on_event if display else None)
     except UsageError as exc:
         message = str(exc)
@@ -459,8 +486,9 @@ def logs(run_id: str, node_id: str, stream: str, workspace: Path | None) -> None
 @click.option("--no-studio", "no_studio", is_flag=True,
               help="Serve only the invoke routes, /metrics and the triggers: no editor (for a server that runs "
                    "pipelines for other programs).")
+@executor_options
 def serve(workspace: Path | None, host: str, port: int, token: str | None, allow_hosts: tuple[str, ...],
-          demo: bool, no_studio: bool) -> None:
+          demo: bool, no_studio: bool, executor: str | None, scheduler: str | None) -> None:
     """Start the studio, a browser editor for the workspace's pipelines, and run their triggers."""
     from .web import serve as serve_web
 
@@ -480,7 +508,7 @@ def serve(workspace: Path | None, host: str, port: int, token: str | None, allow
 
     try:
         serve_web(ws, host=host, port=port, token=token, allowed_hosts=list(allow_hosts) or None,
-                  studio=not no_studio)
+                  studio=not no_studio, executor=choose_executor(executor, scheduler))
     except (UsageError, ValueError) as exc:
         _fail_usage(str(exc))
 

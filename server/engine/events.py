@@ -43,6 +43,7 @@ class NodeStatusEvent(Event):
     duration_s: float | None = None
     message: str | None = None
     attempt: int = 1
+    worker: str | None = None  # the Dask worker running the node; None when it runs locally
 
 
 @dataclass

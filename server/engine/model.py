@@ -23,13 +23,19 @@ PORT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
 NODE_KEYS = (
     "id", "runtime", "title", "description", "source", "command", "params",
-    "inputs", "outputs", "timeout", "retries", "cache", "env", "position",
+    "inputs", "outputs", "timeout", "retries", "cache", "env", "resources", "tags", "position",
 )
 # When an unchanged node may reuse its earlier outputs instead of running:
 # auto: only if it has outputs (a node without any runs for its side effect); always; never.
 CACHE_MODES = ("auto", "always", "never")
 PORT_KEYS = ("name", "file", "format", "path", "key")
-TOP_KEYS = ("version", "name", "description", "nodes", "edges", "triggers", "retention")
+TOP_KEYS = ("version", "name", "description", "executor", "nodes", "edges", "triggers", "retention")
+EXECUTOR_KINDS = ("local", "dask")
+TAG_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
+               "t": 1000 ** 4, "tb": 1000 ** 4, "ki": 1024, "kib": 1024, "mi": 1024 ** 2, "mib": 1024 ** 2,
+               "gi": 1024 ** 3, "gib": 1024 ** 3, "ti": 1024 ** 4, "tib": 1024 ** 4}
 RETENTION_KEYS = ("keep_runs", "keep_days")
 EDGE_KEYS = ("from", "to")
 
@@ -66,6 +72,8 @@ class Node:
     retries: int = 0
     cache: str = "auto"
     env: dict[str, str] = field(default_factory=dict)
+    resources: dict[str, Any] = field(default_factory=dict)  # {cpu: 2, memory: 4GiB}: what a worker must offer
+    tags: list[str] = field(default_factory=list)  # worker tags it needs (gpu, ssd, …)
     position: dict | None = None
     line: int | None = None
 
@@ -105,6 +113,7 @@ class Pipeline:
     triggers: list = field(default_factory=list)  # triggerspec.Trigger, in file order
     triggers_doc: list | None = None  # the `triggers:` list as written, for writing back
     retention: dict | None = None  # {keep_runs, keep_days} as written; None means the defaults
+    executor: str | None = None  # where its nodes run (local, dask); None: whatever the run chooses
 
     def node(self, node_id: str) -> Node | None:
         return next((n for n in self.nodes if n.id == node_id), None)
@@ -360,10 +369,15 @@ def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tup
     triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
     problems += trigger_problems
     retention = _build_retention(doc.get("retention"), problems)
+    executor = doc.get("executor")
+    if executor is not None and executor not in EXECUTOR_KINDS:
+        problems.append(Problem("field `executor`", f"must be one of {', '.join(EXECUTOR_KINDS)}, got {executor!r}",
+                                lines.get(("executor",))))
+        executor = None
     pipeline = Pipeline(name=name, nodes=nodes, edges=edges, description=description,
                         version=1, base_dir=base_dir, triggers=triggers,
                         triggers_doc=doc.get("triggers") if isinstance(doc.get("triggers"), list) else None,
-                        retention=retention)
+                        retention=retention, executor=executor)
     return pipeline, problems
 
 
@@ -454,6 +468,7 @@ def _build_node(raw: Any, index: int, line: int | None, problems: list[Problem])
             hint = " (write `never` to run the node every time)" if c is False or c in ("no", "off") else ""
             shown = json.dumps(c) if isinstance(c, (bool, int, float, str)) else type(c).__name__
             problems.append(Problem(where, f"`cache` must be auto, always or never, got {shown}{hint}", line))
+    _build_resources(node, raw, where, line, problems)
     pos = raw.get("position")
     if pos is not None:
         if (not isinstance(pos, dict) or not all(isinstance(pos.get(k), (int, float)) for k in ("x", "y"))):
@@ -534,6 +549,8 @@ def to_document(p: Pipeline) -> dict:
     doc: dict[str, Any] = {"version": 1, "name": p.name}
     if p.description:
         doc["description"] = p.description
+    if p.executor:
+        doc["executor"] = p.executor
     doc["nodes"] = [node_to_dict(n) for n in p.nodes]
     doc["edges"] = [{"from": f"{e.src_node}.{e.src_port}", "to": f"{e.dst_node}.{e.dst_port}"} for e in p.edges]
     if p.triggers_doc:
@@ -567,6 +584,10 @@ def node_to_dict(n: Node) -> dict:
         d["cache"] = n.cache
     if n.env:
         d["env"] = n.env
+    if n.resources:
+        d["resources"] = n.resources
+    if n.tags:
+        d["tags"] = list(n.tags)
     if n.position is not None:
         d["position"] = n.position
     return d
@@ -643,3 +664,40 @@ def dump_document(doc: dict, *, json_syntax: bool) -> str:
     if isinstance(pretty.get("edges"), list):
         pretty["edges"] = [_FlowMap(e) if isinstance(e, dict) else e for e in pretty["edges"]]
     return yaml.dump(pretty, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
+
+
+def parse_size(value: Any) -> int | None:
+    """A size in bytes from 4096, "4GiB", "512 MB" or "2G"; None if it is not one."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value) if value >= 0 else None
+    m = _SIZE_RE.match(str(value))
+    if not m:
+        return None
+    unit = (m.group(2) or "").lower()
+    return int(float(m.group(1)) * _SIZE_UNITS[unit]) if unit in _SIZE_UNITS else None
+
+
+def _build_resources(node: Node, raw: dict, where: str, line: int | None, problems: list[Problem]) -> None:
+    """`resources: {cpu: 2, memory: 4GiB}` (any name, a number; memory also a size) and `tags: [gpu]`."""
+    res = raw.get("resources")
+    if res is not None:
+        if not isinstance(res, dict) or not res:
+            problems.append(Problem(where, "`resources` must be a mapping like {cpu: 2, memory: 4GiB}", line))
+        else:
+            for k, v in res.items():
+                if not isinstance(k, str) or not TAG_RE.match(k):
+                    problems.append(Problem(where, f"`resources`: name {k!r} must match [A-Za-z0-9_.-]+", line))
+                elif k == "memory" and parse_size(v) is None:
+                    problems.append(Problem(where, f"`resources.memory` must be a size like 4GiB or 512MB, got {v!r}",
+                                            line))
+                elif k != "memory" and (isinstance(v, bool) or not isinstance(v, (int, float)) or v <= 0):
+                    problems.append(Problem(where, f"`resources.{k}` must be a positive number, got {v!r}", line))
+            node.resources = dict(res)
+    tags = raw.get("tags")
+    if tags is not None:
+        if not isinstance(tags, list) or not all(isinstance(t, str) and TAG_RE.match(t) for t in tags):
+            problems.append(Problem(where, "`tags` must be a list of names like [gpu, ssd] ([A-Za-z0-9_.-]+)", line))
+        else:
+            node.tags = list(dict.fromkeys(tags))

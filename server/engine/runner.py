@@ -9,11 +9,9 @@ outputs only after a clean exit with every declared file present.
 from __future__ import annotations
 
 import graphlib
-import json
 import logging
 import os
 import secrets
-import shutil
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -21,14 +19,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from . import formats
-from .errors import BuildError, PipeloomError, UsageError, did_you_mean
+from .errors import PipeloomError, UsageError, did_you_mean
 from .events import (DONE_OK, Event, LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent)
 from .hashing import file_sha256, json_sha256
 from .logs import LiveLog, LogWriter, NodeOutput
 from .model import Node, Pipeline
 from .paths import Layout, pipeline_id_for
-from .process import NodeProcess, RunGuard, forget_group, new_token, record_group
+from .run.execute import (RECORD_COUNT_LIMIT, convert_edge, describe_error, env_name,  # noqa: F401 (re-exported)
+                          link_or_copy)
+from .run.executors import ExecutorChoice, default_choice, make_executor
+from .run.task import Cancel, InputSpec, NodeTask
 from .runtimes import get_runtime
 from .store.cache import CacheFile
 from .store.journal import RunJournal, intact, iso, node_record
@@ -36,8 +36,6 @@ from .store.journal import RunJournal, intact, iso, node_record
 logger = logging.getLogger("pipeloom")
 
 CACHE_VERSION = 1
-# Counting records means parsing the file; larger outputs are counted lazily by the studio.
-RECORD_COUNT_LIMIT = 4 * 1024 * 1024
 
 
 @dataclass
@@ -50,6 +48,7 @@ class RunOptions:
     log_cap: int | None = None
     inputs: dict[str, str] = field(default_factory=dict)  # "node.port" -> a file that feeds that entry input
     origin: dict = field(default_factory=dict)  # what started the run: {"by": "cli"|"studio"|"trigger", ...}
+    executor: ExecutorChoice | None = None  # where nodes run; None: the process default, then the pipeline's
 
     def to_dict(self) -> dict:
         d = {"jobs": self.jobs, "force": self.force, "only": self.only, "from": self.from_node}
@@ -57,6 +56,8 @@ class RunOptions:
             d["origin"] = self.origin
         if self.inputs:
             d["inputs"] = dict(self.inputs)
+        if self.executor is not None and self.executor.kind == "dask":
+            d["executor"] = {"kind": "dask", "scheduler": self.executor.scheduler}
         return d
 
 
@@ -72,6 +73,7 @@ class NodeState:
     cache_key: str | None = None
     source_run: str | None = None
     artifacts: dict[str, dict] = field(default_factory=dict)
+    worker: str | None = None  # the Dask worker that ran it
 
     @property
     def duration_s(self) -> float | None:
@@ -83,7 +85,8 @@ class NodeState:
         return {"status": self.status, "exit_code": self.exit_code, "duration_s": self.duration_s,
                 "message": self.message, "attempts": self.attempts, "source_run": self.source_run,
                 "outputs": {p: a["path"] for p, a in self.artifacts.items()},
-                "records": {p: a.get("records") for p, a in self.artifacts.items()}}
+                "records": {p: a.get("records") for p, a in self.artifacts.items()},
+                **({"worker": self.worker} if self.worker else {})}
 
 
 @dataclass
@@ -136,9 +139,7 @@ class Runner:
         self.pipeline_id = (pipeline_id_for(self.layout.workspace, pipeline.path) if pipeline.path
                             else pipeline.name)
         self.run_id = run_id or new_run_id()
-        self._cancel = threading.Event()
-        self._procs: dict[str, NodeProcess] = {}
-        self._guard = RunGuard(self.run_id)
+        self._cancel = Cancel()
         self._unwritten: list = []
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -173,6 +174,11 @@ class Runner:
         self._last_batches = self._find_last_batches()
         self._resolve_reused()
         self._check_entry_inputs()
+        choice = (opts.executor.resolved(pipeline.executor) if opts.executor
+                  else default_choice().resolved(pipeline.executor, pipeline_first=True))
+        opts.executor = choice
+        self.executor = make_executor(choice, run_id=self.run_id, workspace=self.layout.workspace,
+                                      groups=self.layout.run_dir(self.run_id) / "_groups")
         self.journal = RunJournal(self.layout, self.run_id)
         self.journal.create(self.pipeline_id, pipeline.name, str(pipeline.path or ""),
                             {**opts.to_dict(), "workspace": str(self.layout.workspace)})
@@ -191,7 +197,7 @@ class Runner:
         try:
             self._schedule()
         finally:
-            self._guard.close()
+            self.executor.close()
             self._flush_records()
             self.finished_at = time.time()
             if self._cancel.is_set():
@@ -218,14 +224,8 @@ class Runner:
 
     def cancel(self) -> None:
         """Stop the run: kill every running process group; those nodes become `cancelled`."""
+        self.executor.cancel()
         self._cancel.set()
-        with self._lock:
-            procs = list(self._procs.values())
-        killers = [threading.Thread(target=p.kill_group, daemon=True) for p in procs]
-        for t in killers:
-            t.start()
-        for t in killers:
-            t.join(10)
 
     @property
     def cancelled(self) -> bool:
@@ -238,7 +238,8 @@ class Runner:
     def snapshot(self) -> dict:
         return {"run_id": self.run_id, "pipeline_id": self.pipeline_id, "status": self.status,
                 "nodes": {n: {"status": s.status, "exit_code": s.exit_code, "duration_s": s.duration_s,
-                              "message": s.message} for n, s in self.states.items()}}
+                              "message": s.message, **({"worker": s.worker} if s.worker else {})}
+                          for n, s in self.states.items()}}
 
     # ------------------------------------------------------------ planning
 
@@ -350,7 +351,7 @@ class Runner:
         graph = {nid: {p for p in self.pipeline.predecessors(nid) if p in self.participants} for nid in self.order}
         ts = graphlib.TopologicalSorter(graph)
         ts.prepare()
-        jobs = max(1, self.options.jobs or os.cpu_count() or 1)
+        jobs = self.executor.slots(self.options.jobs)
         futures: dict[Future, str] = {}
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}") as pool:
             while ts.is_active():
@@ -407,157 +408,29 @@ class Runner:
                 return
         log = LogWriter(self.layout.log_path(self.run_id, nid), cap=self.options.log_cap)
         try:
-            attempts = node.retries + 1
-            for attempt in range(1, attempts + 1):
-                st.attempts = attempt
-                try:
-                    status = self._attempt(node, attempt, log)
-                except Exception as exc:  # a fault in Pipeloom itself: the node fails, saying what happened
-                    logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
-                    status = self._end_attempt(st, "failed", message=f"internal error: {describe_error(exc)}")
-                if status in ("succeeded", "cancelled", "build_failed") or self._cancel.is_set():
-                    break
-                if attempt < attempts:
-                    delay = min(0.5 * 2 ** (attempt - 1), 10.0)
-                    log.meta(f"[pipeloom] attempt {attempt} {status}; retrying in {delay:g}s "
-                             f"({attempts - attempt} left)")
-                    if self._cancel.wait(delay):
-                        break
-            if st.status == "build_failed":
-                st.status = "failed"
-            if self._cancel.is_set() and st.status not in DONE_OK:
-                st.status = "cancelled"
-                st.message = st.message or "cancelled while running"
+            outcome = self.executor.run(self._task(node), self._cancel, _DriverLog(self, nid, log))
+            st.status, st.exit_code, st.message = outcome.status, outcome.exit_code, outcome.message
+            st.started_at, st.finished_at = outcome.started_at, outcome.finished_at
+            st.attempts, st.artifacts, st.worker = outcome.attempts, outcome.artifacts, outcome.worker
             self._finish(nid, st.status, log=log)
         finally:
             log.close()
 
-    def _attempt(self, node: Node, attempt: int, log: LogWriter) -> str:
-        st = self.states[node.id]
-        workdir = self.layout.node_dir(self.run_id, node.id)
-        st.started_at = time.time()
-        st.finished_at = None
-        st.exit_code = None
-        st.message = None
-        st.status = "running"
-        self._flush_records()
-        self._emit_node(node.id, attempt=attempt)
-
-        live = None
-        if self.options.emit_logs:
-            live = LiveLog(lambda lines, skipped: self._emit(LogEvent(self.run_id, node.id, lines, skipped)))
-        sink = NodeOutput(log, live)
-
-        try:
-            if workdir.exists():
-                shutil.rmtree(workdir)
-            workdir.mkdir(parents=True)
-            env = self._stage(node, workdir)
-            prepared = get_runtime(node.runtime).prepare(node, self.pipeline, lambda line: sink.text("build", line))
-        except BuildError as exc:
-            return self._end_attempt(st, "build_failed", message=f"build failed: {describe_error(exc)}")
-        except (OSError, PipeloomError) as exc:
-            return self._end_attempt(st, "failed", message=describe_error(exc))
-        finally:
-            sink.tick()
-        if self._cancel.is_set():
-            return self._end_attempt(st, "cancelled", message="cancelled before it started")
-        env.update(prepared.env)
-        token = new_token(self.run_id, node.id)
-        self._guard.start()
-        try:
-            proc = NodeProcess(prepared.argv, cwd=str(workdir), env=env, sink=sink, token=token, guard=self._guard)
-        except OSError as exc:
-            return self._end_attempt(st, "failed",
-                                     message=f"could not start `{prepared.argv[0]}`: {describe_error(exc)}")
-        groups = self.layout.run_dir(self.run_id) / "_groups"
-        record_group(groups, node.id, proc.pgid, token)
-        with self._lock:
-            self._procs[node.id] = proc
-            late_cancel = self._cancel.is_set()
-        if late_cancel:  # cancel() ran between the check above and the registration
-            proc.kill_group()
-        timed_out = False
-        try:
-            try:
-                code = proc.wait(node.timeout)
-                timed_out = code is None
-                if timed_out:
-                    log.meta(f"[pipeloom] timed out after {node.timeout:g}s; stopping the process group")
-                    proc.kill_group()
-                    code = proc.proc.returncode
-            finally:
-                proc.finish_reading()
-            proc.reap_group()
-        finally:
-            with self._lock:
-                self._procs.pop(node.id, None)
-            forget_group(groups, node.id)
-        st.exit_code = code
-        if self._cancel.is_set():
-            return self._end_attempt(st, "cancelled", message="cancelled while running")
-        if timed_out:
-            return self._end_attempt(st, "timed_out", message=f"timed out after {node.timeout:g}s")
-        if code != 0:
-            return self._end_attempt(st, "failed", message=f"exited with code {code}")
-        missing = [p for p in node.outputs if not (workdir / p.file).is_file()]
-        if missing:
-            names = ", ".join(f"`{p.name}` ({p.file})" for p in missing)
-            return self._end_attempt(st, "failed", message=f"exited 0 but did not write its declared output {names}")
-        st.artifacts = {p.name: self._artifact(workdir / p.file, p.name, p.format) for p in node.outputs}
-        unreadable = [a.pop("problem") for a in st.artifacts.values() if a.get("problem")]
-        for text in unreadable:
-            log.meta(f"[pipeloom] warning: {text}")
-        return self._end_attempt(st, "succeeded", message="; ".join(unreadable) or None)
-
-    @staticmethod
-    def _end_attempt(st: NodeState, status: str, message: str | None = None) -> str:
-        st.status = status
-        st.finished_at = time.time()
-        if message:
-            st.message = message
-        return status
-
-    def _stage(self, node: Node, workdir: Path) -> dict[str, str]:
-        """Place inputs under their file names; return the node's environment."""
-        ports = {"inputs": {}, "outputs": {}}
-        env = dict(os.environ)
-        env.update(node.env)
+    def _task(self, node: Node) -> NodeTask:
+        """What the executor needs to run `node`: its inputs resolved to files, its working directory."""
+        inputs = []
         for p in node.inputs:
-            dst = workdir / p.file
             edge = self._feeds.get((node.id, p.name))
             if edge is not None:
-                art = self.states[edge.src_node].artifacts[edge.src_port]
-                if art["format"] != p.format:
-                    convert_edge(edge, art, dst, p.format)
-                else:
-                    link_or_copy(Path(art["path"]), dst)
+                art = self.states[edge.src_node].artifacts.get(edge.src_port) or {}
+                inputs.append(InputSpec(p.name, p.file, p.format, art.get("path"), art.get("format"), edge,
+                                        art.get("sha256"), art.get("size")))
             else:
                 src = self._entry_source(node, p.name)
-                if src is not None:
-                    shutil.copyfile(src, dst)
-            env[f"PIPELOOM_INPUT_{env_name(p.name)}"] = str(dst)
-            ports["inputs"][p.name] = {"path": str(dst), "format": p.format}
-        for p in node.outputs:
-            env[f"PIPELOOM_OUTPUT_{env_name(p.name)}"] = str(workdir / p.file)
-            ports["outputs"][p.name] = {"path": str(workdir / p.file), "format": p.format}
-        params = json.dumps(node.params, sort_keys=True)
-        (workdir / "params.json").write_text(params + "\n")
-        env.update({"PIPELOOM_PARAMS": params, "PIPELOOM_RUN_ID": self.run_id, "PIPELOOM_NODE_ID": node.id,
-                    "PIPELOOM_WORKDIR": str(workdir), "PIPELOOM_PORTS": json.dumps(ports)})
-        return env
-
-    def _artifact(self, path: Path, port: str, fmt: str) -> dict:
-        st = path.stat()
-        records = problem = None
-        if st.st_size <= RECORD_COUNT_LIMIT:
-            records, problem = formats.check_records(path, fmt, max_bytes=RECORD_COUNT_LIMIT)
-        art = {"port": port, "path": str(path), "format": fmt, "size": st.st_size, "sha256": file_sha256(path),
-               "mtime_ns": st.st_mtime_ns, "records": records}
-        if problem:
-            art["problem"] = (f"output `{port}` ({path.name}) was written but cannot be read as {fmt}: {problem};"
-                              " steps that read it will fail")
-        return art
+                inputs.append(InputSpec(p.name, p.file, p.format, str(src) if src is not None else None))
+        slim = Pipeline(self.pipeline.name, [node], [], path=self.pipeline.path, base_dir=self.pipeline.base_dir)
+        return NodeTask(self.run_id, node, slim, str(self.layout.node_dir(self.run_id, node.id)), inputs,
+                        emit_logs=self.options.emit_logs, log_cap=self.options.log_cap)
 
     def _publish_cached(self, nid: str, arts: list[dict]) -> None:
         """Reuse earlier outputs: link them into this run's folder; no process starts."""
@@ -606,7 +479,7 @@ class Runner:
                              finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
                              attempts=st.attempts, message=st.message, log_path=str(log.path) if log else None,
                              workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts,
-                             source_run=st.source_run if status == "cached" else None)
+                             source_run=st.source_run if status == "cached" else None, worker=st.worker)
         with self._lock:
             self._unwritten.append(record)
             batch = [] if status == "cached" else self._unwritten
@@ -629,7 +502,7 @@ class Runner:
     def _emit_node(self, nid: str, attempt: int | None = None) -> None:
         st = self.states[nid]
         self._emit(NodeStatusEvent(self.run_id, nid, st.status, st.exit_code, st.duration_s, st.message,
-                                   attempt or max(st.attempts, 1)))
+                                   attempt or max(st.attempts, 1), st.worker))
 
     def _emit(self, event: Event) -> None:
         try:
@@ -646,44 +519,29 @@ def may_reuse(node: Node) -> bool:
     return node.cache == "always"
 
 
-def describe_error(exc: BaseException) -> str:
-    """What happened, never empty: some exceptions (MemoryError, a bare RuntimeError) carry no message."""
-    text = str(exc).strip()
-    if isinstance(exc, PipeloomError) and text:
-        return text
-    if isinstance(exc, OSError) and text:
-        return text
-    kind = type(exc).__name__
-    if isinstance(exc, MemoryError):
-        return f"{kind}: Pipeloom ran out of memory" + (f" ({text})" if text else "")
-    if isinstance(exc, RecursionError):
-        return f"{kind}: the data is nested too deeply to process" + (f" ({text})" if text else "")
-    return f"{kind}: {text}" if text else f"{kind} (raised without a message; Pipeloom's log has the traceback)"
+class _DriverLog:
+    """A node's reports, as the runner takes them: a new attempt becomes a `running` status, output goes to
+    the node's log file and (when the run emits logs) to live LogEvents."""
 
+    def __init__(self, runner: Runner, nid: str, log: LogWriter):
+        self.runner = runner
+        self.nid = nid
+        self.log = log
 
-def env_name(port: str) -> str:
-    """PIPELOOM_INPUT_<PORT>: upper-cased, anything but a letter or digit becomes `_`."""
-    return "".join(c if c.isalnum() and c.isascii() else "_" for c in port.upper())
+    def attempt(self, attempt: int, started_at: float, worker: str | None = None) -> None:
+        st = self.runner.states[self.nid]
+        st.attempts, st.started_at, st.worker = attempt, started_at, worker
+        st.finished_at = st.exit_code = st.message = None
+        st.status = "running"
+        self.runner._flush_records()
+        self.runner._emit_node(self.nid, attempt=attempt)
 
+    def meta(self, text: str) -> None:
+        self.log.meta(text)
 
-def convert_edge(edge, art: dict, dst: Path, dst_fmt: str) -> None:
-    """Convert the file an edge carries into the format its input declares; errors name the edge."""
-    from .data.isolate import convert_isolated  # a large file converts in a child, off this process's GIL
-
-    where = f"edge {edge.src_node}.{edge.src_port} → {edge.dst_node}.{edge.dst_port} ({art['format']} → {dst_fmt})"
-    try:
-        convert_isolated(art["path"], art["format"], dst, dst_fmt)
-    except formats.FormatError as exc:
-        raise formats.ConversionError(f"{where}: {exc}") from exc
-    except MemoryError:
-        raise formats.ConversionError(f"{where}: ran out of memory converting {Path(art['path']).name}") from None
-
-
-def link_or_copy(src: Path, dst: Path) -> None:
-    """Hard-link when possible (instant, no extra disk), else copy."""
-    if dst.exists() or dst.is_symlink():
-        dst.unlink()
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+    def output(self) -> NodeOutput:
+        live = None
+        if self.runner.options.emit_logs:
+            run_id, nid, emit = self.runner.run_id, self.nid, self.runner._emit
+            live = LiveLog(lambda lines, skipped: emit(LogEvent(run_id, nid, lines, skipped)))
+        return NodeOutput(self.log, live)

@@ -90,10 +90,27 @@ def trigger_summary(statuses: list[dict]) -> str:
     return "Triggers:\n" + "\n".join(f"    {pid}: {', '.join(items)}" for pid, items in sorted(by.items()))
 
 
+def use_executor(choice, workspace: Path) -> None:
+    """Make `choice` this server's executor, checking first that a Dask scheduler answers (UsageError if not)."""
+    from server.engine.run.executors import set_default
+
+    choice = choice.resolved()
+    if choice.kind == "dask":
+        from server.engine.run.cluster import running_address, scheduler_file
+        from server.engine.run.dask_executor import connect
+
+        if not choice.scheduler and running_address(workspace):
+            choice.scheduler = str(scheduler_file(workspace))
+        connect(choice.scheduler).close()
+    set_default(choice)
+
+
 def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | None = None,
-          open_browser: bool = False, allowed_hosts: list[str] | None = None, studio: bool = True) -> None:
+          open_browser: bool = False, allowed_hosts: list[str] | None = None, studio: bool = True,
+          executor=None) -> None:
     """Run the studio until interrupted; refuses a non-loopback host without an explicit, strong token
-    (at least 16 characters, 8 of them different)."""
+    (at least 16 characters, 8 of them different). `executor` (an ExecutorChoice) is where the runs it
+    starts (Run button, auto-run, triggers) run their nodes, unless a pipeline says otherwise."""
     from .app import create_app
 
     if not is_loopback(host) and not token:
@@ -105,6 +122,8 @@ def serve(workspace, host: str = "127.0.0.1", port: int = 5000, token: str | Non
                          f"could guess it and run code here. Pass a long random value, e.g. "
                          "`--token $(python -c 'import secrets; print(secrets.token_urlsafe(24))')`")
     check_port(host, port)
+    if executor is not None:
+        use_executor(executor, Path(workspace))
     token = token or secrets.token_urlsafe(24)
     extra = list(allowed_hosts or [])
     if host in ("0.0.0.0", "::"):

@@ -188,12 +188,12 @@ def test_stdout_and_stderr_kept_line_by_line(workspace):
                                           (RuntimeError(), ["RuntimeError", "without a message"]),
                                           (KeyError("port"), ["KeyError", "'port'"])])
 def test_engine_fault_never_shows_an_empty_message(workspace, monkeypatch, error, words):
-    import server.engine.runner as runner_mod
+    import server.engine.run.execute as execute_mod
 
     def broken(*_a, **_kw):
         raise error
 
-    monkeypatch.setattr(runner_mod, "file_sha256", broken)  # hashing an output, after the program exited 0
+    monkeypatch.setattr(execute_mod, "file_sha256", broken)  # hashing an output, after the program exited 0
     n, f = shell_node("a", "echo '[]' > out.json\n")
     path = write_pipeline(workspace, {"version": 1, "name": "e", "nodes": [n]}, f)
     result, events, store = run(path, workspace)

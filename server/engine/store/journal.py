@@ -48,12 +48,14 @@ def iso(ts: float | None) -> str | None:
 def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
                 exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,
                 log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = (),
-                source_run: str | None = None) -> tuple[dict, list[dict]]:
+                source_run: str | None = None, worker: str | None = None) -> tuple[dict, list[dict]]:
     """Rows for one finished node run: (node row, artifact rows), for a journal or `Store.record_nodes`."""
     duration = (finished_at - started_at) if (started_at and finished_at) else None
     node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
                     finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
                     attempts=attempts, message=message, log_path=log_path, workdir=workdir, source_run=source_run)
+    if worker:  # journals only: the index's node rows have no such column
+        node_row["worker"] = worker
     art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
                      size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
                 for a in artifacts]
@@ -253,7 +255,7 @@ def detail(doc: dict) -> dict:
                       "started_at": iso(n.get("started_at")), "finished_at": iso(n.get("finished_at")),
                       "message": n.get("message"), "attempts": n.get("attempts", 0), "cache_key": n.get("cache_key"),
                       "source_run": n.get("source_run"), "outputs": {p: a["path"] for p, a in arts.items()},
-                      "artifacts": arts}
+                      "artifacts": arts, **({"worker": n["worker"]} if n.get("worker") else {})}
     out["nodes"] = nodes
     return out
 
