@@ -284,7 +284,7 @@ class DaskExecutor:
             if kind == "attempt":
                 if entry["sink"] is not None:
                     entry["sink"].tick()
-                log.attempt(msg["attempt"], msg["started_at"], msg.get("worker"))
+                log.attempt(msg["attempt"], msg["started_at"], msg.get("by"))  # Dask sets "worker" to the address
                 entry["sink"] = log.output()
             elif kind == "lines" and entry["sink"] is not None:
                 sink = entry["sink"]
@@ -377,7 +377,7 @@ class _ForwardLog:
     def attempt(self, attempt: int, started_at: float) -> None:
         if self.sink is not None:
             self.sink.tick()
-        self.send({"kind": "attempt", "attempt": attempt, "started_at": started_at, "worker": self.name})
+        self.send({"kind": "attempt", "attempt": attempt, "started_at": started_at, "by": self.name})
 
     def meta(self, text: str) -> None:
         if self.sink is not None:
