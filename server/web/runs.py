@@ -427,6 +427,7 @@ class RunManager:
         with live.emit_lock:
             run = live.runner.snapshot()
             nodes = {nid: {k: info.get(k) for k in ("status", "exit_code", "duration_s", "message")}
+                     | ({"worker": info["worker"]} if info.get("worker") else {})
                      for nid, info in (run.get("nodes") or {}).items()}
             self._add_outputs(live.run_id, nodes)
             snap = {"run_id": live.run_id, "pipeline_id": live.pipeline_id, "status": run.get("status"),

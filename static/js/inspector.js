@@ -238,6 +238,7 @@ export class Inspector {
       }
       if (info.attempts && info.attempts > 1) facts.push(["Attempts", String(info.attempts)]);
       if (info.attempt && info.attempt > 1) facts.push(["Attempt", String(info.attempt)]);
+      if (info.worker) facts.push(["Ran on", `Dask worker ${info.worker}`]);
       const why = explainStatus(info, (id) => this.titleOf(id));
       const cached = cachedFrom(info);
       const errorBox = why && (info.status === "failed" || info.status === "timed_out")

@@ -961,6 +961,7 @@ class Studio {
     const prev = this.run.nodes[p.node_id] || { artifacts: {} };
     const info = { ...prev, status: p.status, exit_code: p.exit_code, duration_s: p.duration_s, message: p.message };
     if (p.attempt) info.attempt = p.attempt;
+    if (p.worker) info.worker = p.worker;
     this.run.nodes[p.node_id] = info;
     if (this.run.status === "pending") this.run.status = "running";
     this.canvas.setStatus(p.node_id, info);
