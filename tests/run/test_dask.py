@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import tarfile
-import threading
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from tests.conftest import REPO, pipeloom_cmd
 from tests.engine.util import shell_node, write_pipeline
 from tests.run.conftest import node_processes, wait_until
-from tests.web.conftest import live, server, start_server  # noqa: F401 (fixtures)
+from tests.web.conftest import live, start_server  # noqa: F401 (fixtures)
 
 
 def _runner(path: Path, ws: Path, address: str | None = None, **kw):
@@ -263,6 +262,9 @@ def test_an_unreachable_scheduler_or_unknown_executor_exits_2(workspace):
     assert r.returncode == 2 and "ray" in r.stderr
     r = pipeloom_cmd("run", "test.pipeline.yaml", "--scheduler", "tcp://10.1.2.3:8786", cwd=workspace)
     assert r.returncode == 2 and "tls://" in r.stderr
+    r = pipeloom_cmd("serve", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9", "--port", "0", cwd=workspace,
+                     timeout=60)
+    assert r.returncode == 2 and "cannot reach the Dask scheduler" in r.stderr
     bad = {"version": 1, "name": "x", "executor": "spark", "nodes": [{**n, "resources": {"memory": "lots"}}]}
     write_pipeline(workspace, bad, f)
     r = pipeloom_cmd("run", "test.pipeline.yaml", cwd=workspace)
@@ -290,5 +292,3 @@ def test_cluster_commands_start_report_and_stop(workspace):
     assert stop.returncode == 0 and "stopped 2 process(es)" in stop.stdout
     assert pipeloom_cmd("cluster", "status", cwd=workspace).returncode == 1
 
-
-_ = (threading, live, server)
