@@ -238,7 +238,8 @@ class Progress:
             prev = self.states.get(event.node_id, {}).get("status")
             self.states[event.node_id] = {"status": event.status, "duration_s": event.duration_s,
                                           "exit_code": event.exit_code, "message": event.message,
-                                          "since": time.time() if event.status == "running" else None}
+                                          "since": time.time() if event.status == "running" else None,
+                                          "worker": getattr(event, "worker", None)}
             if not self.tty and event.status != prev and event.status != "pending":
                 click.echo(self._line(event.node_id), err=True)
             elif self.tty:
@@ -256,7 +257,7 @@ class Progress:
         label = {"cached": "cached", "timed_out": "timed out"}.get(status, status)
         msg = st.get("message") or ""
         if status in ("succeeded", "running", "pending"):
-            msg = ""
+            msg = f"on {st['worker']}" if st.get("worker") else ""
         text = f"  {ICONS.get(status, '?')} {nid:<{self.width}}  {node.runtime:<7} {label:<10} {timing}  {msg}"
         return click.style(text.rstrip(), fg=COLORS.get(status)) if self.tty else text.rstrip()
 

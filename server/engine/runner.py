@@ -224,8 +224,8 @@ class Runner:
 
     def cancel(self) -> None:
         """Stop the run: kill every running process group; those nodes become `cancelled`."""
-        self.executor.cancel()
         self._cancel.set()
+        self.executor.cancel()
 
     @property
     def cancelled(self) -> bool:

@@ -97,11 +97,18 @@ def connect(address: str | None, *, timeout: float = CONNECT_TIMEOUT):
         check_plain_tcp(address)
     try:
         if is_file:
-            return Client(scheduler_file=address, timeout=timeout, set_as_default=False)
-        return Client(address, timeout=timeout, set_as_default=False)
+            client = Client(scheduler_file=address, timeout=timeout, set_as_default=False)
+        else:
+            return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
         raise UsageError(f"cannot reach the Dask scheduler at {address} ({describe_error(exc)}); is it running? "
                          "Start one here with `pipeloom cluster start --workers 2`") from None
+    try:
+        check_plain_tcp(client.scheduler.address)  # the file may name another machine
+    except UsageError:
+        client.close()
+        raise
+    return client
 
 
 class DaskExecutor:
@@ -139,7 +146,10 @@ class DaskExecutor:
 
         node = task.node
         res = dask_resources(node)
-        problem = self._unmet(node.id, res) if res else None
+        try:
+            problem = self._unmet(node.id, res) if res else None
+        except Exception as exc:  # noqa: BLE001 (the cluster went away)
+            return self._lost(node.id, exc, cancel)
         if problem:
             now = time.time()
             return NodeOutcome("failed", started_at=now, finished_at=now, message=problem)
