@@ -140,6 +140,8 @@ def test_worker_logs_reach_the_cli_and_a_socketio_client_while_the_node_runs(wor
     release.touch()
     done = c.wait_for("run_status", lambda d: ours(d) and d["status"] in ("succeeded", "failed"), timeout=30)
     assert done["status"] == "succeeded"
+    status, _, run = srv.request("GET", f"/api/runs/{run_id}")
+    assert status == 200 and run["nodes"]["talk"]["worker"] == running["worker"]
 
 
 def test_cancel_and_timeout_leave_no_process_on_any_worker(workspace, cluster, tmp_path):

@@ -95,6 +95,7 @@ def connect(address: str | None, *, timeout: float = CONNECT_TIMEOUT):
     is_file = "://" not in address
     if not is_file:
         check_plain_tcp(address)
+        _probe(address)
     try:
         if is_file:
             client = Client(scheduler_file=address, timeout=timeout, set_as_default=False)
@@ -109,6 +110,20 @@ def connect(address: str | None, *, timeout: float = CONNECT_TIMEOUT):
         client.close()
         raise
     return client
+
+
+def _probe(address: str) -> None:
+    """A refused connection fails at once (Dask's client would keep retrying until its timeout)."""
+    import socket
+
+    url = urlparse(address)
+    if url.hostname is None or url.port is None:
+        return
+    try:
+        socket.create_connection((url.hostname, url.port), timeout=CONNECT_TIMEOUT).close()
+    except OSError as exc:
+        raise UsageError(f"cannot reach the Dask scheduler at {address} ({describe_error(exc)}); is it running? "
+                         "Start one here with `pipeloom cluster start --workers 2`") from None
 
 
 class DaskExecutor:

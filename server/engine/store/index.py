@@ -74,6 +74,7 @@ class NodeRunRow(SQLModel, table=True):
     log_path: str | None = None
     workdir: str | None = None
     source_run: str | None = None  # for `cached` nodes: the run whose program produced the outputs
+    worker: str | None = None  # the Dask worker that ran the node; None for a local run
 
 
 class ArtifactRow(SQLModel, table=True):
@@ -238,7 +239,7 @@ class Store:
                                             cache_key=n.get("cache_key"), attempts=n.get("attempts") or 0,
                                             message=n.get("message"), log_path=n.get("log_path"),
                                             workdir=n.get("workdir"), artifacts=n.get("artifacts") or (),
-                                            source_run=n.get("source_run"))
+                                            source_run=n.get("source_run"), worker=n.get("worker"))
                 nodes.append(row)
                 arts.extend(art_rows)
         a, nr, r = ArtifactRow.__table__, NodeRunRow.__table__, RunRow.__table__
@@ -284,7 +285,8 @@ class Store:
                                          "finished_at": nr.finished_at, "duration_s": nr.duration_s,
                                          "exit_code": nr.exit_code, "cache_key": nr.cache_key, "attempts": nr.attempts,
                                          "message": nr.message, "log_path": nr.log_path, "workdir": nr.workdir,
-                                         "source_run": nr.source_run, "artifacts": arts.get(nr.node_id, [])}
+                                         "source_run": nr.source_run, "artifacts": arts.get(nr.node_id, []),
+                                         **({"worker": nr.worker} if nr.worker else {})}
                 todo.append({"journal": JOURNAL_VERSION, "run_id": r.id, "pipeline_id": r.pipeline_id,
                              "pipeline_name": r.pipeline_name, "pipeline_path": r.pipeline_path, "status": r.status,
                              "created_at": r.created_at, "started_at": r.started_at, "finished_at": r.finished_at,
@@ -507,6 +509,8 @@ class Store:
                     "source_run": nr.source_run,
                     "outputs": {}, "artifacts": {},
                 }
+                if nr.worker:
+                    nodes[nr.node_id]["worker"] = nr.worker
             for a in s.exec(select(ArtifactRow).where(ArtifactRow.run_id == run_id)).all():
                 if a.node_id in nodes:
                     nodes[a.node_id]["outputs"][a.port] = a.path

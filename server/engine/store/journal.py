@@ -54,8 +54,7 @@ def node_record(run_id: str, node_id: str, *, status: str, started_at: float | N
     node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
                     finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
                     attempts=attempts, message=message, log_path=log_path, workdir=workdir, source_run=source_run)
-    if worker:  # journals only: the index's node rows have no such column
-        node_row["worker"] = worker
+    node_row["worker"] = worker
     art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
                      size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
                 for a in artifacts]
@@ -99,7 +98,7 @@ def _append(path: Path, data: bytes) -> None:
 
 
 def _node_entry(node_row: dict, art_rows: list[dict]) -> dict:
-    entry = {k: v for k, v in node_row.items() if k != "run_id"}
+    entry = {k: v for k, v in node_row.items() if k != "run_id" and (k != "worker" or v)}
     entry["artifacts"] = [{k: v for k, v in a.items() if k not in ("run_id", "node_id")} for a in art_rows]
     return entry
 

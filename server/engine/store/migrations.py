@@ -116,11 +116,18 @@ def _v4_journal_token(conn: Connection) -> None:
         conn.execute(text("ALTER TABLE runs ADD COLUMN journal_token BIGINT"))
 
 
+def _v5_node_worker(conn: Connection) -> None:
+    """node_runs.worker: the Dask worker that ran the node (null for a local run)."""
+    if "worker" not in {c["name"] for c in inspect(conn).get_columns("node_runs")}:
+        conn.execute(text("ALTER TABLE node_runs ADD COLUMN worker VARCHAR"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_tables,
     _v2_source_run,
     _v3_invoke_keys,
     _v4_journal_token,
+    _v5_node_worker,
 ]
 LATEST = len(MIGRATIONS)
 
