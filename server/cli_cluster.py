@@ -72,10 +72,15 @@ def stop(workspace: Path | None) -> None:
 @workspace_option
 def status(as_json: bool, workspace: Path | None) -> None:
     """Show the workspace's local cluster: its address and workers (exit 1 if none runs)."""
+    from .engine.errors import UsageError
     from .engine.run.cluster import cluster_status
     from .engine.run.dask_executor import describe_resources
 
-    info = cluster_status(_workspace(workspace))
+    try:
+        info = cluster_status(_workspace(workspace))
+    except UsageError as exc:
+        _fail_usage(str(exc))
+        return
     if as_json:
         click.echo(json.dumps(info))
     elif info is None:

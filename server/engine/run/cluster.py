@@ -80,6 +80,14 @@ def _memory_total() -> int:
         return 4 * 2 ** 30
 
 
+def need_dask() -> None:
+    """UsageError unless Dask's distributed package is installed."""
+    try:
+        import distributed  # noqa: F401
+    except ImportError:
+        raise UsageError("a Dask cluster needs Dask: pip install 'pipeloom[dask]'") from None
+
+
 def start_cluster(workspace, *, workers: int = 2, threads: int | None = None, host: str = "127.0.0.1",
                   resources: dict[str, float] | None = None, tags: list[str] | None = None,
                   worker_tags: list[list[str]] | None = None, dashboard: bool = False,
@@ -88,6 +96,7 @@ def start_cluster(workspace, *, workers: int = 2, threads: int | None = None, ho
 
     Every worker offers `cpu` (its threads) and `memory` (its share of this machine's memory) unless
     `resources` says otherwise, plus `tag:<name>` for each of `tags` and of its own `worker_tags[i]`."""
+    need_dask()
     ws = Path(workspace).resolve()
     if running_address(ws):
         raise UsageError(f"a cluster is already running for {ws} at {running_address(ws)}; "
@@ -206,10 +215,15 @@ def cluster_status(workspace) -> dict | None:
     address = running_address(workspace)
     if address is None:
         return None
+    need_dask()
     from distributed import Client
 
-    with Client(scheduler_file=str(scheduler_file(workspace)), timeout=5, set_as_default=False) as client:
-        info = client.scheduler_info(n_workers=-1)
+    try:
+        with Client(scheduler_file=str(scheduler_file(workspace)), timeout=5, set_as_default=False) as client:
+            info = client.scheduler_info(n_workers=-1)
+    except (OSError, TimeoutError) as exc:
+        raise UsageError(f"the cluster's scheduler ({address}) is running but does not answer ({exc}); "
+                         f"see {cluster_dir(workspace) / 'scheduler.log'}, or `pipeloom cluster stop`") from None
     workers = [{"name": w.get("name"), "address": addr, "threads": w.get("nthreads"),
                 "resources": w.get("resources") or {}} for addr, w in sorted(info.get("workers", {}).items())]
     return {"address": address, "workers": workers}
