@@ -1,9 +1,12 @@
 """Runs a pipeline: one subprocess per node, in dependency order, with a cache.
 
-The runner stages inputs into each node's working directory (converting
-formats where an edge joins two), starts the node's program in its own
-process group, streams its output to a capped log file, and publishes its
-outputs only after a clean exit with every declared file present.
+The runner is the run's driver: it plans (order, --only/--from, reused
+upstream), looks up the cache, hands each node that must run to an executor
+(run/executors.py: this machine's thread pool, or a Dask cluster) as a
+NodeTask, and records what comes back in the journal and as events. Running
+one node (staging inputs, converting formats where an edge joins two, its
+program in its own process group, a capped log, outputs published only after
+a clean exit with every declared file present) is run/execute.py.
 """
 
 from __future__ import annotations
@@ -25,8 +28,7 @@ from .hashing import file_sha256, json_sha256
 from .logs import LiveLog, LogWriter, NodeOutput
 from .model import Node, Pipeline
 from .paths import Layout, pipeline_id_for
-from .run.execute import (RECORD_COUNT_LIMIT, convert_edge, describe_error, env_name,  # noqa: F401 (re-exported)
-                          link_or_copy)
+from .run.execute import describe_error, link_or_copy
 from .run.executors import ExecutorChoice, default_choice, make_executor
 from .run.task import Cancel, InputSpec, NodeTask
 from .runtimes import get_runtime

@@ -292,8 +292,12 @@ class DaskExecutor:
         if kind == "KilledWorker":
             why = ("the workers running it died each time it started (Dask gave up after its "
                    "`distributed.scheduler.allowed-failures`); look at the workers' logs")
-        else:
+        elif kind in ("CancelledError", "FutureCancelledError", "CommClosedError", "TimeoutError") \
+                or isinstance(exc, (ConnectionError, TimeoutError)):
             why = f"the Dask cluster at {self.address} lost it ({describe_error(exc)})"
+        else:
+            why = (f"Pipeloom failed on the Dask worker ({describe_error(exc)}); is this version of Pipeloom "
+                   "installed there, and is the shared folder writable?")
         return NodeOutcome("failed", started_at=now, finished_at=now, message=f"node `{nid}`: {why}")
 
     def _on_message(self, event) -> None:
