@@ -22,7 +22,7 @@ def _start(folder, worker_tags=(("one",), ("two",))):
             os.environ["PIPELOOM_TEST_TAG"] = tag
 
 
-def _have_dask() -> bool:
+def have_dask() -> bool:
     try:
         import distributed  # noqa: F401
     except ImportError:
@@ -34,7 +34,7 @@ def _have_dask() -> bool:
 def cluster(tmp_path_factory):
     """The address of a two-worker cluster shared by a module's tests; worker-1 offers tag `one`,
     worker-2 tag `two`."""
-    require(_have_dask(), "dask[distributed] is not installed (pip install 'pipeloom[dask]')")
+    require(have_dask(), "dask[distributed] is not installed (pip install 'pipeloom[dask]')")
     from server.engine.run.cluster import stop_cluster
 
     folder = tmp_path_factory.mktemp("cluster")
@@ -47,7 +47,7 @@ def cluster(tmp_path_factory):
 @pytest.fixture
 def own_cluster(tmp_path):
     """A two-worker cluster for one test (one that kills a worker)."""
-    require(_have_dask(), "dask[distributed] is not installed (pip install 'pipeloom[dask]')")
+    require(have_dask(), "dask[distributed] is not installed (pip install 'pipeloom[dask]')")
     from server.engine.run.cluster import stop_cluster
 
     folder = tmp_path / "cluster"

@@ -11,11 +11,9 @@ import sys
 import tarfile
 from pathlib import Path
 
-import pytest
-
-from tests.conftest import REPO, pipeloom_cmd
+from tests.conftest import REPO, pipeloom_cmd, require
 from tests.engine.util import shell_node, write_pipeline
-from tests.run.conftest import node_processes, wait_until
+from tests.run.conftest import have_dask, node_processes, wait_until
 from tests.web.conftest import live, start_server  # noqa: F401 (fixtures)
 
 
@@ -255,6 +253,7 @@ def test_the_client_dying_mid_run_stops_its_nodes(workspace, cluster, tmp_path):
 
 
 def test_an_unreachable_scheduler_or_unknown_executor_exits_2(workspace):
+    require(have_dask(), "dask[distributed] is not installed (pip install 'pipeloom[dask]')")
     n, f = shell_node("a", "echo '[]' > out.json\n")
     write_pipeline(workspace, {"version": 1, "name": "x", "nodes": [n]}, f)
     r = pipeloom_cmd("run", "test.pipeline.yaml", "--executor", "dask", "--scheduler", "tcp://127.0.0.1:9",
@@ -274,7 +273,7 @@ def test_an_unreachable_scheduler_or_unknown_executor_exits_2(workspace):
 
 
 def test_cluster_commands_start_report_and_stop(workspace):
-    pytest.importorskip("distributed")
+    require(have_dask(), "dask[distributed] is not installed (pip install 'pipeloom[dask]')")
     r = pipeloom_cmd("cluster", "start", "--workers", "1", "--tag", "gpu", cwd=workspace, timeout=120,
                      env={"PIPELOOM_TEST_TAG": ""})
     try:
