@@ -432,7 +432,7 @@ class Runner:
                 inputs.append(InputSpec(p.name, p.file, p.format, str(src) if src is not None else None))
         slim = Pipeline(self.pipeline.name, [node], [], path=self.pipeline.path, base_dir=self.pipeline.base_dir)
         return NodeTask(self.run_id, node, slim, str(self.layout.node_dir(self.run_id, node.id)), inputs,
-                        emit_logs=self.options.emit_logs, log_cap=self.options.log_cap)
+                        log_cap=self.options.log_cap)
 
     def _publish_cached(self, nid: str, arts: list[dict]) -> None:
         """Reuse earlier outputs: link them into this run's folder; no process starts."""

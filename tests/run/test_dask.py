@@ -193,6 +193,7 @@ def test_a_600_mb_artifact_moves_between_workers_with_its_sha256_checked(workspa
     assert art["size"] == size
     seen, seen_size = Path(result.nodes["check"].artifacts["sum"]["path"]).read_text().split()
     assert seen == art["sha256"] and int(seen_size) == size
+    assert not (workspace / ".pipeloom" / "transfer" / result.run_id).exists(), "the shared folder is left clean"
 
 
 def test_a_damaged_input_fails_the_node_naming_the_edge(workspace, cluster):

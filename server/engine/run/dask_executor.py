@@ -210,6 +210,8 @@ class DaskExecutor:
         except Exception:  # noqa: BLE001
             pass
         self.client.close()
+        # what travelled through the shared folder has arrived (or its node failed): none of it is kept
+        shutil.rmtree(self.shared / ".pipeloom" / "transfer" / self.run_id, ignore_errors=True)
 
     # ------------------------------------------------------------ here, around a task
 

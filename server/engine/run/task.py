@@ -33,8 +33,7 @@ class NodeTask:
     pipeline: Pipeline  # a slim copy: its name, folder and this node, for the runtime's build
     workdir: str
     inputs: list[InputSpec] = field(default_factory=list)
-    emit_logs: bool = True
-    log_cap: int | None = None
+    log_cap: int | None = None  # bytes of output kept per node (None: PIPELOOM_LOG_CAP or the default)
 
 
 @dataclass
