@@ -72,15 +72,18 @@ class NodeState:
     cache_key: str | None = None
     source_run: str | None = None
     artifacts: dict[str, dict] = field(default_factory=dict)
+    build_s: float | None = None  # time spent building the program, when the runtime had to build it
 
     @property
     def duration_s(self) -> float | None:
+        """The step's own time: its build (`build_s`) is not part of it."""
         if self.started_at is None or self.finished_at is None:
             return None
-        return round(self.finished_at - self.started_at, 3)
+        return round(max(0.0, self.finished_at - self.started_at - (self.build_s or 0.0)), 3)
 
     def to_dict(self) -> dict:
         return {"status": self.status, "exit_code": self.exit_code, "duration_s": self.duration_s,
+                "build_s": self.build_s,
                 "message": self.message, "attempts": self.attempts, "source_run": self.source_run,
                 "outputs": {p: a["path"] for p, a in self.artifacts.items()},
                 "records": {p: a.get("records") for p, a in self.artifacts.items()}}
@@ -175,7 +178,8 @@ class Runner:
         self._check_entry_inputs()
         self.journal = RunJournal(self.layout, self.run_id)
         self.journal.create(self.pipeline_id, pipeline.name, str(pipeline.path or ""),
-                            {**opts.to_dict(), "workspace": str(self.layout.workspace)})
+                            {**opts.to_dict(), "workspace": str(self.layout.workspace)},
+                            document=pipeline.to_document())
 
     # ------------------------------------------------------------ public
 
@@ -238,7 +242,7 @@ class Runner:
     def snapshot(self) -> dict:
         return {"run_id": self.run_id, "pipeline_id": self.pipeline_id, "status": self.status,
                 "nodes": {n: {"status": s.status, "exit_code": s.exit_code, "duration_s": s.duration_s,
-                              "message": s.message} for n, s in self.states.items()}}
+                              "build_s": s.build_s, "message": s.message} for n, s in self.states.items()}}
 
     # ------------------------------------------------------------ planning
 
@@ -439,6 +443,7 @@ class Runner:
         st.finished_at = None
         st.exit_code = None
         st.message = None
+        st.build_s = None
         st.status = "running"
         self._flush_records()
         self._emit_node(node.id, attempt=attempt)
@@ -453,7 +458,17 @@ class Runner:
                 shutil.rmtree(workdir)
             workdir.mkdir(parents=True)
             env = self._stage(node, workdir)
-            prepared = get_runtime(node.runtime).prepare(node, self.pipeline, lambda line: sink.text("build", line))
+            built = time.monotonic()
+
+            def build_log(line: str) -> None:
+                st.build_s = 0.0  # the runtime reports what it builds: this step built something
+                sink.text("build", line)
+
+            try:
+                prepared = get_runtime(node.runtime).prepare(node, self.pipeline, build_log)
+            finally:
+                if st.build_s is not None:
+                    st.build_s = round(time.monotonic() - built, 3)
         except BuildError as exc:
             return self._end_attempt(st, "build_failed", message=f"build failed: {describe_error(exc)}")
         except (OSError, PipeloomError) as exc:
@@ -606,7 +621,7 @@ class Runner:
                              finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
                              attempts=st.attempts, message=st.message, log_path=str(log.path) if log else None,
                              workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts,
-                             source_run=st.source_run if status == "cached" else None)
+                             source_run=st.source_run if status == "cached" else None, build_s=st.build_s)
         with self._lock:
             self._unwritten.append(record)
             batch = [] if status == "cached" else self._unwritten
@@ -629,7 +644,7 @@ class Runner:
     def _emit_node(self, nid: str, attempt: int | None = None) -> None:
         st = self.states[nid]
         self._emit(NodeStatusEvent(self.run_id, nid, st.status, st.exit_code, st.duration_s, st.message,
-                                   attempt or max(st.attempts, 1)))
+                                   attempt or max(st.attempts, 1), build_s=st.build_s))
 
     def _emit(self, event: Event) -> None:
         try:
