@@ -174,7 +174,9 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
         if display:
             display.stop()
     if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        from .engine.store.journal import detail
+
+        click.echo(json.dumps(detail(runner.journal.doc)))  # the run as `show --json` and the API give it
     else:
         display.summary(result, file)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
