@@ -282,8 +282,7 @@ def latest_results_route(pipeline_id: str):
     from server.engine.store.latest import latest_results
 
     st = _state()
-    st.pipelines.path_for(pipeline_id)
-    return jsonify(latest_results(st.store, pipeline_id))
+    return jsonify(latest_results(st.store, pipeline_id, node_ids=st.pipelines.node_ids(pipeline_id)))
 
 
 @api.get("/runs")

@@ -13,10 +13,13 @@ from ..events import NO_RESULT, RUN_ACTIVE
 RUNS_READ = 100  # how far back a step's last result is looked for
 
 
-def latest_results(store, pipeline_id: str, *, limit: int = RUNS_READ) -> dict:
+def latest_results(store, pipeline_id: str, *, node_ids=None, limit: int = RUNS_READ) -> dict:
     """{pipeline_id, nodes: {node_id: node}} where each node is as in a run (journal.node_view) plus
     `run_id` (the run this result is from), `run_started_at`, and `result_run` (the run whose program made
-    its outputs: `run_id` itself, or for a reused step the run it reused them from)."""
+    its outputs: `run_id` itself, or for a reused step the run it reused them from).
+
+    With `node_ids` (the pipeline's steps today), the search stops once each of them has a result."""
+    wanted = set(node_ids) if node_ids is not None else None
     runs: dict[str, dict | None] = {}
 
     def run_of(run_id: str) -> dict | None:
@@ -29,6 +32,8 @@ def latest_results(store, pipeline_id: str, *, limit: int = RUNS_READ) -> dict:
 
     nodes: dict[str, dict] = {}
     for summary in store.list_runs(pipeline_id, limit=limit):
+        if wanted is not None and wanted <= nodes.keys():
+            break
         if summary["status"] in RUN_ACTIVE:
             continue  # a run still going is shown live, not as a result
         run = run_of(summary["run_id"])
