@@ -128,7 +128,10 @@ class Studio {
       blocking: () => this.blockingProblems(),
       unsaved: () => this.saveState === "invalid",
       titleOf: (id) => this.titleOf(id),
-      readOnlyChanged: () => this.setReadOnly(this.broken),
+      readOnlyChanged: () => {
+        this.setReadOnly(this.broken);
+        this.showProblems();
+      },
       beforeRun: () => this.readyToRun(),
     });
     this.palette.buildPalette();
@@ -570,9 +573,11 @@ class Studio {
     return this.broken ? [] : this.problems || [];
   }
 
-  /** Mark the problems on the steps, ports and connections they concern; Run says why it is off. */
+  /** Mark the problems on the steps, ports and connections they concern (today's pipeline: not on a
+   * past run drawn as it ran); Run says why it is off. */
   showProblems() {
-    if (this.canvas) this.canvas.setProblems(problemMarks(this.blockingProblems()));
+    const past = this.drawn && this.drawn.past;
+    if (this.canvas) this.canvas.setProblems(past ? {} : problemMarks(this.blockingProblems()));
     this.updateRunControls();
   }
 
