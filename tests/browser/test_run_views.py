@@ -271,3 +271,30 @@ def test_a_problem_is_marked_on_its_step_and_run_says_why_it_is_off(studio, work
     page.wait_for_selector(f"{card}:not(.has-problem)")
     page.wait_for_function("() => !document.getElementById('run-button').disabled")
     assert "fed by nothing" not in (run.get_attribute("title") or "")
+
+
+def test_the_demo_after_running_one_step_keeps_every_latest_result(studio, workspace, require_tool):
+    for tool in ("cargo", "go", "node"):
+        require_tool(tool, f"the demo needs `{tool}`")
+    status, made = studio.api("POST", "/api/demo", {})
+    assert status == 201, made
+    pid = made["id"]
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_function("() => document.body.dataset.runStatus === 'succeeded' && "
+                           "!document.getElementById('run-button').disabled", timeout=600_000)
+    first = runs_of(studio, pid)[0]
+    select_node(page, "filter")
+    page.get_by_role("button", name="Run this step").click()
+    page.wait_for_function("(f) => document.body.dataset.runStatus === 'succeeded' && "
+                           "window.pipeloomStudio.run.run_id !== f", arg=first, timeout=120_000)
+    # notify and archive were not in that run: they keep their result, saying which run made it
+    for step in ("notify", "archive"):
+        page.wait_for_selector(f'.card[data-node-id="{step}"][data-status="succeeded"] .card-from')
+        assert first in page.get_attribute(f'.card[data-node-id="{step}"] .card-from', "title")
+        assert page.locator(f'.card[data-node-id="{step}"] .port-count:not([hidden])').count() > 0
+    select_node(page, "notify")
+    assert first in page.inner_text('[data-testid="result-from"]')
+    page.wait_for_selector('[data-testid="preview"] .jtree, [data-testid="preview"] table')
+    page.wait_for_selector('[data-testid="diff"][data-dropped="35"]')  # what it did, from the run that made it
+    shot(page, "demo-after-running-one-step")
