@@ -31,7 +31,6 @@ export class RunState extends EventTarget {
     this.changedPorts = {}; // step id -> an output that is not the same as in the run before
     this.cache = null;
     this.refreshRuns = debounce(() => this.loadRunList(), 400);
-    this.refreshLatest = debounce(() => this.loadLatest(), 300);
   }
 
   emit(kind, detail = {}) {
