@@ -131,3 +131,15 @@ def test_problem_subjects():
     assert Problem("node `a`, output `o`", "m").subject() == {"node": "a", "port": "o", "port_kind": "outputs"}
     assert Problem("edge `a.o -> b.i`", "m").subject() == {"edge": "a.o->b.i"}
     assert Problem("field `name`", "m").subject() == {} and Problem("", "m").subject() == {}
+
+
+def test_the_story_of_a_past_run_draws_the_pipeline_it_ran(workspace, client):
+    shell_pipeline(workspace)
+    first = client.post("/api/pipelines/flow/runs", json={}).json["run_id"]
+    client.wait_run(first)
+    _add_step(workspace, client)
+    old = client.get(f"/api/runs/{first}/story").get_data(as_text=True)
+    assert "late" not in old  # the step added since is not in the page of the run before it
+    second = client.post("/api/pipelines/flow/runs", json={}).json["run_id"]
+    client.wait_run(second)
+    assert "late" in client.get(f"/api/runs/{second}/story").get_data(as_text=True)
