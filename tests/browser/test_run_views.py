@@ -272,6 +272,16 @@ def test_a_problem_is_marked_on_its_step_and_run_says_why_it_is_off(studio, work
     page.wait_for_function("() => !document.getElementById('run-button').disabled")
     assert "fed by nothing" not in (run.get_attribute("title") or "")
 
+    # an edit the server refuses to save (a new input fed by nothing) is marked the same way, and Run
+    # says the change is not saved
+    page.select_option('select[aria-label="New port kind"]', "inputs")
+    page.fill('input[aria-label="New port name"]', "more")
+    page.get_by_role("button", name="Add port").click()
+    page.wait_for_selector('#save-state[data-state="invalid"]')
+    page.wait_for_selector(f'{card} .port.port-problem[data-port="more"]')
+    assert run.is_disabled()
+    assert "not saved yet" in run.get_attribute("title") and "fed by nothing" in run.get_attribute("title")
+
 
 def test_the_demo_after_running_one_step_keeps_every_latest_result(studio, workspace, require_tool):
     for tool in ("cargo", "go", "node"):
