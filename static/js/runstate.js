@@ -3,7 +3,7 @@
 // of the page: it emits "change" events ({kind, ...}) and the studio repaints from `view`.
 //
 // Two ways to look:
-// - following (the default, "the latest run"): every step shows its latest result, from the
+// - following (the default, "the latest results"): every step shows its latest result, from the
 //   run going now, or the newest run that gave it one (a one-step run leaves the others' results
 //   where they were; a reused step points at the run whose program made its outputs);
 // - a run picked in "Showing": exactly that run, drawn from the pipeline as it ran.

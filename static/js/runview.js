@@ -204,7 +204,7 @@ export class RunView {
   renderPicker() {
     const picker = this.els.picker;
     const current = this.state.following ? "" : (this.run && this.run.run_id) || "";
-    clear(picker).append(h("option", { value: "" }, "the latest run"));
+    clear(picker).append(h("option", { value: "" }, "the latest results"));
     for (const r of this.state.runs) {
       const when = formatWhen(r.started_at) || r.run_id;
       const status = describeStatus(r.status).word.toLowerCase();
@@ -244,7 +244,7 @@ export class RunView {
         : "No runs yet. Run is off until the problem marked on the canvas is fixed.";
     }
     if (view && view.mode === "run" && !view.document) text += " · drawn on today's pipeline: this run did not keep its own";
-    else if (this.drawn && this.drawn.past) text += " · drawn as it ran; pick “the latest run” to edit";
+    else if (this.drawn && this.drawn.past) text += " · drawn as it ran; pick “the latest results” to edit";
     el.textContent = text;
     el.dataset.status = (view && view.status) || "";
   }
