@@ -115,7 +115,10 @@ export class Inspector {
     }
     if (run && run.run_id) {
       const counts = {};
-      for (const info of Object.values(run.nodes || {})) counts[info.status] = (counts[info.status] || 0) + 1;
+      // the steps of this run (the latest results also hold steps whose result is from an earlier run)
+      for (const info of Object.values(run.nodes || {})) {
+        if (!info.run_id || info.run_id === run.run_id) counts[info.status] = (counts[info.status] || 0) + 1;
+      }
       const parts = Object.entries(counts).map(([s, n]) => `${n} ${describeStatus(s).word.toLowerCase()}${s === "cached" ? " (cached)" : ""}`);
       const stopped = nodes.filter((n) => ["failed", "timed_out"].includes((run.nodes[n.id] || {}).status));
       this.el.append(section("This run",
