@@ -201,7 +201,9 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
         if display:
             display.stop()
     if as_json:
-        click.echo(json.dumps(result.to_dict()))
+        from .engine.store.journal import detail
+
+        click.echo(json.dumps(detail(runner.journal.doc)))  # the run as `show --json` and the API give it
     else:
         display.summary(result, file)
     sys.exit(EXIT_OK if result.ok else EXIT_FAILED)
@@ -237,6 +239,7 @@ class Progress:
         with self.lock:
             prev = self.states.get(event.node_id, {}).get("status")
             self.states[event.node_id] = {"status": event.status, "duration_s": event.duration_s,
+                                          "build_s": getattr(event, "build_s", None),
                                           "exit_code": event.exit_code, "message": event.message,
                                           "since": time.time() if event.status == "running" else None,
                                           "worker": getattr(event, "worker", None)}
@@ -258,6 +261,8 @@ class Progress:
         msg = st.get("message") or ""
         if status in ("succeeded", "running", "pending"):
             msg = f"on {st['worker']}" if st.get("worker") else ""
+        if st.get("build_s") and status != "running":
+            msg = f"(built in {st['build_s']:.2f}s first) {msg}".rstrip()
         text = f"  {ICONS.get(status, '?')} {nid:<{self.width}}  {node.runtime:<7} {label:<10} {timing}  {msg}"
         return click.style(text.rstrip(), fg=COLORS.get(status)) if self.tty else text.rstrip()
 
@@ -426,6 +431,8 @@ def show(run_id: str, as_json: bool, workspace: Path | None) -> None:
         click.echo(f"  {run_['message']}")
     for nid, n in run_["nodes"].items():
         d = f"{n['duration_s']:.2f}s" if n["duration_s"] is not None else ""
+        if n.get("build_s"):
+            d = f"built {n['build_s']:.2f}s, ran {d}"
         code = _exit_text(n["exit_code"])
         click.echo(click.style(f"  {ICONS.get(n['status'], '?')} {nid:<16} {n['status']:<10} {d:>8} {code}",
                                fg=COLORS.get(n["status"])))

@@ -6,11 +6,16 @@ field or file involved, so the CLI and the web layer can show it as is.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
 class PipeloomError(Exception):
     """Base class of every error the engine raises on purpose."""
+
+
+_NODE_WHERE = re.compile(r"^node `(?P<node>[^`]+)`(?:, (?P<kind>input|output) `(?P<port>[^`]+)`)?$")
+_EDGE_WHERE = re.compile(r"^edge `(?P<src>[^`\s]+) -> (?P<dst>[^`\s]+)`$")
 
 
 @dataclass(frozen=True)
@@ -27,8 +32,21 @@ class Problem:
         loc = f" (line {self.line})" if self.line else ""
         return f"{self.where}{loc}: {self.message}"
 
+    def subject(self) -> dict:
+        """What the problem is about, for marking it on the canvas: {node, port, port_kind} or {edge}
+        ("a.out->b.in"), read from `where` (always written as `node `x``, `node `x`, input `p``,
+        `edge `a.out -> b.in``); {} for the pipeline as a whole."""
+        m = _NODE_WHERE.match(self.where or "")
+        if m:
+            out = {"node": m["node"]}
+            if m["port"]:
+                out.update(port=m["port"], port_kind=f"{m['kind']}s")
+            return out
+        m = _EDGE_WHERE.match(self.where or "")
+        return {"edge": f"{m['src']}->{m['dst']}"} if m else {}
+
     def to_dict(self) -> dict:
-        d = {"where": self.where, "message": self.message}
+        d = {"where": self.where, "message": self.message, **self.subject()}
         if self.line:
             d["line"] = self.line
         return d

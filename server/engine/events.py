@@ -12,7 +12,19 @@ from typing import Callable, ClassVar
 
 STATUSES = ("pending", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "cached")
 RUN_STATUSES = ("pending", "running", "succeeded", "failed", "cancelled", "interrupted")
-DONE_OK = ("succeeded", "cached")
+DONE_OK = ("succeeded", "cached")  # a step that did its work (or reused it): it counts as finished
+FAILED_LIKE = ("failed", "timed_out")  # a step that stopped on a problem of its own
+NODE_FINAL = ("succeeded", "failed", "timed_out", "cancelled", "skipped", "cached")  # a step that will not change
+RUN_ACTIVE = ("pending", "running")  # a run still going
+RUN_FINAL = ("succeeded", "failed", "cancelled", "interrupted")
+NO_RESULT = ("pending", "running", "skipped")  # a step in a run that left no result of its own
+
+
+def vocabulary() -> dict:
+    """The status groups, as the studio receives them (one definition for Python and the page)."""
+    return {"statuses": list(STATUSES), "run_statuses": list(RUN_STATUSES), "done_ok": list(DONE_OK),
+            "failed_like": list(FAILED_LIKE), "node_final": list(NODE_FINAL), "run_active": list(RUN_ACTIVE),
+            "run_final": list(RUN_FINAL), "no_result": list(NO_RESULT)}
 
 
 @dataclass
@@ -44,6 +56,7 @@ class NodeStatusEvent(Event):
     message: str | None = None
     attempt: int = 1
     worker: str | None = None  # the Dask worker running the node; None when it runs locally
+    build_s: float | None = None  # the time its program took to build, apart from `duration_s`
 
 
 @dataclass

@@ -76,15 +76,18 @@ class NodeState:
     source_run: str | None = None
     artifacts: dict[str, dict] = field(default_factory=dict)
     worker: str | None = None  # the Dask worker that ran it
+    build_s: float | None = None  # time spent building the program, when the runtime had to build it
 
     @property
     def duration_s(self) -> float | None:
+        """The step's own time: its build (`build_s`) is not part of it."""
         if self.started_at is None or self.finished_at is None:
             return None
-        return round(self.finished_at - self.started_at, 3)
+        return round(max(0.0, self.finished_at - self.started_at - (self.build_s or 0.0)), 3)
 
     def to_dict(self) -> dict:
         return {"status": self.status, "exit_code": self.exit_code, "duration_s": self.duration_s,
+                "build_s": self.build_s,
                 "message": self.message, "attempts": self.attempts, "source_run": self.source_run,
                 "outputs": {p: a["path"] for p, a in self.artifacts.items()},
                 "records": {p: a.get("records") for p, a in self.artifacts.items()},
@@ -183,7 +186,8 @@ class Runner:
                                       groups=self.layout.run_dir(self.run_id) / "_groups")
         self.journal = RunJournal(self.layout, self.run_id)
         self.journal.create(self.pipeline_id, pipeline.name, str(pipeline.path or ""),
-                            {**opts.to_dict(), "workspace": str(self.layout.workspace)})
+                            {**opts.to_dict(), "workspace": str(self.layout.workspace)},
+                            document=pipeline.to_document())
 
     # ------------------------------------------------------------ public
 
@@ -240,7 +244,8 @@ class Runner:
     def snapshot(self) -> dict:
         return {"run_id": self.run_id, "pipeline_id": self.pipeline_id, "status": self.status,
                 "nodes": {n: {"status": s.status, "exit_code": s.exit_code, "duration_s": s.duration_s,
-                              "message": s.message, **({"worker": s.worker} if s.worker else {})}
+                              "build_s": s.build_s, "message": s.message,
+                              **({"worker": s.worker} if s.worker else {})}
                           for n, s in self.states.items()}}
 
     # ------------------------------------------------------------ planning
@@ -414,6 +419,7 @@ class Runner:
             st.status, st.exit_code, st.message = outcome.status, outcome.exit_code, outcome.message
             st.started_at, st.finished_at = outcome.started_at, outcome.finished_at
             st.attempts, st.artifacts, st.worker = outcome.attempts, outcome.artifacts, outcome.worker
+            st.build_s = outcome.build_s
             self._finish(nid, st.status, log=log)
         finally:
             log.close()
@@ -481,7 +487,8 @@ class Runner:
                              finished_at=st.finished_at, exit_code=st.exit_code, cache_key=st.cache_key,
                              attempts=st.attempts, message=st.message, log_path=str(log.path) if log else None,
                              workdir=str(self.layout.node_dir(self.run_id, nid)), artifacts=arts,
-                             source_run=st.source_run if status == "cached" else None, worker=st.worker)
+                             source_run=st.source_run if status == "cached" else None, worker=st.worker,
+                             build_s=st.build_s)
         with self._lock:
             self._unwritten.append(record)
             batch = [] if status == "cached" else self._unwritten
@@ -504,7 +511,7 @@ class Runner:
     def _emit_node(self, nid: str, attempt: int | None = None) -> None:
         st = self.states[nid]
         self._emit(NodeStatusEvent(self.run_id, nid, st.status, st.exit_code, st.duration_s, st.message,
-                                   attempt or max(st.attempts, 1), st.worker))
+                                   attempt or max(st.attempts, 1), st.worker, build_s=st.build_s))
 
     def _emit(self, event: Event) -> None:
         try:
@@ -533,7 +540,7 @@ class _DriverLog:
     def attempt(self, attempt: int, started_at: float, worker: str | None = None) -> None:
         st = self.runner.states[self.nid]
         st.attempts, st.started_at, st.worker = attempt, started_at, worker
-        st.finished_at = st.exit_code = st.message = None
+        st.finished_at = st.exit_code = st.message = st.build_s = None
         st.status = "running"
         self.runner._flush_records()
         self.runner._emit_node(self.nid, attempt=attempt)

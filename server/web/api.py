@@ -276,6 +276,15 @@ def latest_run(pipeline_id: str):
     return jsonify(_run_dict(runs[0]["run_id"]))
 
 
+@api.get("/pipelines/<pipeline_id>/latest")
+def latest_results_route(pipeline_id: str):
+    """Every step's latest result and the run that produced it (the studio's default view)."""
+    from server.engine.store.latest import latest_results
+
+    st = _state()
+    return jsonify(latest_results(st.store, pipeline_id, node_ids=st.pipelines.node_ids(pipeline_id)))
+
+
 @api.get("/runs")
 def list_runs():
     st = _state()

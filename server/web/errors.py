@@ -49,8 +49,9 @@ def error_body(message: str, details: list | None = None, **extra) -> dict:
 
 
 def problem_dict(problem) -> dict:
-    """A Problem as JSON, `line` always present (null when unknown)."""
-    return {"where": problem.where, "message": problem.message, "line": problem.line}
+    """A Problem as JSON, `line` always present (null when unknown), with what it is about
+    (`node`, `port`, `port_kind`, or `edge`) when it concerns one step, port or connection."""
+    return {"where": problem.where, "message": problem.message, "line": problem.line, **problem.subject()}
 
 
 class UnsupportedMediaError(UsageError):

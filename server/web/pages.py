@@ -6,6 +6,7 @@ from flask import Blueprint, abort, current_app, render_template
 
 from server import __version__
 from server.engine.errors import NotFoundError, UnsafePathError
+from server.engine.events import vocabulary
 
 pages = Blueprint("pages", __name__)
 
@@ -13,7 +14,7 @@ pages = Blueprint("pages", __name__)
 def _context(pipeline_id: str | None) -> dict:
     st = current_app.extensions["pipeloom"]
     return {"token": current_app.config["PIPELOOM_TOKEN"], "pipeline_id": pipeline_id,
-            "pipelines": st.pipelines.list(), "version": __version__}
+            "pipelines": st.pipelines.list(), "version": __version__, "vocabulary": vocabulary()}
 
 
 @pages.get("/")

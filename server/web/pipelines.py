@@ -331,6 +331,16 @@ class Pipelines:
                 return raw, path
         raise NotFoundError(f"pipeline `{pipeline_id}` has no node `{node_id}`")
 
+    def node_ids(self, pipeline_id: str) -> list[str] | None:
+        """The step ids in the pipeline file, or None when it does not parse (NotFoundError when there is none)."""
+        path = self.path_for(pipeline_id)
+        try:
+            doc, _ = parse_text(read_text(path), json_syntax=is_json_file(path))
+        except ValidationError:
+            return None
+        nodes = doc.get("nodes")
+        return [n["id"] for n in nodes if isinstance(n, dict) and isinstance(n.get("id"), str)] if isinstance(nodes, list) else None
+
     def source_path(self, pipeline_id: str, node_id: str) -> Path | None:
         raw, path = self.node_document(pipeline_id, node_id)
         src = raw.get("source")

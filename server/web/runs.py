@@ -16,13 +16,19 @@ from pathlib import Path
 from typing import Callable
 
 from server.engine.errors import NotFoundError, PipeloomError, UsageError
-from server.engine.events import LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent
+from server.engine.events import RUN_FINAL, LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent
 
 from .errors import RunActiveError
 
 log = logging.getLogger("pipeloom.web")
 
-TERMINAL_RUN = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
+TERMINAL_RUN = frozenset(RUN_FINAL)
+SNAPSHOT_NODE_KEYS = ("status", "exit_code", "duration_s", "build_s", "message")
+
+
+def snapshot_node(info: dict) -> dict:
+    """One node of a snapshot: its status fields, and the Dask worker when one ran it."""
+    return {k: info.get(k) for k in SNAPSHOT_NODE_KEYS} | ({"worker": info["worker"]} if info.get("worker") else {})
 SNAPSHOT_LOG_LINES = 200
 MAX_LIVE_LINE = 4000
 
@@ -426,8 +432,7 @@ class RunManager:
             return snap
         with live.emit_lock:
             run = live.runner.snapshot()
-            nodes = {nid: {k: info.get(k) for k in ("status", "exit_code", "duration_s", "message")}
-                     | ({"worker": info["worker"]} if info.get("worker") else {})
+            nodes = {nid: snapshot_node(info)
                      for nid, info in (run.get("nodes") or {}).items()}
             self._add_outputs(live.run_id, nodes)
             snap = {"run_id": live.run_id, "pipeline_id": live.pipeline_id, "status": run.get("status"),
@@ -445,7 +450,7 @@ class RunManager:
             return {"pipeline_id": pipeline_id, "run_id": None, "status": None, "active": False,
                     "nodes": {}, "logs": {}}
         stored = self.store.get_run(run_id)
-        nodes = {nid: {k: info.get(k) for k in ("status", "exit_code", "duration_s", "message")}
+        nodes = {nid: snapshot_node(info)
                  for nid, info in (stored.get("nodes") or {}).items()}
         self._add_outputs(run_id, nodes, stored)
         return {"pipeline_id": stored.get("pipeline_id"), "run_id": run_id, "status": stored.get("status"),

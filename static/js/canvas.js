@@ -5,7 +5,7 @@ import { h, svg, clear, formatDuration, formatNumber, formatRecords, textColorFo
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
 import { cardMetrics, portPoint, edgeCurve, setRuntimeLabels, CARD_W, DESC_LINE_H, DESC_PAD } from "./geometry.js";
 import { Grid, routeEdge, placeLabel } from "./routing.js";
-import { describeStatus, explainStatus, NOT_IN_RUN } from "./status.js";
+import { describeStatus, explainStatus, isDone, NOT_IN_RUN, SINCE } from "./status.js";
 
 const MIN_ZOOM = 0.08;
 // Below this, card text is too small to read: the first view of a pipeline
@@ -45,6 +45,10 @@ export class Canvas {
     this.readOnly = false;
     this.runShown = false; // a run is on show: nodes without a status were not part of it
     this.neverRan = new Set(); // nodes no run of the pipeline ever included
+    this.since = { nodes: {}, edges: {} }; // a past run drawn as it ran: what is "added" or "removed" since
+    this.unmeasured = new Set(); // edge keys whose records did not go through in the run on show
+    this.from = {}; // node id -> {text, title}: its result is from an earlier run than the one on show
+    this.problems = { nodes: {}, ports: {}, edges: {} }; // validation problems: id / "id.kind.port" / edge key -> [messages]
     this.fitted = null; // the options of the last fit, while the user has not moved the view since
     setRuntimeLabels(Object.fromEntries(Object.entries(runtimes).map(([name, rt]) => [name, rt.label || name])));
     this.build();
@@ -199,13 +203,14 @@ export class Canvas {
         inputs.map((p) => port("inputs", p)),
         outputs.map((p) => port("outputs", p)))
       : null);
+    const problemEl = h("span", { class: "card-problem", hidden: true, tabindex: "0", role: "note" }, "⚠ problem");
     const changedEl = h("button", {
       type: "button", class: "card-changed", hidden: true, tabindex: "-1",
       title: "Its output is not the same as in the run before: show what changed",
       "aria-label": `What changed since the run before in ${title}?`,
     }, "changed");
     const foot = h("div", { class: "card-foot" },
-      h("span", { class: "status" }, iconEl, statusEl, markEl), changedEl, durationEl);
+      h("span", { class: "status" }, iconEl, statusEl, markEl), changedEl, problemEl, durationEl);
     el.append(foot);
     item.el = el;
     item.statusEl = statusEl;
@@ -213,11 +218,13 @@ export class Canvas {
     item.markEl = markEl;
     item.durationEl = durationEl;
     item.changedEl = changedEl;
+    item.problemEl = problemEl;
     item.title = title;
     item.runtimeLabel = rt.label;
     this.paintStatus(item, this.statuses.get(node.id));
     this.paintChanged(item);
     this.paintCounts(item);
+    this.paintProblems(item);
     return el;
   }
 
@@ -247,6 +254,7 @@ export class Canvas {
     this.paintEdgeLabel(rec);
     this.drawEdge(rec, { label: false });
     this.paintEdgeFlow(rec);
+    this.paintEdgeMarks(rec);
     return rec;
   }
 
@@ -293,12 +301,15 @@ export class Canvas {
 
   paintEdgeLabel(rec) {
     const fmt = rec.srcFormat === rec.dstFormat ? rec.srcFormat : `${rec.srcFormat} → ${rec.dstFormat}`;
-    const n = this.records.get(`${rec.edge.src}.${rec.edge.srcPort}`);
+    const since = this.since.edges[rec.edge.key];
+    // no count where none went through: an edge added since the run on show, or into a step that never got it
+    const n = since || this.unmeasured.has(rec.edge.key) ? undefined : this.records.get(`${rec.edge.src}.${rec.edge.srcPort}`);
     const known = n !== undefined && n !== null;
     const second = known ? formatRecords(n) : "";
     // Short lines fit between cards better than one long one: "json", "1,000", "records".
     const lines = [fmt];
-    if (known) {
+    if (since) lines.push(SINCE[since].short);
+    else if (known) {
       const [num, ...word] = second.split(" ");
       // (the number keeps its space, so the label's text still reads "1,000 records")
       if (second.length > 9 && word.length) lines.push(`${num} `, word.join(" "));
@@ -312,7 +323,9 @@ export class Canvas {
       rec.text.append(span);
     });
     rec.text.setAttribute("dy", "0");
-    rec.title.textContent = `${rec.edge.src}.${rec.edge.srcPort} → ${rec.edge.dst}.${rec.edge.dstPort}: ${fmt}${known ? `, ${second}` : ""}`;
+    const trouble = this.problems.edges[rec.edge.key];
+    rec.title.textContent = `${rec.edge.src}.${rec.edge.srcPort} → ${rec.edge.dst}.${rec.edge.dstPort}: ${fmt}${known ? `, ${second}` : ""}` +
+      (since ? ` (${SINCE[since].word.toLowerCase()})` : "") + (trouble ? `. Problem: ${trouble.join("; ")}` : "");
     // Monospace at 11px: about 6.6px a character, so the pill fits without measuring.
     const chars = Math.max(...lines.map((l) => l.trim().length));
     const width = Math.ceil(chars * 6.7) + 14;
@@ -332,30 +345,80 @@ export class Canvas {
     const t = (this.statuses.get(rec.edge.dst) || {}).status;
     const flowing = this.running && (s === "running" || t === "running");
     rec.g.classList.toggle("flowing", flowing);
-    rec.g.classList.toggle("done", ["succeeded", "cached"].includes(s) && ["succeeded", "cached", "running"].includes(t));
+    rec.g.classList.toggle("done", isDone(s) && (isDone(t) || t === "running"));
+  }
+
+  /** An edge added or removed since the run on show, or with a problem: a class, and words in its title. */
+  paintEdgeMarks(rec) {
+    const since = this.since.edges[rec.edge.key] || "";
+    rec.g.dataset.since = since;
+    rec.g.classList.toggle("edge-problem", !!this.problems.edges[rec.edge.key]);
   }
 
   paintStatus(item, info) {
     const status = (info && info.status) || "";
+    const since = this.since.nodes[item.node.id];
     // No status while a run is on show: the step was left out of that run (it may have run in others).
-    const d = !status && this.runShown && !this.neverRan.has(item.node.id) ? NOT_IN_RUN : describeStatus(status);
-    item.el.dataset.status = status;
+    let d = !status && this.runShown && !this.neverRan.has(item.node.id) ? NOT_IN_RUN : describeStatus(status);
+    // added since: not in that run whatever the latest results say; removed since: its status, marked
+    if (since === "added") d = { word: NOT_IN_RUN.word, icon: SINCE.added.icon, mark: SINCE.added.short };
+    else if (since) d = { ...d, mark: SINCE[since].short };
+    item.el.dataset.status = since === "added" ? "" : status;
+    item.el.dataset.since = since || "";
+    item.markEl.dataset.since = since || "";
     item.iconEl.textContent = d.icon;
     item.statusEl.textContent = d.word;
     item.markEl.textContent = d.mark || "";
     item.markEl.hidden = !d.mark;
     // A cached step did not run this time, so it has no time of its own to show.
-    const duration = info && info.duration_s !== null && info.duration_s !== undefined && !["running", "cached"].includes(status)
-      ? formatDuration(info.duration_s) : "";
+    const timed = since !== "added" && info && info.duration_s !== null && info.duration_s !== undefined && !["running", "cached"].includes(status);
+    const duration = timed ? formatDuration(info.duration_s) : "";
+    // Building the program (a first Go or Rust compile) is not the step's own time: said apart.
+    const built = timed && info.build_s ? formatDuration(info.build_s) : "";
+    const took = built ? `built in ${built}, ran in ${duration}` : duration;
     // A step that did not succeed says why in a few words; the inspector has the whole story.
-    const why = explainStatus(info, (id) => this.titleOf(id));
-    item.durationEl.textContent = why ? why.short : duration;
+    const why = since === "added" ? null : explainStatus(info, (id) => this.titleOf(id));
+    const from = since ? null : this.from[item.node.id];
+    item.durationEl.textContent = why ? why.short : from ? from.text : built ? `ran ${duration}` : duration;
     item.durationEl.classList.toggle("card-reason", !!why);
-    if (why) item.durationEl.setAttribute("title", why.long);
+    item.durationEl.classList.toggle("card-from", !why && !!from);
+    const title = why ? why.long : from ? `${from.title}${took ? ` It took ${took}.` : ""}` : since === "added" ? SINCE.added.long : built ? `Built in ${built}, ran in ${duration}.` : "";
+    if (title) item.durationEl.setAttribute("title", title);
     else item.durationEl.removeAttribute("title");
     item.el.setAttribute("aria-label",
       `${item.title}, ${item.runtimeLabel} step, ${d.word.toLowerCase()}${d.mark ? ` (${d.mark})` : ""}` +
-      (duration ? `, took ${duration}` : "") + (why ? `: ${why.long}` : ""));
+      (took ? `, ${built ? took : `took ${took}`}` : "") + (why ? `: ${why.long}` : "") + (from ? `. ${from.title}` : "") +
+      (since ? `. ${SINCE[since].long}` : ""));
+  }
+
+  /** Validation problems: {nodes: {id: [msg]}, ports: {"id.inputs.port": [msg]}, edges: {key: [msg]}}. */
+  setProblems(problems) {
+    this.problems = { nodes: {}, ports: {}, edges: {}, ...(problems || {}) };
+    for (const item of this.items.values()) this.paintProblems(item);
+    for (const rec of this.edges.values()) {
+      this.paintEdgeMarks(rec);
+      this.paintEdgeLabel(rec);
+    }
+  }
+
+  /** A step with a problem (its own, or one of its ports') says so on its card; hover or focus gives the words. */
+  paintProblems(item) {
+    if (!item.problemEl) return;
+    const own = this.problems.nodes[item.node.id] || [];
+    const lines = [...own];
+    for (const el of item.el.querySelectorAll(".port")) {
+      const msgs = this.problems.ports[`${item.node.id}.${el.dataset.kind}.${el.dataset.port}`];
+      el.classList.toggle("port-problem", !!msgs);
+      const base = el.dataset.baseTitle || el.getAttribute("title") || "";
+      el.dataset.baseTitle = base;
+      el.setAttribute("title", msgs ? `${base}\nProblem: ${msgs.join("; ")}` : base);
+      if (msgs) lines.push(...msgs.map((m) => `${el.dataset.kind === "inputs" ? "input" : "output"} “${el.dataset.port}”: ${m}`));
+    }
+    item.el.classList.toggle("has-problem", lines.length > 0);
+    item.problemEl.hidden = !lines.length;
+    item.problemEl.textContent = lines.length > 1 ? `⚠ ${lines.length} problems` : "⚠ problem";
+    item.problemEl.dataset.tip = lines.join("\n");
+    item.problemEl.setAttribute("aria-label", `Problem: ${lines.join("; ")}`);
   }
 
   /** Mark the steps whose output differs from the run before ({nodeId: port}); others are unmarked. */
@@ -387,13 +450,18 @@ export class Canvas {
     for (const rec of this.edges.values()) this.paintEdgeFlow(rec);
   }
 
-  /** Say whether a run is on show, and which nodes no run ever included (they read "Not run yet"). */
-  setRunContext({ shown = false, neverRan = new Set() } = {}) {
+  /** Say whether a run is on show, which nodes no run ever included (they read "Not run yet"), what is
+   * `since` the run on show ({nodes: {id: "added"|"removed"}, edges: {key: ...}}), and which steps show
+   * a result `from` an earlier run ({id: {text, title}}). */
+  setRunContext({ shown = false, neverRan = new Set(), since = null, from = null } = {}) {
     const same = shown === this.runShown && neverRan.size === this.neverRan.size && [...neverRan].every((id) => this.neverRan.has(id));
     this.runShown = shown;
     this.neverRan = new Set(neverRan);
-    if (same) return;
-    for (const [id, item] of this.items) if (!this.statuses.get(id)) this.paintStatus(item, undefined);
+    if (since) this.since = { nodes: {}, edges: {}, ...since };
+    if (from) this.from = from;
+    if (same && !since && !from) return;
+    for (const [id, item] of this.items) this.paintStatus(item, this.statuses.get(id));
+    if (since) for (const rec of this.edges.values()) this.paintEdgeMarks(rec);
   }
 
   /** Update one node's status and the flow on its edges. */
@@ -411,9 +479,10 @@ export class Canvas {
     for (const rec of this.edges.values()) this.paintEdgeFlow(rec);
   }
 
-  /** Replace every record count: {"node.port": n}. */
-  setRecords(map) {
+  /** Replace every record count: {"node.port": n}; `unmeasured` edges (keys) show none. */
+  setRecords(map, unmeasured = new Set()) {
     this.records.clear();
+    this.unmeasured = new Set(unmeasured);
     for (const [k, v] of Object.entries(map || {})) this.records.set(k, v);
     for (const rec of this.edges.values()) this.paintEdgeLabel(rec);
     for (const item of this.items.values()) this.paintCounts(item);
@@ -425,11 +494,13 @@ export class Canvas {
     const feeds = new Map();
     for (const key of this.touching.get(item.node.id) || []) {
       const rec = this.edges.get(key);
-      if (rec && rec.edge.dst === item.node.id) feeds.set(rec.edge.dstPort, `${rec.edge.src}.${rec.edge.srcPort}`);
+      if (rec && rec.edge.dst === item.node.id && !this.since.edges[key] && !this.unmeasured.has(key)) {
+        feeds.set(rec.edge.dstPort, `${rec.edge.src}.${rec.edge.srcPort}`);
+      }
     }
     for (const el of item.el.querySelectorAll(".port")) {
       const inbound = el.dataset.kind === "inputs";
-      const source = inbound ? feeds.get(el.dataset.port) : `${item.node.id}.${el.dataset.port}`;
+      const source = this.since.nodes[item.node.id] ? null : inbound ? feeds.get(el.dataset.port) : `${item.node.id}.${el.dataset.port}`;
       const n = source ? this.records.get(source) : undefined;
       const span = el.querySelector(".port-count");
       span.hidden = typeof n !== "number";

@@ -115,7 +115,10 @@ export class Inspector {
     }
     if (run && run.run_id) {
       const counts = {};
-      for (const info of Object.values(run.nodes || {})) counts[info.status] = (counts[info.status] || 0) + 1;
+      // the steps of this run (the latest results also hold steps whose result is from an earlier run)
+      for (const info of Object.values(run.nodes || {})) {
+        if (!info.run_id || info.run_id === run.run_id) counts[info.status] = (counts[info.status] || 0) + 1;
+      }
       const parts = Object.entries(counts).map(([s, n]) => `${n} ${describeStatus(s).word.toLowerCase()}${s === "cached" ? " (cached)" : ""}`);
       const stopped = nodes.filter((n) => ["failed", "timed_out"].includes((run.nodes[n.id] || {}).status));
       this.el.append(section("This run",
@@ -223,6 +226,8 @@ export class Inspector {
     if (!node || !this.runBox) return;
     const run = this.studio.run;
     const info = run && run.nodes ? run.nodes[this.nodeId] : null;
+    // the run whose outputs, log and record changes this step shows (the latest results span runs)
+    const dataRun = (info && (info.result_run || info.run_id)) || (run && run.run_id) || null;
     clear(this.runBox);
     if (!run || !run.run_id) {
       this.runBox.append(h("div", { class: "empty-note" }, "Run the pipeline to see how this step does."));
@@ -231,7 +236,10 @@ export class Inspector {
     } else {
       const d = describeStatus(info.status);
       const facts = [];
-      if (info.duration_s !== null && info.duration_s !== undefined && !["running", "cached"].includes(info.status)) facts.push(["Took", formatDuration(info.duration_s)]);
+      if (info.duration_s !== null && info.duration_s !== undefined && !["running", "cached"].includes(info.status)) {
+        if (info.build_s) facts.push(["Built in", formatDuration(info.build_s)], ["Ran in", formatDuration(info.duration_s)]);
+        else facts.push(["Took", formatDuration(info.duration_s)]);
+      }
       // A step stopped by Pipeloom (time limit, cancel) has a signal's number, not an exit code worth showing.
       if (info.exit_code !== null && info.exit_code !== undefined && !["timed_out", "cancelled"].includes(info.status)) {
         facts.push(["Exit code", String(info.exit_code)]);
@@ -247,6 +255,9 @@ export class Inspector {
         h("div", { class: "status-pill", "data-status": info.status || "" },
           h("span", { class: "status-icon", "aria-hidden": "true" }, d.icon),
           h("span", {}, d.word), d.mark ? h("span", { class: "status-mark" }, d.mark) : null),
+        info.run_id && info.run_id !== run.run_id
+          ? h("p", { class: "run-from", "data-testid": "result-from" }, `From run ${info.run_id}${info.run_started_at ? ` · ${formatWhen(info.run_started_at)}` : ""}: this step's latest result, from an earlier run than the one on show.`)
+          : null,
         why ? h("div", { class: "run-reason", "data-status": info.status, "data-testid": "run-reason" },
           h("p", { class: "run-reason-text" }, why.long), errorBox) : null,
         facts.length ? h("dl", { class: "facts" }, facts.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])) : null,
@@ -256,16 +267,16 @@ export class Inspector {
           ? h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId, { runId: cached.runId }) }, "Show the log of that run")
           : cached ? null : h("button", { type: "button", class: "link-button", onclick: () => this.studio.focusLog(this.nodeId) }, "Show the log"),
       ].filter(Boolean));
-      if (errorBox) this.showErrorLines(errorBox, run.run_id, this.nodeId, info);
+      if (errorBox) this.showErrorLines(errorBox, info.run_id || run.run_id, this.nodeId, info);
     }
     if (this.diff) {
-      this.diff.show({ runId: run && run.run_id ? run.run_id : null, nodeId: this.nodeId,
+      this.diff.show({ runId: dataRun, nodeId: this.nodeId,
                        status: info ? info.status : "", title: "This step" });
     }
     this.renderVersus();
     const ports = portsOf(node, "outputs");
     const shown = {
-      runId: run && run.run_id ? run.run_id : null,
+      runId: dataRun,
       nodeId: this.nodeId,
       ports,
       artifacts: (info && info.artifacts) || {},
@@ -283,13 +294,14 @@ export class Inspector {
     if (!this.versus) return;
     const run = this.studio.run;
     const info = run && run.nodes ? run.nodes[this.nodeId] : null;
-    const before = run && run.run_id ? this.studio.runBefore(run.run_id, this.nodeId) : null;
+    const runId = info && (info.result_run || info.run_id) ? info.result_run || info.run_id : run && run.run_id;
+    const before = runId ? this.studio.runBefore(runId, this.nodeId) : null;
     this.versusSection.hidden = !before || !info;
     if (!before || !info) return;
     const marked = this.studio.changedPorts[this.nodeId];
     const port = this.versusPort || marked || this.versusPorts[0];
     if (this.versusPicker) this.versusPicker.value = port;
-    this.versus.showVersus({ before, runId: run.run_id, nodeId: this.nodeId, port, status: info.status });
+    this.versus.showVersus({ before, runId, nodeId: this.nodeId, port, status: info.status });
   }
 
   /** Open the "Since the run before" section for `port` and bring it into view. */
@@ -513,7 +525,7 @@ export class Inspector {
     const art = info && info.artifacts ? info.artifacts[edge.srcPort] : null;
     this.edgeFacts.textContent = art && typeof art.records === "number" ? `${formatRecords(art.records)} went through in the run shown.` : "";
     const ports = src ? portsOf(src, "outputs").filter((p) => p.name === edge.srcPort) : [];
-    const shown = { runId: run ? run.run_id : null, nodeId: edge.src, ports, artifacts: (info && info.artifacts) || {}, status: info ? info.status : "" };
+    const shown = { runId: info && (info.result_run || info.run_id) ? info.result_run || info.run_id : run ? run.run_id : null, nodeId: edge.src, ports, artifacts: (info && info.artifacts) || {}, status: info ? info.status : "" };
     const signature = JSON.stringify(shown);
     if (signature === this.edgeSignature && this.edgePreview.state) return;
     this.edgeSignature = signature;

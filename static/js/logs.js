@@ -98,6 +98,12 @@ export class LogDrawer {
     const tagged = lines.map((line) => ({ ...line, node: nodeId }));
     for (const line of tagged) this.all.lines.push(line);
     this.trim(this.all);
+    if (this.full && this.full.other && this.full.nodeId === nodeId) {
+      // the step runs again: its live log replaces the one from an earlier run
+      this.full = null;
+      this.render();
+      return;
+    }
     if (this.full) return;
     if (this.scope === nodeId) this.view.append(lines);
     else if (this.scope === null) this.view.append(tagged);
@@ -139,8 +145,14 @@ export class LogDrawer {
       const buf = this.buffers.get(nodeId);
       const info = run.nodes ? run.nodes[nodeId] : null;
       const cached = cachedFrom(info);
+      // a result from another run (the latest results, a reused step): that run's log, said so
+      const other = info && info.result_run && info.result_run !== run.run_id ? info.result_run : null;
       if (buf && buf.lines.length) {
         this.view.setLines(buf.lines, { dropped: buf.dropped });
+      } else if (other) {
+        this.view.setLines([]);
+        this.view.setPlaceholder("Loading the log…");
+        this.loadStored(nodeId, other);
       } else if (cached) {
         // No program ran, so this run has no log of it; the run that made the outputs has.
         this.view.setLines([]);
@@ -184,21 +196,21 @@ export class LogDrawer {
       this.scope ? h("button", { type: "button", class: "link-button", onclick: () => this.openFull() }, "Open the full log") : "Choose a step to open its full log.");
   }
 
-  /** Load a finished step's log from the server (first page). */
-  async loadStored(nodeId) {
-    const run = this.studio.run;
-    const runId = run.run_id;
+  /** Load a finished step's log from the server (first page): from the run shown, or `from` another run. */
+  async loadStored(nodeId, from = null) {
+    const shownRun = this.studio.run.run_id;
+    const runId = from || shownRun;
     try {
       const page = await get(`/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/logs?offset=0&limit=${PAGE}`);
-      if (this.scope !== nodeId || this.studio.run.run_id !== runId || this.full) return;
+      if (this.scope !== nodeId || this.studio.run.run_id !== shownRun || this.full) return;
       const buf = this.buffer(nodeId);
-      if (buf.lines.length) return; // live lines arrived meanwhile
+      if (buf.lines.length && !from) return; // live lines arrived meanwhile
       const lines = page.lines || [];
       this.view.setLines(lines, { follow: false });
       this.view.jumpToStart();
       this.view.setPlaceholder("This step printed nothing.");
-      if (lines.length >= PAGE) {
-        this.full = { nodeId, runId, next: page.next, count: lines.length, done: false };
+      if (lines.length >= PAGE || from) {
+        this.full = { nodeId, runId, other: from, next: page.next, count: lines.length, done: lines.length < PAGE };
         this.showMore();
         this.renderNotice();
       }
@@ -213,8 +225,10 @@ export class LogDrawer {
     const nodeId = this.scope;
     const run = this.studio.run;
     if (!runId && run && run.nodes) {
-      const cached = cachedFrom(run.nodes[nodeId]);
-      if (cached && cached.runId) runId = cached.runId;
+      const info = run.nodes[nodeId];
+      const cached = cachedFrom(info);
+      if (info && info.result_run && info.result_run !== run.run_id) runId = info.result_run;
+      else if (cached && cached.runId) runId = cached.runId;
     }
     if (!nodeId || ((!run || !run.run_id) && !runId)) return;
     const other = runId && (!run || runId !== run.run_id) ? runId : null;

@@ -1,5 +1,31 @@
-// Words and icons for every status, so colour is never the only signal.
+// Words and icons for every status, so colour is never the only signal. The status groups
+// come from the engine (events.py), handed to the page with it.
 import { formatDuration } from "./dom.js";
+
+function pageVocabulary() {
+  const el = typeof document !== "undefined" && document.getElementById("pipeloom-vocabulary");
+  try {
+    return el ? JSON.parse(el.textContent) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** The engine's status groups: done_ok, failed_like, node_final, run_active, run_final, no_result. */
+export const VOCAB = pageVocabulary() || {
+  done_ok: ["succeeded", "cached"],
+  failed_like: ["failed", "timed_out"],
+  node_final: ["succeeded", "failed", "timed_out", "cancelled", "skipped", "cached"],
+  run_active: ["pending", "running"],
+  run_final: ["succeeded", "failed", "cancelled", "interrupted"],
+  no_result: ["pending", "running", "skipped"],
+};
+
+/** True when a step did its work (or reused it): it counts as finished. */
+export const isDone = (status) => VOCAB.done_ok.includes(status);
+
+/** True when a step stopped on a problem of its own. */
+export const isFailed = (status) => VOCAB.failed_like.includes(status);
 
 export const NODE_STATUS = {
   "": { word: "Not run yet", icon: "○" },
@@ -15,6 +41,12 @@ export const NODE_STATUS = {
 
 /** A step with no status in the run on show: it was left out of that run. */
 export const NOT_IN_RUN = { word: "Not in this run", icon: "○" };
+
+/** A past run drawn as it ran: steps and connections that differ from today's pipeline. */
+export const SINCE = {
+  added: { word: "Added since", icon: "+", short: "added since", long: "Added to the pipeline after this run, so it was not in this run." },
+  removed: { word: "Removed since", icon: "−", short: "removed since", long: "In this run, but removed from the pipeline since." },
+};
 
 export const RUN_STATUS = {
   pending: "starting",
@@ -32,12 +64,12 @@ export function describeStatus(status) {
 
 /** True when a status means the node will not change any more in this run. */
 export function isFinal(status) {
-  return ["succeeded", "failed", "timed_out", "cancelled", "skipped", "cached"].includes(status);
+  return VOCAB.node_final.includes(status);
 }
 
 /** True when a run status means the run is still going. */
 export function runIsActive(status) {
-  return status === "pending" || status === "running";
+  return VOCAB.run_active.includes(status);
 }
 
 /**

@@ -1,28 +1,27 @@
-// The studio page for one pipeline: it owns the document, the undo history,
-// saving, the runs and the live connection, and wires the panels together.
-import { get, post, put, seg, download, ApiError, detailLines } from "./api.js";
-import { h, clear, debounce, formatDuration, formatNumber, formatWhen, parseTime } from "./dom.js";
+// The studio page for one pipeline: it owns the document, the undo history, saving and the live
+// connection, and wires the panels together. The runs live in runstate.js (drawn by runview.js).
+import { get, put, seg, detailLines } from "./api.js";
+import { h, clear, debounce, formatNumber } from "./dom.js";
 import {
-  nodesOf, edgesOf, portsOf, withEdge, withoutEdges, withoutNodes, withPositions, withNodeFields,
-  cloneDoc,
+  nodesOf, edgesOf, portsOf, withoutEdges, withoutNodes, withPositions, withNodeFields, cloneDoc,
 } from "./doc.js";
 import { Canvas } from "./canvas.js";
 import { autoLayout, placeUnpositioned } from "./layout.js";
 import { Inspector } from "./inspector.js";
 import { LogDrawer } from "./logs.js";
 import { connectLive } from "./live.js";
-import { describeStatus, explainStatus, runIsActive } from "./status.js";
 import { toast } from "./toast.js";
 import { Palette } from "./palette.js";
 import { Versions } from "./versions.js";
 import { TriggersPanel } from "./triggers.js";
 import { WalkThrough } from "./walkthrough.js";
-import { RECORDS } from "./diffview.js";
+import { RunState } from "./runstate.js";
+import { RunView } from "./runview.js";
+import { problemMarks } from "./marks.js";
+import { Connector } from "./connect.js";
 
 const SAVE_DELAY_MS = 600;
 const HISTORY_LIMIT = 100;
-// How many recent runs are read to tell "not in this run" from "never run".
-const HISTORY_RUNS = 10;
 
 class Studio {
   constructor() {
@@ -38,17 +37,32 @@ class Studio {
     this.saving = null;
     this.dirty = false;
     this.conflict = false;
-    this.run = null; // the run shown: {run_id, status, live, nodes: {id: {status, ..., artifacts}}}
-    this.following = true; // show each new run as it starts
-    this.runs = [];
-    this.runRecords = new Map(); // finished runs read once: run id -> its record
-    this.changedPorts = {}; // step id -> an output that is not the same as in the run before
-    this.runsLoaded = false;
-    this.runNodes = new Map(); // finished run id -> Set of the node ids it included
+    this.invalidProblems = []; // the problems of an edit the server refused to save
+    this.runState = new RunState(this.pipelineId);
+    this.runView = null; // made with the canvas
+    this.connector = new Connector({
+      pipelineId: this.pipelineId,
+      doc: () => this.doc,
+      node: (id) => this.node(id),
+      titleOf: (id) => this.titleOf(id),
+      commit: (next) => this.commit(next),
+      selectEdge: (key) => this.canvas.selectEdge(key),
+      undo: () => this.undo(),
+    });
     this.selection = { nodes: [], edge: null };
     this.scheduleSave = debounce(() => this.save(), SAVE_DELAY_MS);
-    this.refreshRuns = debounce(() => this.loadRunList(), 400);
   }
+
+  /** The run on show, as the panels read it (runstate.js: every step's latest result, or a picked run). */
+  get run() { return this.runState.view; }
+
+  get runs() { return this.runState.runs; }
+
+  get following() { return this.runState.following; }
+
+  get changedPorts() { return this.runState.changedPorts; }
+
+  runBefore(runId, nodeId) { return this.runState.runBefore(runId, nodeId); }
 
   // ------------------------------------------------------------ start-up
 
@@ -61,7 +75,7 @@ class Studio {
       banner: $("banner"), palette: $("palette"), paletteList: $("palette-list"), paletteToggle: $("palette-toggle"),
       canvas: $("canvas"), inspector: $("inspector"), drawer: $("drawer"),
       conn: $("conn-state"), runSummary: $("run-summary"), docSummary: $("doc-summary"),
-      undo: $("undo"), redo: $("redo"),
+      undo: $("undo"), redo: $("redo"), runBlocked: $("run-blocked"),
       dialog: $("add-node-dialog"),
     };
     this.inspector = new Inspector(this.els.inspector, this);
@@ -94,8 +108,8 @@ class Studio {
       handlers: {
         onSelect: (nodes, edge) => this.onSelect(nodes, edge),
         onMove: (positions) => this.commit(withPositions(this.doc, positions), { render: false }),
-        onConnect: (a, ap, b, bp) => this.connect(a, ap, b, bp),
-        onConnectCard: (a, ap, b) => this.connectToCard(a, ap, b),
+        onConnect: (a, ap, b, bp) => this.connector.connect(a, ap, b, bp),
+        onConnectCard: (a, ap, b) => this.connector.connectToCard(a, ap, b),
         onDelete: (nodes, edges) => this.deleteSelection(nodes, edges),
         onDropRuntime: (runtime, point) => this.palette.openAddDialog(runtime, point),
         onActivate: (id) => this.focusInspector(id),
@@ -105,6 +119,20 @@ class Studio {
         },
         onHint: (text) => toast(text),
       },
+    });
+    const els = this.els;
+    this.runView = new RunView(this.runState, { canvas: this.canvas, inspector: this.inspector, drawer: this.drawer }, els, {
+      pipelineId: this.pipelineId,
+      doc: () => this.doc,
+      broken: () => this.broken,
+      blocking: () => this.blockingProblems(),
+      unsaved: () => this.saveState === "invalid",
+      titleOf: (id) => this.titleOf(id),
+      readOnlyChanged: () => {
+        this.setReadOnly(this.broken);
+        this.showProblems();
+      },
+      beforeRun: () => this.readyToRun(),
     });
     this.palette.buildPalette();
     this.bindCanvasTools();
@@ -117,15 +145,16 @@ class Studio {
     this.live = connectLive(this.pipelineId, {
       onState: (state) => this.onConnection(state),
       snapshot: (p) => this.onSnapshot(p),
-      run_status: (p) => this.onRunStatus(p),
-      node_status: (p) => this.onNodeStatus(p),
-      log: (p) => this.onLog(p),
-      output_ready: (p) => this.onOutputReady(p),
+      run_status: (p) => (!p.pipeline_id || p.pipeline_id === this.pipelineId) && this.runState.onRunStatus(p),
+      node_status: (p) => this.runState.onNodeStatus(p),
+      log: (p) => this.runState.adopt(p) && this.drawer.push(p.node_id, p.lines || []),
+      output_ready: (p) => this.runState.onOutputReady(p),
       source_changed: (p) => this.onSourceChanged(p),
       pipeline_changed: (p) => this.onPipelineChanged(p),
       trigger_status: (p) => this.triggersPanel.update(p),
     });
-    this.loadRunList();
+    this.runState.loadRunList();
+    this.runState.loadLatest();
     this.triggersPanel.refresh();
     window.addEventListener("beforeunload", (e) => {
       if (this.dirty || this.saving) {
@@ -170,25 +199,26 @@ class Studio {
     document.title = `${data.name || doc.name || this.pipelineId} — Pipeloom`;
     if (typeof data.autorun === "boolean") this.els.autorun.checked = data.autorun;
     this.setReadOnly(broken);
-    this.canvas.setDocument(doc, { keepView: !fit });
+    this.draw({ keepView: !fit, force: true });
     this.triggersPanel.setDeclared(Array.isArray(doc.triggers) ? doc.triggers : []);
-    this.pushRunToCanvas();
     this.dirty = false;
     this.conflict = false;
     if (broken) this.showBrokenBanner();
     else this.hideBanner();
+    this.invalidProblems = [];
     this.setSaveState(broken ? "broken" : this.problems.length ? "problems" : "saved");
+    this.showProblems();
     this.updateUndo();
     this.updateDocSummary();
     this.updateRunControls();
-    this.checkHistory();
+    this.runState.checkHistory();
   }
 
   /** A broken file is shown read-only: no palette, no edits, no saves, until it parses again. */
   setReadOnly(readOnly) {
     document.body.dataset.broken = readOnly ? "true" : "false";
     this.els.palette.hidden = readOnly;
-    this.canvas.setReadOnly(readOnly, {
+    this.canvas.setReadOnly(readOnly || !!(this.drawn && this.drawn.past), readOnly && {
       title: "This file has errors, so the studio can't show it",
       hint: "Fix it in your editor; the studio reloads it when it changes.",
     });
@@ -212,7 +242,9 @@ class Studio {
   }
 
   node(id) {
-    return nodesOf(this.doc).find((n) => n.id === id) || null;
+    const here = nodesOf(this.doc).find((n) => n.id === id);
+    // a step removed since the past run on show is still drawn (and can be looked at)
+    return here || (this.drawn && this.drawn.past ? nodesOf(this.drawn.doc).find((n) => n.id === id) : null) || null;
   }
 
   /** True when the file on the server has this step (its source can be asked for). */
@@ -226,17 +258,15 @@ class Studio {
   commit(next, { render = true } = {}) {
     if (this.broken) {
       toast("The file has errors, so it cannot be edited here. Fix it in your editor first.", { kind: "error" });
-      this.canvas.setDocument(this.doc);
+      this.draw({ force: true });
       return;
     }
     this.undoStack.push(this.doc);
     if (this.undoStack.length > HISTORY_LIMIT) this.undoStack.shift();
     this.redoStack = [];
     this.doc = next;
-    if (render) {
-      this.canvas.setDocument(next);
-      this.pushRunToCanvas();
-    }
+    if (render) this.draw({ force: true });
+    else this.runView.moved(next);
     this.afterEdit();
   }
 
@@ -260,8 +290,7 @@ class Studio {
     if (!from.length || this.broken) return;
     to.push(this.doc);
     this.doc = from.pop();
-    this.canvas.setDocument(this.doc);
-    this.pushRunToCanvas();
+    this.draw({ force: true });
     this.afterEdit();
   }
 
@@ -270,90 +299,8 @@ class Studio {
     this.els.redo.disabled = !this.redoStack.length || this.broken;
   }
 
-  /**
-   * Ask the engine whether `candidate` adds a problem the current document
-   * does not have. Resolves to the new problems (empty when the edit is fine).
-   */
-  async newProblems(candidate) {
-    const url = `/api/pipelines/${seg(this.pipelineId)}/validate`;
-    const check = (document) => post(url, { document }).then(() => [], (err) => {
-      if (err instanceof ApiError && err.status === 422) return err.details.length ? err.details : [{ message: err.message }];
-      throw err;
-    });
-    const [before, after] = await Promise.all([check(this.doc), check(candidate)]);
-    const key = (p) => (typeof p === "string" ? p : `${p.where || ""}|${p.message || ""}`);
-    const known = new Set(before.map(key));
-    return after.filter((p) => !known.has(key(p)));
-  }
-
-  async connect(src, srcPort, dst, dstPort) {
-    if (edgesOf(this.doc).some((e) => e.src === src && e.srcPort === srcPort && e.dst === dst && e.dstPort === dstPort)) {
-      toast("Those two are already connected.");
-      return;
-    }
-    const ok = await this.commitChecked((doc) => withEdge(doc, src, srcPort, dst, dstPort),
-      `Cannot connect ${src}.${srcPort} to ${dst}.${dstPort}`);
-    if (ok) this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${dstPort}`);
-  }
-
-  /**
-   * Ask the engine about `edit(doc)` before applying it; refuse with the engine's own words.
-   * Another edit may land while the engine is asked, so the edit is re-applied to the latest
-   * document (`edit` returns null when it no longer applies). Returns whether it was committed.
-   */
-  async commitChecked(edit, refusal) {
-    const base = this.doc;
-    const candidate = edit(base);
-    let problems;
-    try {
-      problems = await this.newProblems(candidate);
-    } catch (err) {
-      toast("The connection could not be checked, so it was not made.", { kind: "error", lines: [err.message] });
-      return false;
-    }
-    if (problems.length) {
-      toast(refusal, { kind: "error", lines: detailLines({ details: problems }) });
-      return false;
-    }
-    const next = this.doc === base ? candidate : edit(this.doc);
-    if (!next) return false;
-    this.commit(next);
-    return true;
-  }
-
-  /**
-   * A wire dropped on a card rather than on one of its inputs: connect to a
-   * free input of the same name, or give the card a new input named after
-   * the output (same format), connected, as one edit.
-   */
-  async connectToCard(src, srcPort, dst) {
-    const from = this.node(src);
-    const to = this.node(dst);
-    if (!from || !to || src === dst) return;
-    const out = portsOf(from, "outputs").find((p) => p.name === srcPort);
-    if (!out) return;
-    const fed = new Set(edgesOf(this.doc).filter((e) => e.dst === dst).map((e) => e.dstPort));
-    const same = portsOf(to, "inputs").find((p) => p.name === srcPort && !fed.has(p.name));
-    if (same) {
-      await this.connect(src, srcPort, dst, same.name);
-      return;
-    }
-    const taken = new Set([...portsOf(to, "inputs"), ...portsOf(to, "outputs")].map((p) => p.name));
-    let name = srcPort;
-    for (let n = 2; taken.has(name); n += 1) name = `${srcPort}-${n}`;
-    const withInput = (doc) => {
-      const node = nodesOf(doc).find((n) => n.id === dst);
-      if (!node) return null; // deleted while the engine was asked
-      const inputs = Array.isArray(node.inputs) ? cloneDoc(node.inputs) : [];
-      inputs.push({ name, format: out.format });
-      return withEdge(withNodeFields(doc, dst, { inputs }), src, srcPort, dst, name);
-    };
-    if (!await this.commitChecked(withInput, `Cannot connect ${src}.${srcPort} to “${this.titleOf(dst)}”`)) return;
-    this.canvas.selectEdge(`${src}.${srcPort}->${dst}.${name}`);
-    toast(`Gave “${this.titleOf(dst)}” a new input “${name}” (${out.format}) and connected it.`, {
-      actions: [{ label: "Undo", onClick: () => this.undo() }],
-    });
-  }
+  /** Connect two ports, asking the engine first (connect.js). */
+  connect(src, srcPort, dst, dstPort) { return this.connector.connect(src, srcPort, dst, dstPort); }
 
   deleteSelection(nodeIds, edgeKeys) {
     let next = this.doc;
@@ -427,6 +374,7 @@ class Studio {
       this.version = data.version;
       this.savedIds = new Set(nodesOf(doc).map((n) => n.id));
       this.problems = data.problems || [];
+      this.invalidProblems = [];
       this.path = data.path || this.path;
       if (this.doc === doc) {
         this.dirty = false;
@@ -437,6 +385,7 @@ class Studio {
         this.invalidToast = null;
       }
       if (data.name) this.els.name.textContent = data.name;
+      this.showProblems();
       this.inspector.saved();
     } catch (err) {
       this.onSaveError(err);
@@ -480,8 +429,10 @@ class Studio {
       return;
     }
     if (err.status === 422) {
+      this.invalidProblems = err.details.length ? err.details : [{ message: err.message }];
       this.setSaveState("invalid");
       this.invalidDetails = detailLines(err);
+      this.showProblems();
       if (!this.invalidToastShown) {
         this.invalidToastShown = true;
         this.invalidToast = toast("Not saved yet: fix this first; it saves by itself once fixed.", { kind: "error", lines: this.invalidDetails });
@@ -592,272 +543,42 @@ class Studio {
     this.drawer.body.focus();
   }
 
-  // ------------------------------------------------------------ runs
+  // ------------------------------------------------------------ runs (runview.js draws them)
 
-  async startRun(options = {}) {
+  startRun(options = {}) { return this.runView.start(options); }
+
+  /** Before a run: the file on disk is the document shown (saved, with no problem holding it back). */
+  async readyToRun() {
     if (this.conflict) {
       toast("Reload the pipeline first: the file changed on disk.", { kind: "error" });
-      return;
+      return false;
     }
-    const saved = await this.flushSave();
-    if (!saved) {
-      toast("The pipeline has unsaved changes with a problem; fix it before running.", { kind: "error", lines: this.invalidDetails || [] });
-      return;
-    }
-    this.els.run.disabled = true;
-    let answer;
-    try {
-      answer = await post(`/api/pipelines/${seg(this.pipelineId)}/runs`, options);
-    } catch (err) {
-      this.updateRunControls();
-      toast(err.status === 409 ? "A run is already going." : "The run could not start.", { kind: "error", lines: [err.message, ...detailLines(err)] });
-      return;
-    }
-    this.following = true;
-    this.els.picker.value = "";
-    if (!this.run || this.run.run_id !== answer.run_id) {
-      const nodes = {};
-      if (!options.only && !options.from) for (const n of nodesOf(this.doc)) nodes[n.id] = { status: "pending" };
-      this.showRun({ run_id: answer.run_id, status: "pending", live: true, nodes });
-    }
-    this.refreshRuns();
+    if (await this.flushSave()) return true;
+    toast("The pipeline has unsaved changes with a problem; fix it before running.", { kind: "error", lines: this.invalidDetails || [] });
+    return false;
   }
 
-  async cancelRun() {
-    if (!this.run || !this.run.run_id) return;
-    this.els.cancel.disabled = true;
-    try {
-      await post(`/api/runs/${seg(this.run.run_id)}/cancel`, {});
-      toast("Cancelling the run…");
-    } catch (err) {
-      toast("Could not cancel the run.", { kind: "error", lines: [err.message] });
-      this.updateRunControls();
-    }
+  viewRun(runId) { return this.runView.pick(runId); }
+
+  updateRunControls() { if (this.runView) this.runView.updateControls(); }
+
+  draw(options) { if (this.runView) this.runView.draw(options); }
+
+  /** The graph on the canvas: {doc, since, past} (a past run is drawn as it ran). */
+  get drawn() { return this.runView ? this.runView.drawn : null; }
+
+  /** The problems that keep the document from running: the saved file's, or an unsaved edit's. */
+  blockingProblems() {
+    if (this.saveState === "invalid" && this.invalidProblems.length) return this.invalidProblems;
+    return this.broken ? [] : this.problems || [];
   }
 
-  /** Show a run on the canvas and in the panels. */
-  showRun(run, { logs } = {}) {
-    const changed = !this.run || this.run.run_id !== run.run_id;
-    this.run = normaliseRun(run);
-    if (changed) this.drawer.reset();
-    if (logs) this.drawer.seed(logs);
-    this.pushRunToCanvas();
+  /** Mark the problems on the steps, ports and connections they concern (today's pipeline: not on a
+   * past run drawn as it ran); Run says why it is off. */
+  showProblems() {
+    const past = this.drawn && this.drawn.past;
+    if (this.canvas) this.canvas.setProblems(past ? {} : problemMarks(this.blockingProblems()));
     this.updateRunControls();
-    this.inspector.updateRun();
-    if (changed) this.drawer.render();
-    this.markChanged();
-  }
-
-  /** Download the run on show as one self-contained HTML page. */
-  async shareRun() {
-    const run = this.run;
-    if (!run || !run.run_id) return;
-    const button = this.els.share;
-    button.disabled = true;
-    button.textContent = "Making the page…";
-    try {
-      await download(`/api/runs/${seg(run.run_id)}/story`, `${this.pipelineId}-${run.run_id}.html`);
-      toast("The page is downloaded: it opens in any browser, with no network needed.");
-    } catch (err) {
-      toast("Could not make the page.", { kind: "error", lines: [err.message] });
-    } finally {
-      button.textContent = "Share as a page";
-      this.updateRunControls();
-    }
-  }
-
-  /** The run before `runId` that included step `nodeId` (finished), from the run list; null when none. */
-  runBefore(runId, nodeId) {
-    const i = this.runs.findIndex((r) => r.run_id === runId);
-    if (i < 0) return null;
-    for (const r of this.runs.slice(i + 1)) {
-      if (runIsActive(r.status)) continue;
-      const rec = this.runRecords.get(r.run_id);
-      if (!rec || (rec.nodes && rec.nodes[nodeId])) return r.run_id;
-    }
-    return null;
-  }
-
-  /** A finished run's stored record, read once; null when it cannot be read. */
-  async runRecord(runId) {
-    let rec = this.runRecords.get(runId);
-    if (!rec) {
-      try {
-        rec = await get(`/api/runs/${seg(runId)}`);
-      } catch {
-        return null;
-      }
-      if (!runIsActive(rec.status)) this.runRecords.set(runId, rec);
-    }
-    return rec;
-  }
-
-  /** Mark on the cards which steps' records outputs differ from the run before (by content hash). */
-  async markChanged() {
-    const run = this.run;
-    const marks = {};
-    if (run && run.run_id && !runIsActive(run.status)) {
-      const i = this.runs.findIndex((r) => r.run_id === run.run_id);
-      const before = i < 0 ? null : this.runs.slice(i + 1).find((r) => !runIsActive(r.status));
-      if (before) {
-        // the stored records carry each output's content hash (a live snapshot may not)
-        const [prev, cur] = await Promise.all([this.runRecord(before.run_id), this.runRecord(run.run_id)]);
-        if (this.run !== run) return; // another run is on show by now
-        for (const [id, info] of Object.entries((prev && cur && cur.nodes) || {})) {
-          const old = (prev.nodes || {})[id];
-          if (!old || !["succeeded", "cached"].includes(info.status)) continue;
-          for (const [port, art] of Object.entries(info.artifacts || {})) {
-            const was = (old.artifacts || {})[port];
-            if (art && was && RECORDS.includes(art.format) && art.sha256 && was.sha256 && art.sha256 !== was.sha256) {
-              marks[id] = marks[id] || port;
-            }
-          }
-        }
-      }
-    }
-    this.changedPorts = marks;
-    if (this.canvas) this.canvas.setChanged(marks);
-  }
-
-  pushRunToCanvas() {
-    if (!this.canvas) return;
-    const run = this.run;
-    const statuses = {};
-    const records = {};
-    if (run) {
-      for (const [id, info] of Object.entries(run.nodes)) {
-        statuses[id] = info;
-        for (const [port, art] of Object.entries(info.artifacts || {})) {
-          if (art && typeof art.records === "number") records[`${id}.${port}`] = art.records;
-        }
-      }
-    }
-    this.canvas.setRunContext({ shown: !!(run && run.run_id), neverRan: this.neverRanIds() });
-    this.canvas.setStatuses(statuses);
-    this.canvas.setRecords(records);
-    this.canvas.setRunning(!!(run && run.live && runIsActive(run.status)));
-  }
-
-  async viewRun(runId) {
-    if (!runId) {
-      this.following = true;
-      const latest = this.runs[0];
-      if (latest && (!this.run || this.run.run_id !== latest.run_id)) await this.loadRun(latest.run_id);
-      return;
-    }
-    this.following = false;
-    await this.loadRun(runId);
-  }
-
-  async loadRun(runId) {
-    let data;
-    try {
-      data = await get(`/api/runs/${seg(runId)}`);
-    } catch (err) {
-      toast("Could not open that run.", { kind: "error", lines: [err.message] });
-      return;
-    }
-    const live = this.liveRunId === runId;
-    this.showRun({ ...data, live: live && runIsActive(data.status) });
-  }
-
-  async loadRunList() {
-    try {
-      this.runs = await get(`/api/runs?pipeline=${encodeURIComponent(this.pipelineId)}`);
-    } catch {
-      return;
-    }
-    if (!Array.isArray(this.runs)) this.runs = this.runs && Array.isArray(this.runs.runs) ? this.runs.runs : [];
-    const picker = this.els.picker;
-    const current = this.following ? "" : (this.run && this.run.run_id) || "";
-    clear(picker).append(h("option", { value: "" }, "the latest run"));
-    for (const r of this.runs) {
-      const when = formatWhen(r.started_at) || r.run_id;
-      const status = describeStatus(r.status).word.toLowerCase();
-      const duration = r.duration_s ? ` · ${formatDuration(r.duration_s)}` : "";
-      picker.append(h("option", { value: r.run_id, "data-origin": startedBy(r.origin) },
-        `${when} · ${r.status === "running" ? "running" : status}${duration} · ${startedBy(r.origin)}`));
-    }
-    picker.value = current;
-    if (picker.value !== current) picker.value = "";
-    this.runsLoaded = true;
-    this.markChanged();
-    this.updateStatusbar();
-    this.checkHistory();
-  }
-
-  /** Steps that no run of the pipeline included, when the history says so for sure. */
-  neverRanIds() {
-    if (!this.historyKnown) return new Set();
-    const ran = new Set();
-    for (const ids of this.runNodes.values()) for (const id of ids) ran.add(id);
-    if (this.run && this.run.nodes) for (const id of Object.keys(this.run.nodes)) ran.add(id);
-    return new Set(nodesOf(this.doc).map((n) => n.id).filter((id) => !ran.has(id)));
-  }
-
-  /** Read the recent runs (once each) to learn which steps ever ran; cards use it. */
-  async checkHistory() {
-    if (!this.runsLoaded || !this.canvas) return;
-    if (this.historyChecking) {
-      this.historyAgain = true;
-      return;
-    }
-    this.historyChecking = true;
-    try {
-      const recent = this.runs.slice(0, HISTORY_RUNS);
-      for (const r of recent) {
-        if (this.runNodes.has(r.run_id) || runIsActive(r.status)) continue;
-        try {
-          const data = await get(`/api/runs/${seg(r.run_id)}`);
-          if (!runIsActive(data.status)) this.runNodes.set(r.run_id, new Set(Object.keys(data.nodes || {})));
-        } catch {
-          // unknown stays unknown: those cards say "Not in this run"
-        }
-      }
-      const shown = this.run && this.run.run_id;
-      this.historyKnown = this.runs.length <= HISTORY_RUNS &&
-        recent.every((r) => this.runNodes.has(r.run_id) || r.run_id === shown);
-    } finally {
-      this.historyChecking = false;
-    }
-    this.canvas.setRunContext({ shown: !!(this.run && this.run.run_id), neverRan: this.neverRanIds() });
-    if (this.historyAgain) {
-      this.historyAgain = false;
-      this.checkHistory();
-    }
-  }
-
-  updateRunControls() {
-    const active = !!(this.run && this.run.live && runIsActive(this.run.status));
-    const anyActive = active || !!this.liveRunId;
-    this.els.run.disabled = anyActive || !nodesOf(this.doc).length;
-    this.els.cancel.disabled = !active;
-    this.els.share.disabled = !(this.run && this.run.run_id) || active;
-    this.els.walk.disabled = !(this.run && this.run.run_id) || active;
-    document.body.dataset.runStatus = this.run ? this.run.status || "" : "";
-    this.updateStatusbar();
-  }
-
-  updateStatusbar() {
-    const run = this.run;
-    const el = this.els.runSummary;
-    if (!run || !run.run_id) {
-      el.textContent = "No runs yet. Press Run to start one.";
-      return;
-    }
-    const infos = Object.values(run.nodes);
-    // Finished means done its work: a cancelled or skipped step did not finish.
-    const done = infos.filter((i) => ["succeeded", "cached"].includes(i.status)).length;
-    const failed = infos.filter((i) => i.status === "failed" || i.status === "timed_out").length;
-    const when = formatWhen(run.started_at);
-    const prefix = this.following ? "Latest run" : "Past run";
-    const statusWord = run.status === "pending" ? "starting" : run.status;
-    let text = `${prefix}${when ? ` (${when})` : ""}: ${statusWord}`;
-    if (infos.length) text += ` · ${formatNumber(done)} of ${formatNumber(infos.length)} ${infos.length === 1 ? "step" : "steps"} finished`;
-    if (failed) text += ` · ${formatNumber(failed)} failed`;
-    if (run.duration_s && !runIsActive(run.status)) text += ` · took ${formatDuration(run.duration_s)}`;
-    el.textContent = text;
-    el.dataset.status = run.status || "";
   }
 
   updateDocSummary() {
@@ -881,107 +602,7 @@ class Studio {
   onSnapshot(p) {
     if (!p || (p.pipeline_id && p.pipeline_id !== this.pipelineId)) return;
     if (typeof p.autorun === "boolean") this.els.autorun.checked = p.autorun;
-    if (!p.run_id) {
-      if (!this.run) this.updateRunControls();
-      return;
-    }
-    const active = p.active !== undefined ? !!p.active : runIsActive(p.status);
-    if (active) this.liveRunId = p.run_id;
-    if (!this.following && this.run && this.run.run_id !== p.run_id) {
-      this.updateRunControls();
-      return;
-    }
-    this.showRun({ run_id: p.run_id, status: p.status, live: active, nodes: p.nodes || {} }, { logs: p.logs });
-    // The snapshot has statuses; the stored run adds times, messages and record counts.
-    get(`/api/runs/${seg(p.run_id)}`).then((data) => {
-      if (!this.run || this.run.run_id !== p.run_id) return;
-      const merged = normaliseRun({ ...data, live: this.run.live });
-      for (const [id, info] of Object.entries(this.run.nodes)) {
-        merged.nodes[id] = { ...(merged.nodes[id] || {}), ...pickDefined(info), artifacts: { ...((merged.nodes[id] || {}).artifacts || {}), ...(info.artifacts || {}) } };
-      }
-      if (this.run.live) merged.status = this.run.status;
-      this.run = merged;
-      this.pushRunToCanvas();
-      this.inspector.updateRun();
-      this.updateStatusbar();
-    }, () => {});
-  }
-
-  /** Events for a run other than the one shown: start following it if it is new. */
-  adoptRun(p) {
-    if (!p.run_id || (this.run && this.run.run_id === p.run_id)) return true;
-    if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return false;
-    if (!this.following) return false;
-    this.showRun({ run_id: p.run_id, status: "running", live: true, nodes: {} });
-    this.refreshRuns();
-    return true;
-  }
-
-  onRunStatus(p) {
-    if (p.pipeline_id && p.pipeline_id !== this.pipelineId) return;
-    const active = runIsActive(p.status);
-    if (active) this.liveRunId = p.run_id;
-    else if (this.liveRunId === p.run_id) this.liveRunId = null;
-    if (!this.adoptRun(p)) {
-      this.updateRunControls();
-      this.refreshRuns();
-      return;
-    }
-    this.run.status = p.status;
-    this.run.live = active;
-    if (active && !this.run.started_at) this.run.started_at = new Date().toISOString();
-    if (Array.isArray(p.nodes) && p.nodes.length) {
-      for (const id of p.nodes) if (!this.run.nodes[id]) this.run.nodes[id] = { status: "pending", artifacts: {} };
-    }
-    if (!active) {
-      // Final: read the stored run for durations, messages and record counts.
-      this.loadRun(p.run_id);
-      this.refreshRuns();
-      if (p.status === "failed") {
-        const failed = Object.entries(this.run.nodes).find(([, i]) => i.status === "failed" || i.status === "timed_out");
-        if (failed) {
-          const [id, info] = failed;
-          const why = explainStatus(info, (x) => this.titleOf(x));
-          toast(`The run failed at “${this.titleOf(id)}”.`, {
-            kind: "error", timeout: 8000, lines: why ? [why.long] : [],
-            actions: [{ label: "Show why", onClick: () => this.canvas.select([id], { focus: true }) }],
-          });
-        } else {
-          toast(`The run failed${p.message ? `: ${p.message}` : "."}`, { kind: "error", timeout: 8000 });
-        }
-      }
-    }
-    this.pushRunToCanvas();
-    this.updateRunControls();
-    this.inspector.updateRun();
-  }
-
-  onNodeStatus(p) {
-    if (!this.adoptRun(p)) return;
-    const prev = this.run.nodes[p.node_id] || { artifacts: {} };
-    const info = { ...prev, status: p.status, exit_code: p.exit_code, duration_s: p.duration_s, message: p.message };
-    if (p.attempt) info.attempt = p.attempt;
-    if (p.worker) info.worker = p.worker;
-    this.run.nodes[p.node_id] = info;
-    if (this.run.status === "pending") this.run.status = "running";
-    this.canvas.setStatus(p.node_id, info);
-    this.updateStatusbar();
-    if (this.inspector.nodeId === p.node_id || this.inspector.mode !== "node") this.inspector.updateRun();
-  }
-
-  onLog(p) {
-    if (!this.run || p.run_id !== this.run.run_id) {
-      if (!this.adoptRun(p)) return;
-    }
-    this.drawer.push(p.node_id, p.lines || []);
-  }
-
-  onOutputReady(p) {
-    if (!this.adoptRun(p)) return;
-    const info = this.run.nodes[p.node_id] || (this.run.nodes[p.node_id] = { status: "running", artifacts: {} });
-    info.artifacts = { ...(info.artifacts || {}), [p.port]: { format: p.format, size: p.size, records: p.records } };
-    if (typeof p.records === "number") this.canvas.setRecord(p.node_id, p.port, p.records);
-    this.inspector.updateRun();
+    this.runState.onSnapshot(p);
   }
 
   onSourceChanged(p) {
@@ -1041,8 +662,8 @@ class Studio {
 
   bindTopbar() {
     this.els.run.addEventListener("click", () => this.startRun({}));
-    this.els.cancel.addEventListener("click", () => this.cancelRun());
-    this.els.share.addEventListener("click", () => this.shareRun());
+    this.els.cancel.addEventListener("click", () => this.runView.cancel());
+    this.els.share.addEventListener("click", () => this.runView.share());
     this.els.walk.addEventListener("click", () => (this.walk.active ? this.walk.stop() : this.walk.start()));
     this.els.picker.addEventListener("change", () => this.viewRun(this.els.picker.value));
     this.els.autorun.addEventListener("change", async () => {
@@ -1162,46 +783,9 @@ function problemLines(problems) {
   });
 }
 
-/** Fill in the shape every panel expects: nodes with an `artifacts` map. */
-function normaliseRun(run) {
-  const nodes = {};
-  for (const [id, raw] of Object.entries(run.nodes || {})) {
-    const info = { ...raw };
-    let artifacts = info.artifacts;
-    if (!artifacts && info.outputs && Object.values(info.outputs).every((v) => v && typeof v === "object")) artifacts = info.outputs;
-    info.artifacts = { ...(artifacts || {}) };
-    if (info.records && typeof info.records === "object") {
-      for (const [port, n] of Object.entries(info.records)) {
-        if (info.artifacts[port] && typeof n === "number") info.artifacts[port].records = n;
-      }
-    }
-    nodes[id] = info;
-  }
-  const out = { ...run, nodes };
-  if (out.duration_s === undefined && out.started_at && out.finished_at) {
-    const a = parseTime(out.started_at);
-    const b = parseTime(out.finished_at);
-    if (a && b) out.duration_s = (b - a) / 1000;
-  }
-  return out;
-}
-
-function pickDefined(obj) {
-  const out = {};
-  for (const [k, v] of Object.entries(obj)) if (v !== undefined && v !== null && k !== "artifacts") out[k] = v;
-  return out;
-}
-
 const studio = new Studio();
 window.pipeloomStudio = studio;
 studio.init().catch((err) => {
   console.error(err);
   toast("The studio failed to start.", { kind: "error", lines: [String(err && err.message ? err.message : err)] });
 });
-
-/** What started a run, in the words of the run picker: "Run button", "CLI", "trigger readings". */
-function startedBy(origin) {
-  const by = origin && origin.by;
-  if (by === "trigger") return `trigger ${origin.trigger}`;
-  return { studio: "Run button", cli: "CLI", autorun: "auto-run" }[by] || "CLI or studio";
-}

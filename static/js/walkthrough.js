@@ -114,7 +114,9 @@ export class WalkThrough {
   }
 
   async story(id, node, info) {
-    const runId = this.run.run_id;
+    // each step's data is read from the run that made it (the latest results may span several runs)
+    const runOf = (nodeInfo) => (nodeInfo && (nodeInfo.result_run || nodeInfo.run_id)) || this.run.run_id;
+    const runId = runOf(info);
     const out = [];
     const ins = edgesOf(this.studio.doc).filter((e) => e.dst === id);
     const own = portsOf(node, "inputs").filter((p) => !ins.some((e) => e.dstPort === p.name));
@@ -125,7 +127,7 @@ export class WalkThrough {
         const art = (src.artifacts || {})[e.srcPort] || {};
         const from = (this.studio.node(e.src) || {}).title || e.src;
         out.push(h("p", {}, `${e.dstPort}: ${records(art.records) || "data"} from “${from}”.`));
-        out.push(await this.sample(runId, e.src, e.srcPort, art));
+        out.push(await this.sample(runOf(src), e.src, e.srcPort, art));
       }
       for (const p of own) out.push(h("p", {}, `${p.name}: ${p.path ? `its own file, ${p.path}` : "data given to the run"}.`));
     }

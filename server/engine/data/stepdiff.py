@@ -20,11 +20,18 @@ from .diff import RECORDS_FORMATS, Diff, DiffError, Side, compute, reasons_from_
 
 
 def pipeline_of_run(workspace, run: dict):
-    """The pipeline a stored run ran (its file as it is today), confined to the workspace."""
-    from ..model import load_pipeline
+    """The pipeline a stored run ran: the document it kept, or (a run from before runs kept it) its file
+    as it is today; confined to the workspace."""
+    from ..model import build_pipeline, load_pipeline
     from ..paths import safe_path
 
     path = safe_path(workspace, run["pipeline_path"], what="pipeline")
+    kept = run.get("document")
+    if isinstance(kept, dict):
+        pipeline, problems = build_pipeline(kept, {}, base_dir=path.parent)
+        if not problems:  # it ran, so it was valid; its files may have moved since, which a diff does not need
+            pipeline.path = path
+            return pipeline
     return load_pipeline(path, workspace=workspace, check_env=False)
 
 

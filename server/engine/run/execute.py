@@ -68,7 +68,7 @@ def _attempt(task: NodeTask, attempt: int, out: NodeOutcome, cancel: Cancel, log
     node = task.node
     workdir = Path(task.workdir)
     out.started_at = time.time()
-    out.finished_at = out.exit_code = out.message = None
+    out.finished_at = out.exit_code = out.message = out.build_s = None
     out.status = "running"
     out.artifacts = {}
     log.attempt(attempt, out.started_at)
@@ -78,7 +78,17 @@ def _attempt(task: NodeTask, attempt: int, out: NodeOutcome, cancel: Cancel, log
             shutil.rmtree(workdir)
         workdir.mkdir(parents=True)
         env = stage(task, workdir, verify=verify)
-        prepared = get_runtime(node.runtime).prepare(node, task.pipeline, lambda line: sink.text("build", line))
+        built = time.monotonic()
+
+        def build_log(line: str) -> None:
+            out.build_s = 0.0  # the runtime reports what it builds: this step built something
+            sink.text("build", line)
+
+        try:
+            prepared = get_runtime(node.runtime).prepare(node, task.pipeline, build_log)
+        finally:
+            if out.build_s is not None:
+                out.build_s = round(time.monotonic() - built, 3)
     except BuildError as exc:
         return _end(out, "build_failed", f"build failed: {describe_error(exc)}")
     except (OSError, PipeloomError) as exc:

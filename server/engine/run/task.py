@@ -48,6 +48,7 @@ class NodeOutcome:
     attempts: int = 0
     artifacts: dict[str, dict] = field(default_factory=dict)
     worker: str | None = None  # the Dask worker that ran it; None for a local run
+    build_s: float | None = None  # time spent building the program, when the runtime had to build it
 
 
 class NodeLog(Protocol):

@@ -34,8 +34,8 @@ from ..paths import Layout
 from ..process import process_alive, process_start_time, stop_orphans
 from . import migrations
 from .cache import CacheFile
-from .journal import (JOURNAL_VERSION, Journals, RunJournal, intact_one as _intact_dict, iso, journal_token,
-                      load_journal, node_record)
+from .journal import (JOURNAL_VERSION, Journals, RunJournal, detail, intact_one as _intact_dict, iso,
+                      journal_token, load_journal, node_record)
 
 CHANGES_ROTATE = 1024 * 1024  # bytes of change notes before the file starts afresh
 
@@ -383,7 +383,7 @@ class Store:
         """Write several finished node runs (from `node_record`) in one transaction."""
         if not records:
             return
-        node_rows = [r[0] for r in records]
+        node_rows = [{k: v for k, v in r[0].items() if k != "build_s"} for r in records]
         art_rows = [a for r in records for a in r[1]]
         # Core inserts: this runs once per node, and the ORM's unit of work costs more than the write itself.
         with self._lock, self.engine.begin() as conn:
@@ -490,6 +490,11 @@ class Store:
         return self.get_run(runs[0]["run_id"]) if runs else None
 
     def get_run(self, run_id: str) -> dict:
+        """A whole run (journal.detail): read from its journal, the record, when it has one; else from the index."""
+        if self.journals is not None:
+            doc = self.journals.read(run_id)
+            if doc is not None:
+                return detail(doc)
         self.sync()
         with self.session() as s:
             r = s.get(RunRow, run_id)
@@ -504,7 +509,7 @@ class Store:
                 nodes[nr.node_id] = {
                     "status": nr.status, "exit_code": nr.exit_code,
                     "duration_s": round(nr.duration_s, 3) if nr.duration_s is not None else None,
-                    "started_at": iso(nr.started_at), "finished_at": iso(nr.finished_at),
+                    "build_s": None, "started_at": iso(nr.started_at), "finished_at": iso(nr.finished_at),
                     "message": nr.message, "attempts": nr.attempts, "cache_key": nr.cache_key,
                     "source_run": nr.source_run,
                     "outputs": {}, "artifacts": {},
@@ -516,6 +521,7 @@ class Store:
                     nodes[a.node_id]["outputs"][a.port] = a.path
                     nodes[a.node_id]["artifacts"][a.port] = _artifact_dict(a)
             out["nodes"] = nodes
+            out["document"] = None  # a run without a journal did not keep its pipeline
             return out
 
     def get_artifact(self, run_id: str, node_id: str, port: str) -> dict:

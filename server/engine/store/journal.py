@@ -48,13 +48,22 @@ def iso(ts: float | None) -> str | None:
 def node_record(run_id: str, node_id: str, *, status: str, started_at: float | None, finished_at: float | None,
                 exit_code: int | None, cache_key: str | None, attempts: int, message: str | None,
                 log_path: str | None, workdir: str | None, artifacts: Iterable[dict] = (),
-                source_run: str | None = None, worker: str | None = None) -> tuple[dict, list[dict]]:
-    """Rows for one finished node run: (node row, artifact rows), for a journal or `Store.record_nodes`."""
+                source_run: str | None = None, build_s: float | None = None,
+                worker: str | None = None) -> tuple[dict, list[dict]]:
+    """Rows for one finished node run: (node row, artifact rows), for a journal or `Store.record_nodes`.
+
+    `build_s` is the time spent building the program (compiling, installing its dependencies) when the
+    runtime had to; `duration_s` is the rest, the step's own time, so a first build never reads as a slow step."""
     duration = (finished_at - started_at) if (started_at and finished_at) else None
+    if duration is not None and build_s:
+        duration = max(0.0, duration - build_s)
     node_row = dict(run_id=run_id, node_id=node_id, status=status, started_at=started_at,
                     finished_at=finished_at, duration_s=duration, exit_code=exit_code, cache_key=cache_key,
                     attempts=attempts, message=message, log_path=log_path, workdir=workdir, source_run=source_run)
-    node_row["worker"] = worker
+    if build_s is not None:
+        node_row["build_s"] = build_s  # journals only: the index has no column for it
+    if worker:
+        node_row["worker"] = worker
     art_rows = [dict(run_id=run_id, node_id=node_id, port=a["port"], path=a["path"], format=a["format"],
                      size=a["size"], sha256=a["sha256"], mtime_ns=a["mtime_ns"], records=a.get("records"))
                 for a in artifacts]
@@ -130,8 +139,10 @@ class RunJournal:
         self.dir = layout.run_dir(run_id)
         self.doc: dict = {}
 
-    def create(self, pipeline_id: str, name: str, path: str, options: dict) -> None:
-        """The run exists, pending: run.json, the active marker, a change note."""
+    def create(self, pipeline_id: str, name: str, path: str, options: dict, document: dict | None = None) -> None:
+        """The run exists, pending: run.json, the active marker, a change note.
+
+        `document` is the pipeline as this run ran it (normalized), so the run can be drawn as it was."""
         from ..process import process_start_time
 
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -139,7 +150,7 @@ class RunJournal:
                     "pipeline_name": name, "pipeline_path": path, "status": "pending", "created_at": time.time(),
                     "started_at": None, "finished_at": None, "pid": os.getpid(),
                     "pid_start": process_start_time(os.getpid()), "host": socket.gethostname(),
-                    "options": options, "message": None, "nodes": {}}
+                    "options": options, "message": None, "document": document, "nodes": {}}
         active = self.layout.state / "journal" / "active"
         active.mkdir(parents=True, exist_ok=True)
         (active / self.run_id).touch()
@@ -239,23 +250,30 @@ def artifact_view(a: dict) -> dict:
             "mtime_ns": a["mtime_ns"], "records": a.get("records")}
 
 
-def detail(doc: dict) -> dict:
-    """A whole run, each node with its outputs: what `show --json` prints and `GET /api/runs/<id>` returns."""
+def node_view(n: dict) -> dict:
+    """One node of a run as every reader sees it (the API, `show --json`, the live snapshot)."""
+    dur, build = n.get("duration_s"), n.get("build_s")
+    arts = {a["port"]: artifact_view(a) for a in n.get("artifacts", [])}
+    return {"status": n["status"], "exit_code": n.get("exit_code"),
+            "duration_s": round(dur, 3) if dur is not None else None,
+            "build_s": round(build, 3) if build is not None else None,
+            "started_at": iso(n.get("started_at")), "finished_at": iso(n.get("finished_at")),
+            "message": n.get("message"), "attempts": n.get("attempts", 0), "cache_key": n.get("cache_key"),
+            "source_run": n.get("source_run"), "outputs": {p: a["path"] for p, a in arts.items()},
+            "artifacts": arts, **({"worker": n["worker"]} if n.get("worker") else {})}
+
+
+def detail(doc: dict, *, document: bool = True) -> dict:
+    """A whole run, each node with its outputs: what `show --json` prints and `GET /api/runs/<id>` returns.
+
+    `document` is the pipeline as the run ran it (null for runs recorded before runs kept it)."""
     out = summary(doc)
     out["pipeline_path"] = doc.get("pipeline_path", "")
     out["message"] = doc.get("message")
     out["options"] = doc.get("options") or {}
-    nodes = {}
-    for nid, n in (doc.get("nodes") or {}).items():
-        dur = n.get("duration_s")
-        arts = {a["port"]: artifact_view(a) for a in n.get("artifacts", [])}
-        nodes[nid] = {"status": n["status"], "exit_code": n.get("exit_code"),
-                      "duration_s": round(dur, 3) if dur is not None else None,
-                      "started_at": iso(n.get("started_at")), "finished_at": iso(n.get("finished_at")),
-                      "message": n.get("message"), "attempts": n.get("attempts", 0), "cache_key": n.get("cache_key"),
-                      "source_run": n.get("source_run"), "outputs": {p: a["path"] for p, a in arts.items()},
-                      "artifacts": arts, **({"worker": n["worker"]} if n.get("worker") else {})}
-    out["nodes"] = nodes
+    out["nodes"] = {nid: node_view(n) for nid, n in (doc.get("nodes") or {}).items()}
+    if document:
+        out["document"] = doc.get("document")
     return out
 
 
