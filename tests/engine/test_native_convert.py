@@ -54,7 +54,9 @@ def sources(tmp_path: Path, rows: list, **dump) -> dict[str, Path]:
     nd = tmp_path / "in.ndjson"
     nd.write_text("".join(json.dumps(r, **{k: v for k, v in dump.items() if k != "indent"}) + "\n" for r in rows),
                   encoding="utf-8")
-    return {"json": js, "ndjson": nd}
+    cs = tmp_path / "in.csv"
+    convert(js, "json", cs, "csv", exact=True)
+    return {"json": js, "ndjson": nd, "csv": cs}
 
 
 @pytest.mark.parametrize("ascii_only", [False, True])
@@ -219,3 +221,76 @@ def test_a_large_conversion_stays_in_bounded_memory(tmp_path, exe):
         assert next(reader) == ["id", "sensor", "kind", "value", "ok", "ts", "tags", "meta", "late"]
         assert next(reader)[-1] == ""
     assert (tmp_path / "o.csv").read_bytes() == (tmp_path / "o2.csv").read_bytes()
+
+
+# ---------------------------------------------------------------------------
+# csv sources
+
+
+def write_csv(path: Path, header: list[str], rows: list[list[str]], lineterminator: str = "\n") -> Path:
+    import csv
+
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        w = csv.writer(f, lineterminator=lineterminator)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.mark.parametrize("dst_fmt", ["json", "ndjson"])
+def test_csv_written_by_pipeloom_reads_back_the_same(tmp_path, exe, dst_fmt):
+    src = tmp_path / "in.csv"
+    convert(sources(tmp_path, TRICKY * 3)["json"], "json", src, "csv", exact=True)
+    got, want = both(tmp_path, exe, src, "csv", dst_fmt)
+    assert got == want
+
+
+@pytest.mark.parametrize("content", [
+    b'\xef\xbb\xbfa,b\r\n1,2\r\n\r\n"x\r\ny",""\r\n3\r\n',   # BOM, CRLF, an empty line, CRLF inside quotes, a short row
+    b"a,b\n1,2",                                           # no line end at the end
+    b'\n\na,"b ""q"""\n"",\n , \n\n',                       # blank lines first, a quoted header, spaces kept
+    b'h\n"multi\nline\ttab\\back"\n"\x01"\n',
+    b"a,b\n",
+    b"a\n\xc3\xa9t\xc3\xa9\n",
+    b"",
+    b"\n\r\n",
+])
+def test_csv_oddities_read_as_the_csv_module_reads_them(tmp_path, exe, content):
+    src = tmp_path / "in.csv"
+    src.write_bytes(content)
+    for dst_fmt in ("json", "ndjson"):
+        got, want = both(tmp_path, exe, src, "csv", dst_fmt)
+        assert got == want
+
+
+@pytest.mark.parametrize("content", [
+    b"a,b\r1,2\r",                 # bare CR line ends
+    b'a,b\n1,x"y"\n',              # a quote inside an unquoted field
+    b'a,b\n"1"x,2\n',              # text after a closing quote
+    b"a,b\n1,2,3\n",               # longer than the header
+    b"a,a\n1,2\n",                 # a column twice
+    b"a,b\n1,\x002\n",             # NUL
+    b"a,b\n1,\xe9\n",              # not UTF-8
+    b'a,b\n1,"open\n',             # the file ends inside quotes
+])
+def test_what_the_csv_reader_decides_is_left_to_python(tmp_path, exe, content):
+    src = tmp_path / "in.csv"
+    src.write_bytes(content)
+    got, _ = both(tmp_path, exe, src, "csv", "json")
+    assert isinstance(got, str) and got.startswith("fallback: "), got
+
+
+cells = st.text(alphabet=st.characters(blacklist_characters="\x00\r", blacklist_categories=("Cs",)), max_size=6)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(width=st.integers(1, 4), rows=st.lists(st.lists(cells, min_size=1, max_size=4), max_size=10),
+       crlf=st.booleans())
+def test_property_csv_sources_read_as_python_reads_them(tmp_path_factory, exe, width, rows, crlf):
+    tmp_path = tmp_path_factory.mktemp("c")
+    rows = [r[:width] for r in rows]
+    src = write_csv(tmp_path / "in.csv", [f"c{i}" for i in range(width)], rows, "\r\n" if crlf else "\n")
+    for dst_fmt in ("json", "ndjson"):
+        got, want = both(tmp_path, exe, src, "csv", dst_fmt)
+        assert got == want
+    shutil.rmtree(tmp_path)

@@ -1,6 +1,6 @@
 """The compiled converter (native/, a small dependency-free Rust program), built once with cargo.
 
-For json and ndjson sources it writes ndjson, json or csv in one streaming
+It converts json, ndjson and csv into each other (not yet parquet) in one streaming
 pass at several hundred MB/s in a few MB of memory, byte for byte what the
 Python conversion writes. It decides nothing on its own: on input whose
 meaning the Python path defines (malformed text, a duplicate key, a number
@@ -30,7 +30,7 @@ log = logging.getLogger("pipeloom")
 
 SOURCE = Path(__file__).resolve().parent / "native"
 ENV = "PIPELOOM_NATIVE_CONVERT"
-PAIRS = {("json", "ndjson"), ("json", "csv"), ("ndjson", "json"), ("ndjson", "csv")}
+PAIRS = {("json", "ndjson"), ("json", "csv"), ("ndjson", "json"), ("ndjson", "csv"), ("csv", "json"), ("csv", "ndjson")}
 FALLBACK_EXIT = 3
 
 _lock = threading.Lock()
