@@ -131,6 +131,40 @@ def read_index(target: Path, path: Path, fmt: str) -> PageIndex | None:
         return None
 
 
+def native_scan(path: Path, fmt: str, progress: Callable[[tuple[int, int, int]], None],
+                stop: threading.Event) -> scan.ScanResult | None:
+    """The scan by the compiled converter (native.py), checkpoints passed on as they come; None when it is
+    unavailable or leaves the file to the Python scan (anything the readers decide in their own way)."""
+    import subprocess
+
+    from . import native
+
+    exe = native.binary() if native.enabled() else None
+    if exe is None:
+        return None
+    proc = subprocess.Popen([exe, "--scan", str(path), fmt, str(scan.BLOCK)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    report = None
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith(b"c "):
+                _, r, b, ln = line.split()
+                progress((int(r), int(b), int(ln)))
+            else:
+                report = json.loads(line)
+            if stop.is_set():
+                raise scan.Stopped()
+    finally:
+        if proc.poll() is None and stop.is_set():
+            proc.kill()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.wait()
+    if proc.returncode != 0 or not isinstance(report, dict) or "total" not in report:
+        return None
+    return scan.ScanResult(int(report["total"]), [], None, int(report.get("header_end", 0)),
+                           int(report.get("header_lines", 0)))
+
+
 class Build:
     """One background scan; readers may use its checkpoints while it runs."""
 
@@ -151,7 +185,12 @@ class Build:
     def run(self) -> None:
         result = None
         try:
-            result = scan.scan_file(self.path, self.fmt, self._progress, self.stop)
+            result = native_scan(self.path, self.fmt, self._progress, self.stop)
+            if result is None:
+                with self.cond:
+                    self.index.checkpoints.clear()
+                    self.scanned = -1
+                result = scan.scan_file(self.path, self.fmt, self._progress, self.stop)
             if result is None:  # a JSON document that is not an array: nothing to count
                 result = scan.ScanResult(None, [], "not a JSON array")
         except scan.Stopped:
@@ -160,7 +199,8 @@ class Build:
             log.info("cannot index %s: %s", self.path, exc)
             result = scan.ScanResult(None, [], str(exc))
         if result is not None:
-            done = PageIndex(self.fmt, self.index.size, list(result.checkpoints), result.total, True, result.problem,
+            cps = list(result.checkpoints) or list(self.index.checkpoints)
+            done = PageIndex(self.fmt, self.index.size, cps, result.total, True, result.problem,
                              result.header_end, result.header_lines)
             try:
                 write_index(self.target, done, self.path)  # on disk before anyone is told it is done

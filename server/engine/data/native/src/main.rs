@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 
+mod scan;
+
 const BUF: usize = 8 << 20;
 const MAX_BUF: usize = 256 << 20;
 const MAX_NEST: usize = 500;
@@ -1215,8 +1217,19 @@ fn convert(src: &str, src_fmt: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
     Ok(count)
 }
 
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.len() == 5 && args[1] == "--scan" {
+        match scan::scan(&args[2], &args[3], args[4].parse().unwrap_or(256 * 1024)) {
+            Ok(report) => println!("{report}"),
+            Err(why) => {
+                println!("{{\"fallback\": \"{}\"}}", why.replace('\\', "\\\\").replace('"', "'"));
+                std::process::exit(3);
+            }
+        }
+        return;
+    }
     if args.len() != 5 {
         eprintln!("usage: pipeloom-convert SRC SRC_FMT DST DST_FMT");
         std::process::exit(2);
