@@ -39,6 +39,7 @@ MAGIC = b"PIPELOOM-PAGE-INDEX\n"
 VERSION = 1
 SAMPLE = 64 * 1024
 INDEXED_FORMATS = ("json", "ndjson", "csv")
+INDEX_MIN_BYTES = 4 * 1024 * 1024  # smaller outputs are counted when published, and paged from their start
 
 
 def _digest(path: Path, size: int) -> tuple[str, str]:
@@ -291,8 +292,8 @@ class PageIndexes:
                     target.unlink(missing_ok=True)  # stale or corrupt: rebuilt below
                 b = Build(mk, path, fmt, target)
                 self._builds[mk] = b
-                b.thread = threading.Thread(target=self._run, args=(b,), name=f"pipeloom-index-{mk[:12]}",
-                                            daemon=True)
+                # not a daemon: a CLI run that published a large output finishes its index before it exits
+                b.thread = threading.Thread(target=self._run, args=(b,), name=f"pipeloom-index-{mk[:12]}")
                 b.thread.start()
             if when_built:
                 self._waiters.setdefault(mk, []).append(when_built)
@@ -331,3 +332,31 @@ class PageIndexes:
         for b in builds:
             if b.thread is not None:
                 b.thread.join(timeout)
+
+
+_shared: dict[Path, PageIndexes] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(root: str | os.PathLike) -> PageIndexes:
+    """The one PageIndexes of an index folder in this process, so the runner and the server share builds."""
+    key = Path(root).resolve()
+    with _shared_lock:
+        got = _shared.get(key)
+        if got is None or got._closed:
+            got = _shared[key] = PageIndexes(key)
+        return got
+
+
+def index_published(root: str | os.PathLike, artifacts: list[dict]) -> None:
+    """Start building, in the background, the page index of every large json, ndjson or csv output just
+    published, so its first preview finds the index and its exact total is known soon after the run."""
+    for art in artifacts:
+        fmt = art.get("format")
+        if fmt not in INDEXED_FORMATS or art.get("records") is not None or (art.get("size") or 0) <= INDEX_MIN_BYTES:
+            continue
+        try:
+            path = Path(art["path"])
+            shared(root).get(path, fmt, index_key(path, art.get("sha256"), art.get("size"), art.get("mtime_ns")))
+        except (OSError, RuntimeError, KeyError) as exc:  # gone already, or the server is closing
+            log.info("cannot index %s: %s", art.get("path"), exc)
