@@ -100,6 +100,37 @@ fn hash(bytes: &[u8]) -> u64 {
     h
 }
 
+/// The first byte from `start` that ends a run of plain string text (a quote, a backslash, a control
+/// character), eight bytes at a time, and whether the run holds non-ASCII bytes.
+#[inline]
+fn string_end(s: &[u8], start: usize) -> (usize, bool) {
+    use scan::{has, HI, LO};
+    let mut k = start;
+    let mut wide = 0u64;
+    while k + 8 <= s.len() {
+        let v = u64::from_le_bytes(s[k..k + 8].try_into().unwrap());
+        let low = v.wrapping_sub(LO * 0x20) & !v & HI;
+        let m = has(v, b'"') | has(v, b'\\') | low;
+        if m != 0 {
+            let at = (m.trailing_zeros() / 8) as usize;
+            let before = if at == 0 { 0 } else { v & (u64::MAX >> (64 - 8 * at)) };
+            wide |= before & HI;
+            return (k + at, wide != 0);
+        }
+        wide |= v & HI;
+        k += 8;
+    }
+    while k < s.len() {
+        let c = s[k];
+        if c == b'"' || c == b'\\' || c < 0x20 {
+            break;
+        }
+        wide |= (c & 0x80) as u64;
+        k += 1;
+    }
+    (k, wide != 0)
+}
+
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
 impl Parser {
@@ -129,19 +160,12 @@ impl Parser {
         }
         loop {
             let start = *i;
-            let mut k = start;
-            while k < s.len() {
-                let c = s[k];
-                if c == b'"' || c == b'\\' || c < 0x20 {
-                    break;
-                }
-                k += 1;
-            }
+            let (k, wide) = string_end(s, start);
             if k >= s.len() {
                 return Err(Stop::More);
             }
             let span = &s[start..k];
-            if span.iter().any(|&b| b >= 0x80) && std::str::from_utf8(span).is_err() {
+            if wide && std::str::from_utf8(span).is_err() {
                 return fb("text that is not UTF-8");
             }
             if let Some(r) = raw.as_deref_mut() {
@@ -725,7 +749,7 @@ impl Reader {
 // ------------------------------------------------------------------------------------------ writers
 
 fn csv_cell(cell: &[u8], out: &mut Vec<u8>) {
-    if cell.iter().any(|&b| b == b',' || b == b'"' || b == b'\n' || b == b'\r') {
+    if scan::find4(cell, b',', b'"', b'\n', b'\r').is_some() {
         out.push(b'"');
         for &b in cell {
             if b == b'"' {

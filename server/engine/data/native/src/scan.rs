@@ -7,11 +7,11 @@ use std::io::{BufWriter, Read, Write};
 // ------------------------------------------------------------------------------------------ scans
 
 
-const LO: u64 = 0x0101010101010101;
-const HI: u64 = 0x8080808080808080;
+pub const LO: u64 = 0x0101010101010101;
+pub const HI: u64 = 0x8080808080808080;
 
 #[inline(always)]
-fn has(v: u64, c: u8) -> u64 {
+pub fn has(v: u64, c: u8) -> u64 {
     let x = v ^ (LO * c as u64);
     x.wrapping_sub(LO) & !x & HI
 }
