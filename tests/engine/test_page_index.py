@@ -313,3 +313,21 @@ def test_the_compiled_scanner_counts_as_the_python_scan_does(tmp_path, monkeypat
         assert (got.total, got.header_end, got.header_lines) == (want.total, want.header_end, want.header_lines)
         assert len(cps) > 5 or want.total < 2, name
         assert cps == sorted(cps)
+
+
+def test_a_bare_cr_inside_quotes_keeps_pages_right(tmp_path, small_blocks):
+    from server.engine.data.fast import csv_text
+
+    rows = [["id", "text"]] + [[str(i), ["one\rtwo", "plain", "x\r\ny", "\r"][i % 4]] for i in range(200)]
+    text = csv_text(rows)  # quotes a field holding a CR
+    assert '"one\rtwo"' in text
+    path = tmp_path / "cr.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    idx = build(tmp_path, path, "csv")
+    reference = [{"id": r[0], "text": r[1]} for r in rows[1:]]
+    assert idx.total == len(reference)
+    if small_blocks == "native":
+        assert len(idx.checkpoints) > 5  # scanned by the compiled scanner, not counted by the csv module
+    for offset in range(0, len(reference), 9):
+        page = preview_file(path, "csv", offset, 7, index=idx)
+        assert page["items"] == reference[offset:offset + 7], offset

@@ -598,8 +598,8 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
     """Stream `src_path` (in `src_fmt`) into `dst_path` (in `dst_fmt`), atomically.
 
     Returns the number of records written, or None for a raw byte copy. The
-    compiled converter (native.py, for a json or ndjson source of NATIVE_MIN_BYTES
-    or more) runs first, then the batch path (fast.py; parallel.py with `workers`
+    compiled converter (native.py; columnar.py for csv to parquet) runs first for
+    a source of NATIVE_MIN_BYTES or more, then the batch path (fast.py; parallel.py with `workers`
     > 1); both give the same bytes as the record-by-record path; `exact` skips
     them, for comparing."""
     src, dst = Path(src_path), Path(dst_path)
@@ -611,12 +611,15 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import fast, native, parallel
+        from . import columnar, fast, native, parallel
 
-        if src.stat().st_size >= NATIVE_MIN_BYTES and native.usable(src_fmt, dst_fmt):
+        if src.stat().st_size >= NATIVE_MIN_BYTES:
             try:
-                return native.convert_native(src, src_fmt, dst, dst_fmt)
-            except native.Fallback:
+                if native.usable(src_fmt, dst_fmt):
+                    return native.convert_native(src, src_fmt, dst, dst_fmt)
+                if (src_fmt, dst_fmt) == ("csv", "parquet"):
+                    return columnar.csv_to_parquet(src, dst)
+            except (native.Fallback, columnar.Fallback):
                 pass
         try:
             if workers > 1 and parallel.supports(src_fmt, dst_fmt):

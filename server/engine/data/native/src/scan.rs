@@ -142,7 +142,7 @@ fn scan_ndjson(path: &str, sc: &mut Scan) -> Result<String, String> {
 /// left to Python's scan.
 fn scan_csv(path: &str, sc: &mut Scan) -> Result<String, String> {
     #[derive(Clone, Copy, PartialEq)]
-    enum St { RowStart, FieldStart, Unquoted, Quoted, QuoteSeen, Cr, CrEmpty }
+    enum St { RowStart, FieldStart, Unquoted, Quoted, QuotedCr, QuoteSeen, Cr, CrEmpty }
     let mut st = St::RowStart;
     let (mut rows, mut lines) = (0u64, 0u64);
     let mut header: Option<(u64, u64)> = None;
@@ -222,12 +222,17 @@ fn scan_csv(path: &str, sc: &mut Scan) -> Result<String, String> {
                     match b {
                         b'"' => st = St::QuoteSeen,
                         b'\n' => lines += 1,
-                        b'\r' => {
-                            if chunk.get(k + 1) != Some(&b'\n') {
-                                return Err("a CR inside quotes".into());
-                            }
-                        }
+                        b'\r' => st = St::QuotedCr,
                         _ => return Err("a NUL byte".into()),
+                    }
+                    false
+                }
+                St::QuotedCr => {
+                    // a CR inside quotes: one line break, with or without the LF after it
+                    st = St::Quoted;
+                    lines += 1;
+                    if b != b'\n' {
+                        continue;
                     }
                     false
                 }
@@ -265,7 +270,7 @@ fn scan_csv(path: &str, sc: &mut Scan) -> Result<String, String> {
     })?;
     match st {
         St::RowStart => {}
-        St::Quoted | St::Cr | St::CrEmpty => return Err("the file ends inside a quoted field or a line end".into()),
+        St::Quoted | St::QuotedCr | St::Cr | St::CrEmpty => return Err("the file ends inside a quoted field or a line end".into()),
         _ => {
             if header.is_some() {
                 rows += 1;
