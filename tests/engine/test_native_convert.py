@@ -295,3 +295,28 @@ def test_property_csv_sources_read_as_python_reads_them(tmp_path_factory, exe, w
         got, want = both(tmp_path, exe, src, "csv", dst_fmt)
         assert got == want
     shutil.rmtree(tmp_path)
+
+
+def test_without_cargo_conversions_run_in_python_with_the_same_bytes(tmp_path, monkeypatch):
+    from server.engine import toolchains
+
+    src = write_json(tmp_path / "in.json", TRICKY * 4000)
+    convert(src, "json", tmp_path / "want.csv", "csv", exact=True)
+    real = toolchains.resolve
+    monkeypatch.setattr(toolchains, "resolve", lambda tool: None if tool == "cargo" else real(tool))
+    assert native.binary() is None and native.usable("json", "csv") is None
+    assert convert(src, "json", tmp_path / "got.csv", "csv") == len(TRICKY) * 4000
+    assert (tmp_path / "got.csv").read_bytes() == (tmp_path / "want.csv").read_bytes()
+
+
+def test_a_converter_that_does_not_build_leaves_conversions_to_python(tmp_path, monkeypatch):
+    require(shutil.which("cargo") is not None, "needs cargo")
+    broken = tmp_path / "native"
+    (broken / "src").mkdir(parents=True)
+    (broken / "Cargo.toml").write_text((native.SOURCE / "Cargo.toml").read_text())
+    (broken / "src" / "main.rs").write_text("fn main() { this does not compile }\n")
+    monkeypatch.setattr(native, "SOURCE", broken)
+    monkeypatch.setenv("PIPELOOM_CACHE_DIR", str(tmp_path / "cache"))
+    assert native.binary() is None
+    src = write_json(tmp_path / "in.json", TRICKY * 4000)
+    assert convert(src, "json", tmp_path / "got.ndjson", "ndjson") == len(TRICKY) * 4000

@@ -78,8 +78,14 @@ def binary(build: bool = True) -> str | None:
         try:
             with locked(target):
                 if not target.exists():
+                    # built from a copy: cargo writes Cargo.lock beside the manifest, and the package may be read-only
+                    proj = cache_dir("rust-projects") / f"pipeloom-convert-{key}"
+                    for p in _sources():
+                        dest = proj / p.relative_to(SOURCE)
+                        dest.parent.mkdir(parents=True, exist_ok=True)
+                        dest.write_bytes(p.read_bytes())
                     lines: list[str] = []
-                    run_build([cargo, "build", "--release", "--manifest-path", str(SOURCE / "Cargo.toml")],
+                    run_build([cargo, "build", "--release", "--manifest-path", str(proj / "Cargo.toml")],
                               lines.append, env={"CARGO_TARGET_DIR": str(cache_dir("cargo-target")),
                                                  "CARGO_TERM_COLOR": "never"}, what="cargo build")
                     built = cache_dir("cargo-target") / "release" / "pipeloom-convert"
