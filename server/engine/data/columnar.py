@@ -35,7 +35,7 @@ def csv_to_parquet(src: Path, dst: Path) -> int:
 
     from ..dataerrors import MalformedDataError
     from .fast import csv_header
-    from .formats import _AtomicOutput
+    from .formats import BATCH_ROWS, _AtomicOutput
 
     try:
         header = csv_header(src)
@@ -52,16 +52,25 @@ def csv_to_parquet(src: Path, dst: Path) -> int:
     try:
         try:
             reader = pacsv.open_csv(
-                src, read_options=pacsv.ReadOptions(block_size=4 << 20),
+                src, read_options=pacsv.ReadOptions(block_size=1 << 20),  # larger blocks: more memory, no faster
                 parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
                 convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in header},
                                                      strings_can_be_null=False, quoted_strings_can_be_null=False))
             if reader.schema.names != header:
                 raise Fallback("pyarrow reads another header")
             writer = pq.ParquetWriter(str(out.tmp), schema)
+            pending: list = []
+            rows = 0
             for batch in reader:
-                writer.write_batch(batch)
-                count += batch.num_rows
+                pending.append(batch)
+                rows += batch.num_rows
+                if rows >= BATCH_ROWS:  # row groups of about the size the exact path writes
+                    writer.write_table(pa.Table.from_batches(pending, schema))
+                    count += rows
+                    pending, rows = [], 0
+            if pending or not count:
+                writer.write_table(pa.Table.from_batches(pending, schema))
+                count += rows
             writer.close()
             writer = None
         except (pa.ArrowException, ValueError, OSError) as exc:
