@@ -82,7 +82,7 @@ class WebState:
         from server.engine.data import pageindex
         from server.engine.paths import Layout
 
-        self.previews = pageindex.shared(Layout(cfg.workspace).state / "index")
+        self.previews = pageindex.shared(Layout(cfg.workspace).state / "index", hold=True)
         self.runs.previews = self.previews
         self.watcher: WatchBridge | None = None
         self._closed = False
@@ -208,7 +208,9 @@ class WebState:
             self.triggers.stop()
         self.retention.stop()
         self.runs.shutdown()
-        self.previews.close()
+        from server.engine.data import pageindex
+
+        pageindex.release(self.previews)
         try:
             self.store.close()
         except Exception:

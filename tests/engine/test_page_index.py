@@ -331,3 +331,18 @@ def test_a_bare_cr_inside_quotes_keeps_pages_right(tmp_path, small_blocks):
     for offset in range(0, len(reference), 9):
         page = preview_file(path, "csv", offset, 7, index=idx)
         assert page["items"] == reference[offset:offset + 7], offset
+
+
+def test_one_shared_set_of_indexes_per_folder_closed_by_its_last_holder(tmp_path):
+    a = pageindex.shared(tmp_path / "index", hold=True)
+    b = pageindex.shared(tmp_path / "index", hold=True)
+    assert a is b and pageindex.shared(tmp_path / "index") is a
+    pageindex.release(a)
+    path = tmp_path / "a.ndjson"
+    path.write_text('{"a": 1}\n' * 10)
+    got = b.get(path, "ndjson", "k")  # the second holder still works
+    assert (got.wait_for(10**9, 30) if isinstance(got, pageindex.Build) else got).total == 10
+    pageindex.release(b)
+    with pytest.raises(RuntimeError):
+        b.get(path, "ndjson", "other")
+    assert pageindex.shared(tmp_path / "index") is not b

@@ -335,17 +335,35 @@ class PageIndexes:
 
 
 _shared: dict[Path, PageIndexes] = {}
+_holders: dict[Path, int] = {}
 _shared_lock = threading.Lock()
 
 
-def shared(root: str | os.PathLike) -> PageIndexes:
-    """The one PageIndexes of an index folder in this process, so the runner and the server share builds."""
+def shared(root: str | os.PathLike, hold: bool = False) -> PageIndexes:
+    """The one PageIndexes of an index folder in this process, so the runner and the server share builds.
+    `hold`: the caller (a server) gives it back with release() when it closes."""
     key = Path(root).resolve()
     with _shared_lock:
         got = _shared.get(key)
         if got is None or got._closed:
             got = _shared[key] = PageIndexes(key)
+        if hold:
+            _holders[key] = _holders.get(key, 0) + 1
         return got
+
+
+def release(indexes: PageIndexes) -> None:
+    """Give back a PageIndexes taken with shared(hold=True); the last holder closes it."""
+    key = indexes.root.resolve()
+    with _shared_lock:
+        left = _holders.get(key, 1) - 1
+        if left > 0:
+            _holders[key] = left
+            return
+        _holders.pop(key, None)
+        if _shared.get(key) is indexes:
+            del _shared[key]
+    indexes.close()
 
 
 def index_published(root: str | os.PathLike, artifacts: list[dict]) -> None:
