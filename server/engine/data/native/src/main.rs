@@ -868,38 +868,45 @@ fn pad_row(line: &[u8], ncols: usize, width: usize, out: &mut Vec<u8>) {
 }
 
 fn pad_file(dst: &str, head_len: usize, columns: &[Vec<u8>], regions: &[(u64, usize)]) -> Result<(), String> {
+    use std::io::{BufRead, BufReader, Seek, SeekFrom};
     let io = |e: std::io::Error| format!("io: {e}");
     let tmp = format!("{dst}.pad");
-    let mut src = Vec::new();
-    File::open(dst).map_err(io)?.read_to_end(&mut src).map_err(io)?;
-    let body = &src[head_len..];
+    let mut src = File::open(dst).map_err(io)?;
+    src.seek(SeekFrom::Start(head_len as u64)).map_err(io)?;
+    let mut src = BufReader::with_capacity(1 << 20, src);
     let mut w = BufWriter::with_capacity(1 << 20, File::create(&tmp).map_err(io)?);
     w.write_all(&header(columns)).map_err(io)?;
     let width = columns.len();
-    let mut done = 0usize;
+    let mut done = 0u64;
+    let mut row = Vec::new();
     let mut out = Vec::new();
     for &(end, ncols) in regions {
-        let end = end as usize;
+        let mut part = (&mut src).take(end - done);
         if ncols == width {
-            w.write_all(&body[done..end]).map_err(io)?;
+            std::io::copy(&mut part, &mut w).map_err(io)?;
         } else {
-            let part = &body[done..end];
-            let mut start = 0;
-            let mut quoted = false;
-            for (k, &b) in part.iter().enumerate() {
-                if b == b'"' {
-                    quoted = !quoted;
-                } else if b == b'\n' && !quoted {
+            // rows (a quoted field may hold line ends: a row ends at a line end with an even count of quotes)
+            let mut quotes = 0usize;
+            row.clear();
+            loop {
+                let start = row.len();
+                let n = part.read_until(b'\n', &mut row).map_err(io)?;
+                if n == 0 {
+                    break;
+                }
+                quotes += row[start..].iter().filter(|&&b| b == b'"').count();
+                if quotes % 2 == 0 && row.last() == Some(&b'\n') {
                     out.clear();
-                    pad_row(&part[start..k], ncols, width, &mut out);
+                    pad_row(&row[..row.len() - 1], ncols, width, &mut out);
                     w.write_all(&out).map_err(io)?;
-                    start = k + 1;
+                    row.clear();
+                    quotes = 0;
                 }
             }
         }
         done = end;
     }
-    w.write_all(&body[done..]).map_err(io)?;
+    std::io::copy(&mut src, &mut w).map_err(io)?;
     w.flush().map_err(io)?;
     drop(w);
     std::fs::rename(&tmp, dst).map_err(io)
