@@ -120,6 +120,7 @@ def test_single_and_empty_columns_write_as_the_csv_module_does(tmp_path, exe, ro
     '[{"a": 1}] trailing',
     '[{"a": 1},',
     '[{"a": 01}]',
+    '[{"a": ' + "7" * 5000 + "}]",          # more digits than Python's int() reads
     '{"a": 1}',
     '[{"a": "caf\xe9"}]',
     "[" + '{"a":' * 600 + "1" + "}" * 600 + "]",

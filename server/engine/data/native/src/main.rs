@@ -299,6 +299,9 @@ impl Parser {
         let lit = &s[start..k];
         *i = k;
         if !float {
+            if lit.len() > 4000 {
+                return fb("an integer of more digits than Python reads"); // its int() limit is 4,300
+            }
             if lit == b"-0" {
                 out.push(b'0');
             } else {
