@@ -1,8 +1,10 @@
 """The compiled converter (native/, a small dependency-free Rust program), built once with cargo.
 
-It converts json, ndjson and csv into each other (not yet parquet) in one streaming
-pass at several hundred MB/s in a few MB of memory, byte for byte what the
-Python conversion writes. It decides nothing on its own: on input whose
+It converts json, ndjson and csv into each other in one streaming pass at
+several hundred MB/s in a few MB of memory, byte for byte what the Python
+conversion writes (parquet stays with Python and pyarrow; columnar.py). With
+`--scan` it counts the records of a json, ndjson or csv file and finds the
+checkpoints of its page index (pageindex.py). It decides nothing on its own: on input whose
 meaning the Python path defines (malformed text, a duplicate key, a number
 beyond a double, a lone surrogate, very deep nesting, a record that is not
 an object) it stops and says "fallback", and the caller converts in Python,

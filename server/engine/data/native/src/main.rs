@@ -1,16 +1,18 @@
-//! Pipeloom's compiled record converter: a JSON array or ndjson file to ndjson, a JSON array or csv,
-//! in one streaming pass, writing exactly the bytes of Pipeloom's Python conversion.
+//! Pipeloom's compiled record converter: a JSON array, ndjson or csv file to one of the other two, in one
+//! streaming pass, writing exactly the bytes of Pipeloom's Python conversion (server/engine/data/formats.py).
 //!
 //!     pipeloom-convert SRC SRC_FMT DST DST_FMT
+//!     pipeloom-convert --scan FILE FORMAT EVERY      (record counts and page checkpoints: scan.rs)
 //!
 //! It prints one line of JSON: {"count": N} when it wrote DST, or {"fallback": "why"} (exit 3) when the
 //! input holds something whose meaning the Python conversion decides (malformed text, duplicate keys, a
-//! number beyond a double, a lone surrogate, nesting beyond 500 levels, a record that is not an object):
-//! the caller then converts with Python, which also words every error. Values are written as Python's
-//! json module and csv module write them: `, ` and `: ` separators, floats by their shortest repr, no
-//! escapes for non-ASCII text; csv cells unquoted unless they hold `,`, `"`, CR or LF, nested values as
-//! compact JSON, null as an empty cell, booleans as true/false. The csv header is the union of the
-//! records' keys in first-seen order; rows written before a late column are padded at the end.
+//! number beyond a double, a lone surrogate, nesting beyond 500 levels, a record that is not an object, csv
+//! the strict reader words an error for): the caller then converts with Python, which also words every
+//! error. Values are written as Python's json module and csv module write them: `, ` and `: ` separators,
+//! floats by their shortest repr, no escapes for non-ASCII text; csv cells unquoted unless they hold `,`,
+//! `"`, CR or LF, nested values as compact JSON, null as an empty cell, booleans as true/false. The csv
+//! header is the union of the records' keys in first-seen order; rows written before a late column are
+//! padded at the end.
 
 use std::collections::HashMap;
 use std::fs::File;
