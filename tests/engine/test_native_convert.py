@@ -48,14 +48,14 @@ def both(tmp_path: Path, exe: str, src: Path, src_fmt: str, dst_fmt: str):
     return got, want
 
 
-def sources(tmp_path: Path, rows: list, **dump) -> dict[str, Path]:
+def sources(tmp_path: Path, rows: list, exact_csv: bool = True, **dump) -> dict[str, Path]:
     js = tmp_path / "in.json"
     js.write_text(json.dumps(rows, **dump), encoding="utf-8")
     nd = tmp_path / "in.ndjson"
     nd.write_text("".join(json.dumps(r, **{k: v for k, v in dump.items() if k != "indent"}) + "\n" for r in rows),
                   encoding="utf-8")
     cs = tmp_path / "in.csv"
-    convert(js, "json", cs, "csv", exact=True)
+    convert(js, "json", cs, "csv", exact=exact_csv)
     return {"json": js, "ndjson": nd, "csv": cs}
 
 
@@ -321,3 +321,19 @@ def test_a_converter_that_does_not_build_leaves_conversions_to_python(tmp_path, 
     assert native.binary() is None
     src = write_json(tmp_path / "in.json", TRICKY * 4000)
     assert convert(src, "json", tmp_path / "got.ndjson", "ndjson") == len(TRICKY) * 4000
+
+
+def test_records_longer_than_the_read_buffer(tmp_path, exe):
+    # the converter reads 8 MB at a time: a record of 10 MB makes it grow its buffer, and records cross reads.
+    # The reference is the batch path (fast.py; equal to the record-by-record path, see test_convert_exact.py),
+    # which reads a 10 MB string far sooner than the record-by-record reader.
+    from server.engine.data import fast
+
+    rows = [{"id": i, "s": "é" * 1000} for i in range(3000)] + [{"big": 'x"y' * 3_000_000, "n": [1.5] * 1000}]
+    rows += [{"id": i} for i in range(3000)]
+    src = sources(tmp_path, rows, exact_csv=False)
+    for src_fmt, dst_fmt in (("json", "csv"), ("ndjson", "json"), ("csv", "ndjson")):
+        n = native.convert_native(src[src_fmt], src_fmt, tmp_path / "n.out", dst_fmt, exe)
+        m = fast.convert_fast(src[src_fmt], src_fmt, tmp_path / "f.out", dst_fmt)
+        assert n == m == len(rows)
+        assert (tmp_path / "n.out").read_bytes() == (tmp_path / "f.out").read_bytes(), (src_fmt, dst_fmt)
