@@ -8,9 +8,10 @@ For each pair it times, each as a fresh process, with wall time and peak RSS
 - pipeline: what users run: `pipeloom run --force` of a two-node pipeline whose
   edge joins the two formats, minus a same-run baseline of the same pipeline
   with no conversion on the edge;
-- function: the conversion the runner starts for a large file
-  (`python -m server.engine.data.isolate SRC FMT DST FMT`);
-- duckdb: `COPY (SELECT * FROM read_json_auto(SRC)) TO DST (FORMAT ...)`;
+- function: the conversion the runner starts for a large file (data/isolate.py: the compiled
+  converter for json/ndjson/csv pairs, a Python child otherwise), one process, one core;
+- duckdb: `COPY (SELECT * FROM read_json_auto(SRC)) TO DST (FORMAT ...)`, with all cores unless
+  --duckdb-threads says otherwise (the figures record the thread count);
 - pyarrow: its streaming readers and writers, where it reads the source format.
 
 --gil measures what a conversion costs the other threads of the process that
@@ -131,11 +132,16 @@ def child_env() -> dict:
     return {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
 
 
+FUNCTION_CODE = """
+import json, sys
+from server.engine.data import isolate
+print(json.dumps({"count": isolate.convert_isolated(sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4])}))
+"""
+
+
 def run_function(src: Path, sf: str, df: str, out: Path) -> dict:
-    r = timed([sys.executable, "-m", "server.engine.data.isolate", str(src), sf, str(out), df], env=child_env())
+    r = timed([sys.executable, "-c", FUNCTION_CODE, str(src), sf, str(out), df], env=child_env())
     report = json.loads(r.pop("stdout").strip().splitlines()[-1])
-    if "error" in report:
-        raise RuntimeError(report["error"])
     r["records"] = report["count"]
     return r
 
@@ -175,12 +181,13 @@ def run_pipeline(ws: Path) -> dict:
     return r
 
 
-def run_duckdb(src: Path, sf: str, df: str, out: Path) -> dict:
+def run_duckdb(src: Path, sf: str, df: str, out: Path, threads: int | None = None) -> dict:
     read = {"json": "read_json_auto('{p}')", "ndjson": "read_json_auto('{p}', format='newline_delimited')",
             "csv": "read_csv_auto('{p}')", "parquet": "read_parquet('{p}')"}[sf].format(p=src)
     fmt = {"json": "FORMAT json, ARRAY true", "ndjson": "FORMAT json", "csv": "FORMAT csv, HEADER true",
            "parquet": "FORMAT parquet"}[df]
-    code = f"import duckdb\nduckdb.sql(\"COPY (SELECT * FROM {read}) TO '{out}' ({fmt})\")\n"
+    setup = f"duckdb.sql('SET threads={threads}')\n" if threads else ""
+    code = f"import duckdb\n{setup}duckdb.sql(\"COPY (SELECT * FROM {read}) TO '{out}' ({fmt})\")\n"
     r = timed([sys.executable, "-c", code])
     r.pop("stdout")
     return r
@@ -262,6 +269,7 @@ def main() -> None:
     ap.add_argument("--exact", action="store_true", help="also time the record-by-record path (slow)")
     ap.add_argument("--gil", action="store_true", help="also measure the cost to other threads")
     ap.add_argument("--gil-mb", type=int, default=100, help="source size for --gil (default 100)")
+    ap.add_argument("--duckdb-threads", type=int, help="duckdb's thread count (default: all cores)")
     ap.add_argument("--json", type=Path, help="write the figures to this file")
     args = ap.parse_args()
 
@@ -277,7 +285,8 @@ def main() -> None:
     figures: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                  "platform": platform.platform()},
                      "size_mb": round(src["json"].stat().st_size / 1e6, 1), "duckdb": duck_version,
-                     "pyarrow": pyarrow.__version__, "pairs": {}}
+                     "pyarrow": pyarrow.__version__, "pairs": {},
+                     "duckdb_threads": args.duckdb_threads or os.cpu_count(), "function_processes": 1}
     if duck_version is None:
         figures["duckdb_skipped"] = "duckdb is not installed: pip install 'pipeloom[bench]'"
     baselines: dict[str, dict] = {}
@@ -299,7 +308,7 @@ def main() -> None:
                 row["pipeline"] = {**p, "baseline_wall_s": baselines[sf]["wall_s"],
                                    "conversion_s": round(p["wall_s"] - baselines[sf]["wall_s"], 3)}
             if duck_version:
-                row["duckdb"] = run_duckdb(src[sf], sf, df, out)
+                row["duckdb"] = run_duckdb(src[sf], sf, df, out, args.duckdb_threads)
                 out.unlink(missing_ok=True)
                 row["function_vs_duckdb"] = round(row["duckdb"]["wall_s"] / row["function"]["wall_s"], 2)
                 if "pipeline" in row:

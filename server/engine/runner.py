@@ -502,6 +502,10 @@ class Runner:
         for a in arts:
             self._emit(OutputReadyEvent(self.run_id, nid, a["port"], a["format"], a["size"], a["path"],
                                         a.get("records")))
+        if any(a["size"] > RECORD_COUNT_LIMIT for a in arts):  # indexed in the background: previews, exact totals
+            from .data.pageindex import index_published
+
+            index_published(self.layout.state / "index", arts)
 
     def _flush_records(self) -> None:
         with self._lock:

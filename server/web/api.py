@@ -8,6 +8,7 @@ from pathlib import Path
 from flask import Blueprint, Response, current_app, jsonify, request, send_file
 
 from server import __version__
+from server.engine.data.pageindex import INDEX_MIN_BYTES
 from server.engine.errors import ConflictError, NotFoundError, UsageError
 from server.engine.model import ID_RE, NODE_KEYS
 from server.engine.paths import pipeline_id_for, safe_path
@@ -18,7 +19,6 @@ from .highlight import stylesheet
 api = Blueprint("api", __name__, url_prefix="/api")
 
 PREVIEW_MAX_LIMIT = 1000
-INDEX_MIN_BYTES = 4 * 1024 * 1024  # smaller outputs are counted when published, and read from their start
 NEAR_RECORDS = 5000  # a page this close to the start is read from the start while the index is built
 PAGE_WAIT_S = 60.0  # how long a far page waits for the index build to pass it
 LOG_MAX_LIMIT = 10000

@@ -79,10 +79,10 @@ class WebState:
                                flush_interval=cfg.log_flush_interval_s, batch_cap=cfg.log_batch_cap,
                                count_limit=cfg.count_records_limit, load_pipeline=self.pipelines.load,
                                autorun_enabled=self.pipelines.autorun)
-        from server.engine.data.pageindex import PageIndexes
+        from server.engine.data import pageindex
         from server.engine.paths import Layout
 
-        self.previews = PageIndexes(Layout(cfg.workspace).state / "index")
+        self.previews = pageindex.shared(Layout(cfg.workspace).state / "index", hold=True)
         self.runs.previews = self.previews
         self.watcher: WatchBridge | None = None
         self._closed = False
@@ -208,7 +208,9 @@ class WebState:
             self.triggers.stop()
         self.retention.stop()
         self.runs.shutdown()
-        self.previews.close()
+        from server.engine.data import pageindex
+
+        pageindex.release(self.previews)
         try:
             self.store.close()
         except Exception:

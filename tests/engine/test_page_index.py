@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from server.engine.data import pageindex, scan
+from server.engine.data import native, pageindex, scan
 from server.engine.data.preview import preview_file
 
 TRICKY = [
@@ -24,11 +24,17 @@ TRICKY = [
 ] + [{"id": i, "s": "x" * (i % 23), "v": i * 0.5, "k": [i, {"y": "}"}]} for i in range(6, 400)]
 
 
-@pytest.fixture
-def small_blocks(monkeypatch):
-    """Tiny scan blocks, so a small file has a checkpoint every few records."""
+@pytest.fixture(params=["native", "python"])
+def small_blocks(monkeypatch, request):
+    """Tiny scan blocks, so a small file has a checkpoint every few records; by the compiled scanner (when
+    cargo is there) and by the Python one."""
     monkeypatch.setattr(scan, "BLOCK", 97)
     monkeypatch.setattr(scan, "SEEK_LIMIT", 97)
+    if request.param == "python":
+        monkeypatch.setenv(native.ENV, "0")
+    elif native.binary() is None:
+        pytest.skip("the compiled scanner needs cargo")
+    return request.param
 
 
 def build(tmp_path: Path, path: Path, fmt: str) -> pageindex.PageIndex:
@@ -213,6 +219,7 @@ def test_stale_or_corrupt_index_is_ignored_and_rebuilt(tmp_path, damage):
 
 
 def test_many_concurrent_requests_build_one_index(tmp_path, monkeypatch):
+    monkeypatch.setenv(native.ENV, "0")  # the Python scan, which this test holds at a gate
     path = tmp_path / "a.ndjson"
     path.write_text("".join(json.dumps({"id": i, "pad": "z" * 100}) + "\n" for i in range(60_000)))
     scans = []
@@ -283,3 +290,59 @@ def test_a_json_document_that_is_not_an_array_finishes_without_a_total(tmp_path)
     idx = got.wait_for(10**9, 30) if isinstance(got, pageindex.Build) else got
     assert idx.complete and idx.total is None
     store.close()
+
+
+def test_the_compiled_scanner_counts_as_the_python_scan_does(tmp_path, monkeypatch):
+    """The files above are scanned by the compiled scanner itself (not left to Python), with the same totals."""
+    if native.binary() is None:
+        pytest.skip("the compiled scanner needs cargo")
+    monkeypatch.setattr(scan, "BLOCK", 97)
+    nd = "".join(json.dumps(r) + ("\r\n" if i % 3 else "\n") + ("\n  \n" if i % 11 == 0 else "")
+                 for i, r in enumerate(TRICKY))
+    files = [("a.json", "\ufeff [ " + ", ".join(json.dumps(r, ensure_ascii=False) for r in TRICKY) + " ]\n", "json"),
+             ("b.json", json.dumps(TRICKY, indent=2), "json"), ("c.json", "[]", "json"),
+             ("d.ndjson", nd, "ndjson"), ("e.ndjson", "\ufeff" + nd.rstrip("\n"), "ndjson"),
+             ("f.csv", _csv_text(CSV_ROWS, "\r\n"), "csv"), ("g.csv", "\ufeff" + _csv_text(CSV_ROWS, "\n"), "csv")]
+    for name, text, fmt in files:
+        path = tmp_path / name
+        path.write_text(text, encoding="utf-8", newline="")
+        cps: list = []
+        got = pageindex.native_scan(path, fmt, cps.append, threading.Event())
+        want = scan.scan_file(path, fmt)
+        assert got is not None, name
+        assert (got.total, got.header_end, got.header_lines) == (want.total, want.header_end, want.header_lines)
+        assert len(cps) > 5 or want.total < 2, name
+        assert cps == sorted(cps)
+
+
+def test_a_bare_cr_inside_quotes_keeps_pages_right(tmp_path, small_blocks):
+    from server.engine.data.fast import csv_text
+
+    rows = [["id", "text"]] + [[str(i), ["one\rtwo", "plain", "x\r\ny", "\r"][i % 4]] for i in range(200)]
+    text = csv_text(rows)  # quotes a field holding a CR
+    assert '"one\rtwo"' in text
+    path = tmp_path / "cr.csv"
+    path.write_text(text, encoding="utf-8", newline="")
+    idx = build(tmp_path, path, "csv")
+    reference = [{"id": r[0], "text": r[1]} for r in rows[1:]]
+    assert idx.total == len(reference)
+    if small_blocks == "native":
+        assert len(idx.checkpoints) > 5  # scanned by the compiled scanner, not counted by the csv module
+    for offset in range(0, len(reference), 9):
+        page = preview_file(path, "csv", offset, 7, index=idx)
+        assert page["items"] == reference[offset:offset + 7], offset
+
+
+def test_one_shared_set_of_indexes_per_folder_closed_by_its_last_holder(tmp_path):
+    a = pageindex.shared(tmp_path / "index", hold=True)
+    b = pageindex.shared(tmp_path / "index", hold=True)
+    assert a is b and pageindex.shared(tmp_path / "index") is a
+    pageindex.release(a)
+    path = tmp_path / "a.ndjson"
+    path.write_text('{"a": 1}\n' * 10)
+    got = b.get(path, "ndjson", "k")  # the second holder still works
+    assert (got.wait_for(10**9, 30) if isinstance(got, pageindex.Build) else got).total == 10
+    pageindex.release(b)
+    with pytest.raises(RuntimeError):
+        b.get(path, "ndjson", "other")
+    assert pageindex.shared(tmp_path / "index") is not b

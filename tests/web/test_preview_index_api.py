@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import yaml
 
@@ -72,3 +73,32 @@ def test_studio_hears_the_exact_total(workspace, server, live):
     assert status == 200 and page["total"] == ROWS and page["total_known"] is True
     assert [r["id"] for r in page["items"]] == list(range(119_990, 119_995))
     assert json.loads(json.dumps(page)) == page
+
+
+def test_a_cli_run_indexes_its_large_outputs_so_the_first_far_page_finds_the_index(workspace, client):
+    import os
+    import subprocess
+    import sys
+
+    from server.engine.data import pageindex
+    from tests.conftest import REPO
+
+    big_output_pipeline(workspace)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-m", "server.cli", "run", "py.pipeline.yaml", "--json"], cwd=workspace,
+                         env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    run_id = json.loads(out.stdout)["run_id"]
+    art = client.get(f"/api/runs/{run_id}").json["nodes"]["talk"]["artifacts"]["out"]
+    # the CLI finished the index before it exited: no build is needed
+    idx = workspace / ".pipeloom" / "index" / f"{art['sha256']}.ndjson.idx"
+    assert idx.is_file()
+    assert pageindex.read_index(idx, Path(art["path"]), "ndjson").total == ROWS
+    page = client.get(f"/api/runs/{run_id}/nodes/talk/outputs/out?offset=110000&limit=3").json
+    assert [r["id"] for r in page["items"]] == [110_000, 110_001, 110_002]
+    assert page["total"] == ROWS and page["total_known"] is True and page["counting"] is False
+    assert _state_builds(client) == 0
+
+
+def _state_builds(client) -> int:
+    return client.app.extensions["pipeloom"].previews.builds()

@@ -46,6 +46,7 @@ from ..jsonread import (JSON_BACKEND, MAX_DEPTH, _ijson, dumps_deep, first_line,
 _first_line = first_line
 
 BATCH_ROWS = 10_000
+NATIVE_MIN_BYTES = 1 << 20  # below this, starting the compiled converter costs more than it saves
 PARQUET_HINT = "parquet needs the optional pyarrow package: pip install 'pipeloom[parquet]'"
 
 
@@ -597,8 +598,10 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
     """Stream `src_path` (in `src_fmt`) into `dst_path` (in `dst_fmt`), atomically.
 
     Returns the number of records written, or None for a raw byte copy. The
-    batch path (fast.py; parallel.py with `workers` > 1) runs first and gives
-    the same bytes; `exact` skips it, for comparing the two."""
+    compiled converter (native.py; columnar.py for csv to parquet) runs first for
+    a source of NATIVE_MIN_BYTES or more, then the batch path (fast.py; parallel.py with `workers`
+    > 1); both give the same bytes as the record-by-record path; `exact` skips
+    them, for comparing."""
     src, dst = Path(src_path), Path(dst_path)
     ok, reason = can_convert(src_fmt, dst_fmt)
     if not ok:
@@ -608,8 +611,16 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import fast, parallel
+        from . import columnar, fast, native, parallel
 
+        if src.stat().st_size >= NATIVE_MIN_BYTES:
+            try:
+                if native.usable(src_fmt, dst_fmt):
+                    return native.convert_native(src, src_fmt, dst, dst_fmt)
+                if (src_fmt, dst_fmt) == ("csv", "parquet"):
+                    return columnar.csv_to_parquet(src, dst)
+            except (native.Fallback, columnar.Fallback):
+                pass
         try:
             if workers > 1 and parallel.supports(src_fmt, dst_fmt):
                 return parallel.convert_parallel(src, src_fmt, dst, dst_fmt, workers)

@@ -1,5 +1,8 @@
 """Large conversions run in a child process, so they never hold this process's GIL.
 
+The child is the compiled converter (native.py) when it handles the pair and
+the input; otherwise, or when it leaves the input to Python, a Python child.
+
 An edge conversion of a 1 GB file keeps a CPU busy for seconds. In the
 runner's process that would starve every thread the runner needs for the
 nodes running beside it (reading their output, recording events); in a child
@@ -52,12 +55,24 @@ def convert_isolated(src_path: str | os.PathLike, src_fmt: str, dst_path: str | 
     simple = src_fmt == dst_fmt or not formats.can_convert(src_fmt, dst_fmt)[0]
     if not big or simple or not (formats.FORMATS[src_fmt].is_records and formats.FORMATS[dst_fmt].is_records):
         return convert_in_process(src, src_fmt, dst, dst_fmt)
-    return run_child(src, src_fmt, dst, dst_fmt)["count"]
+    from . import native
+
+    tried = False
+    if native.usable(src_fmt, dst_fmt):
+        tried = True
+        try:
+            return native.convert_native(src, src_fmt, dst, dst_fmt)  # a child process of its own already
+        except native.Fallback:
+            pass
+    return run_child(src, src_fmt, dst, dst_fmt, native_tried=tried)["count"]
 
 
-def run_child(src: Path, src_fmt: str, dst: Path, dst_fmt: str) -> dict:
-    """Convert in a child process; its report ({"count", "pid"}), or its error raised here."""
+def run_child(src: Path, src_fmt: str, dst: Path, dst_fmt: str, native_tried: bool = False) -> dict:
+    """Convert in a child process; its report ({"count", "pid"}), or its error raised here.
+    `native_tried`: the compiled converter already left this input to Python, so the child does not retry it."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [_ROOT, os.environ.get("PYTHONPATH")]))}
+    if native_tried:
+        env["PIPELOOM_NATIVE_CONVERT"] = "0"
     proc = subprocess.Popen([sys.executable, "-m", "server.engine.data.isolate", str(src), src_fmt, str(dst),
                              dst_fmt], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env=env)

@@ -39,6 +39,7 @@ MAGIC = b"PIPELOOM-PAGE-INDEX\n"
 VERSION = 1
 SAMPLE = 64 * 1024
 INDEXED_FORMATS = ("json", "ndjson", "csv")
+INDEX_MIN_BYTES = 4 * 1024 * 1024  # smaller outputs are counted when published, and paged from their start
 
 
 def _digest(path: Path, size: int) -> tuple[str, str]:
@@ -131,6 +132,40 @@ def read_index(target: Path, path: Path, fmt: str) -> PageIndex | None:
         return None
 
 
+def native_scan(path: Path, fmt: str, progress: Callable[[tuple[int, int, int]], None],
+                stop: threading.Event) -> scan.ScanResult | None:
+    """The scan by the compiled converter (native.py), checkpoints passed on as they come; None when it is
+    unavailable or leaves the file to the Python scan (anything the readers decide in their own way)."""
+    import subprocess
+
+    from . import native
+
+    exe = native.binary() if native.enabled() else None
+    if exe is None:
+        return None
+    proc = subprocess.Popen([exe, "--scan", str(path), fmt, str(scan.BLOCK)], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    report = None
+    try:
+        for line in proc.stdout:  # type: ignore[union-attr]
+            if line.startswith(b"c "):
+                _, r, b, ln = line.split()
+                progress((int(r), int(b), int(ln)))
+            else:
+                report = json.loads(line)
+            if stop.is_set():
+                raise scan.Stopped()
+    finally:
+        if proc.poll() is None and stop.is_set():
+            proc.kill()
+        proc.stdout.close()  # type: ignore[union-attr]
+        proc.wait()
+    if proc.returncode != 0 or not isinstance(report, dict) or "total" not in report:
+        return None
+    return scan.ScanResult(int(report["total"]), [], None, int(report.get("header_end", 0)),
+                           int(report.get("header_lines", 0)))
+
+
 class Build:
     """One background scan; readers may use its checkpoints while it runs."""
 
@@ -151,7 +186,12 @@ class Build:
     def run(self) -> None:
         result = None
         try:
-            result = scan.scan_file(self.path, self.fmt, self._progress, self.stop)
+            result = native_scan(self.path, self.fmt, self._progress, self.stop)
+            if result is None:
+                with self.cond:
+                    self.index.checkpoints.clear()
+                    self.scanned = -1
+                result = scan.scan_file(self.path, self.fmt, self._progress, self.stop)
             if result is None:  # a JSON document that is not an array: nothing to count
                 result = scan.ScanResult(None, [], "not a JSON array")
         except scan.Stopped:
@@ -160,7 +200,8 @@ class Build:
             log.info("cannot index %s: %s", self.path, exc)
             result = scan.ScanResult(None, [], str(exc))
         if result is not None:
-            done = PageIndex(self.fmt, self.index.size, list(result.checkpoints), result.total, True, result.problem,
+            cps = list(result.checkpoints) or list(self.index.checkpoints)
+            done = PageIndex(self.fmt, self.index.size, cps, result.total, True, result.problem,
                              result.header_end, result.header_lines)
             try:
                 write_index(self.target, done, self.path)  # on disk before anyone is told it is done
@@ -251,8 +292,8 @@ class PageIndexes:
                     target.unlink(missing_ok=True)  # stale or corrupt: rebuilt below
                 b = Build(mk, path, fmt, target)
                 self._builds[mk] = b
-                b.thread = threading.Thread(target=self._run, args=(b,), name=f"pipeloom-index-{mk[:12]}",
-                                            daemon=True)
+                # not a daemon: a CLI run that published a large output finishes its index before it exits
+                b.thread = threading.Thread(target=self._run, args=(b,), name=f"pipeloom-index-{mk[:12]}")
                 b.thread.start()
             if when_built:
                 self._waiters.setdefault(mk, []).append(when_built)
@@ -291,3 +332,49 @@ class PageIndexes:
         for b in builds:
             if b.thread is not None:
                 b.thread.join(timeout)
+
+
+_shared: dict[Path, PageIndexes] = {}
+_holders: dict[Path, int] = {}
+_shared_lock = threading.Lock()
+
+
+def shared(root: str | os.PathLike, hold: bool = False) -> PageIndexes:
+    """The one PageIndexes of an index folder in this process, so the runner and the server share builds.
+    `hold`: the caller (a server) gives it back with release() when it closes."""
+    key = Path(root).resolve()
+    with _shared_lock:
+        got = _shared.get(key)
+        if got is None or got._closed:
+            got = _shared[key] = PageIndexes(key)
+        if hold:
+            _holders[key] = _holders.get(key, 0) + 1
+        return got
+
+
+def release(indexes: PageIndexes) -> None:
+    """Give back a PageIndexes taken with shared(hold=True); the last holder closes it."""
+    key = indexes.root.resolve()
+    with _shared_lock:
+        left = _holders.get(key, 1) - 1
+        if left > 0:
+            _holders[key] = left
+            return
+        _holders.pop(key, None)
+        if _shared.get(key) is indexes:
+            del _shared[key]
+    indexes.close()
+
+
+def index_published(root: str | os.PathLike, artifacts: list[dict]) -> None:
+    """Start building, in the background, the page index of every large json, ndjson or csv output just
+    published, so its first preview finds the index and its exact total is known soon after the run."""
+    for art in artifacts:
+        fmt = art.get("format")
+        if fmt not in INDEXED_FORMATS or art.get("records") is not None or (art.get("size") or 0) <= INDEX_MIN_BYTES:
+            continue
+        try:
+            path = Path(art["path"])
+            shared(root).get(path, fmt, index_key(path, art.get("sha256"), art.get("size"), art.get("mtime_ns")))
+        except (OSError, RuntimeError, KeyError) as exc:  # gone already, or the server is closing
+            log.info("cannot index %s: %s", art.get("path"), exc)
