@@ -28,7 +28,7 @@ from .hashing import file_sha256, json_sha256
 from .logs import LiveLog, LogWriter, NodeOutput
 from .model import Node, Pipeline
 from .paths import Layout, pipeline_id_for
-from .run.execute import describe_error, link_or_copy
+from .run.execute import RECORD_COUNT_LIMIT, describe_error, link_or_copy
 from .run.executors import ExecutorChoice, default_choice, make_executor
 from .run.task import Cancel, InputSpec, NodeTask
 from .runtimes import get_runtime
