@@ -84,6 +84,9 @@ class WebState:
 
         self.previews = PageIndexes(Layout(cfg.workspace).state / "index")
         self.runs.previews = self.previews
+        from server.engine.data.query import Queries
+
+        self.queries = Queries(Layout(cfg.workspace).state / "query")
         self.watcher: WatchBridge | None = None
         self._closed = False
         from server.engine.metrics import Metrics
@@ -209,6 +212,7 @@ class WebState:
         self.retention.stop()
         self.runs.shutdown()
         self.previews.close()
+        self.queries.close()
         try:
             self.store.close()
         except Exception:
@@ -238,6 +242,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
 
     from .api import api
     from .diffs import diffs
+    from .inspect import inspect
     from .invoke import invoke, service
     from .pages import pages
     from .sockets import register_socket_handlers
@@ -247,6 +252,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     if cfg.studio:
         app.register_blueprint(api)
         app.register_blueprint(diffs)
+        app.register_blueprint(inspect)
         app.register_blueprint(pages)
     register_error_handlers(app)
     app.before_request(require_json_type)
