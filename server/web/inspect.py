@@ -84,8 +84,12 @@ def _describe(run: dict, rec: dict, pipeline, node, port) -> dict:
         path = safe_path(st.workspace, path, what="input")
         size = path.stat().st_size
         info.update(available=True, size=size)
+        records_formats = ("json", "ndjson", "csv", "parquet")
         if up and not info["converted_from"] and up.get("size") == size and up.get("records") is not None:
             info["records"] = up["records"]
+        elif up and info["converted_from"] in records_formats and port.format in records_formats \
+                and up.get("records") is not None:
+            info["records"] = up["records"]  # a conversion between records formats keeps every record
         elif size <= COUNT_INPUT_BYTES and port.format in ("json", "ndjson", "csv", "parquet"):
             from server.engine.formats import count_records
 
