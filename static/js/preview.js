@@ -209,7 +209,7 @@ function renderTable(page, cellUrl, opts = {}) {
     return h("th", { scope: "col", "aria-sort": word, "data-column": c },
       h("button", { type: "button", class: "sort-button", title: `Sort by ${c} (${next})`,
         onclick: () => opts.onSort(c) },
-      h("span", {}, c), h("span", { class: "sort-mark", "aria-hidden": "true" }, sorted === "asc" ? "▲" : sorted === "desc" ? "▼" : "↕")));
+      h("span", {}, c), h("span", { class: "sort-mark", "aria-hidden": "true" })));
   };
   const headRow = h("tr", {}, h("th", { class: "rownum", scope: "col", title: positions ? "The record's number in the file" : null }, "#"), columns.map(header));
   table.append(h("thead", {}, headRow));

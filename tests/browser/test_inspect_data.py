@@ -207,3 +207,39 @@ def test_the_demo_shows_what_came_in_and_labels_classify_output(studio, workspac
     assert "The file sensor-alerts/sensors.log, given in the pipeline." in came.inner_text()
     shot(page, tmp_path, "inspect-demo-ingest.png", '[data-testid="came-in"]')
     assert not studio.errors
+
+
+CONTRAST = """els => els.map(el => {
+  const rgb = (s) => s.match(/[\\d.]+/g).slice(0, 3).map(Number);
+  const lum = (c) => { const [r, g, b] = c.map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+                       return 0.2126 * r + 0.7152 * g + 0.0722 * b; };
+  const st = getComputedStyle(el);
+  const a = lum(rgb(st.color)), b = lum(rgb(st.backgroundColor));
+  return [el.dataset.tone, el.innerText.replace(/\\s+/g, ''), (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05)];
+})"""
+
+
+def test_category_labels_have_their_tones_a_word_and_enough_contrast_in_both_themes(studio, workspace, tmp_path):
+    write(workspace, "tickets.py", '''import json
+states = ["open", "blocked", "done", "fyi", "later", "warning"]
+json.dump([{"id": i, "state": states[i % 6], "note": "n%d" % i} for i in range(12)], open("tickets.json", "w"))
+''')
+    pid = write_pipeline(workspace, "tickets", {"version": 1, "name": "Tickets", "nodes": [
+        {"id": "tickets", "runtime": "python", "source": "tickets.py", "title": "Tickets",
+         "outputs": [{"name": "tickets", "format": "json",
+                      "categories": {"state": {"open": "warning", "blocked": "danger", "done": "ok", "fyi": "info"}}}],
+         "position": {"x": 40, "y": 60}}], "edges": []})
+    for scheme in ("light", "dark"):
+        page = studio.open(pid, color_scheme=scheme)
+        if scheme == "light":
+            page.get_by_role("button", name="Run", exact=True).click()
+        wait_status(page, "tickets", ("succeeded",))
+        select_node(page, "tickets")
+        labels = page.locator('[data-testid="preview"] tbody .cat')
+        labels.first.wait_for()
+        got = labels.evaluate_all(CONTRAST)
+        assert [(tone, word) for tone, word, _ in got[:6]] == [
+            ("warning", "!open"), ("danger", "✕blocked"), ("ok", "✓done"), ("info", "ifyi"), ("neutral", "•later"),
+            ("warning", "!warning")]
+        assert min(ratio for _, _, ratio in got) >= 4.5, got
+        shot(page, tmp_path, f"inspect-labels-{scheme}.png", '[data-testid="went-out"]')

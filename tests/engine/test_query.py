@@ -66,3 +66,21 @@ def test_query_parameters_parse_and_refuse_clearly():
         with pytest.raises(QueryError) as err:
             parse_query(args)
         assert err.value.field == field
+
+
+def test_a_query_still_at_work_says_how_far_it_got_then_answers(tmp_path):
+    from server.engine.data.query import Queries
+
+    src = tmp_path / "rows.ndjson"
+    src.write_text("".join(json.dumps({"id": i, "v": -i}) + "\n" for i in range(100_000)))
+    qs = Queries(tmp_path / "query")
+    q = Query(sort="v")
+    first = qs.page(src, "ndjson", "k", q, 0, 3, wait=0, expected=100_000)
+    assert first["working"] is True and first["stage"] in ("reading", "sorting") and first["items"] == []
+    assert first["records"] == 100_000 and first["total"] is None
+    done = qs.page(src, "ndjson", "k", q, 0, 3, wait=120)
+    assert done["working"] is False and done["positions"] == [99_999, 99_998, 99_997] and done["total"] == 100_000
+    with pytest.raises(QueryError) as err:  # the file is known now: a bad column is refused at once
+        qs.page(src, "ndjson", "k", Query(sort="nope"), 0, 3, wait=0)
+    assert err.value.field == "sort" and "no column `nope`" in str(err.value)
+    qs.close()
