@@ -84,3 +84,24 @@ def test_a_query_still_at_work_says_how_far_it_got_then_answers(tmp_path):
         qs.page(src, "ndjson", "k", Query(sort="nope"), 0, 3, wait=0)
     assert err.value.field == "sort" and "no column `nope`" in str(err.value)
     qs.close()
+
+
+def test_ndjson_lines_that_are_not_objects_or_not_json(tmp_path):
+    from server.engine.data.query import Queries
+    from server.engine.errors import PipeloomError
+
+    src = tmp_path / "mixed.ndjson"
+    src.write_text('{"b": 2, "a": "Éclair"}\n\n3\n"x"\n{"a": "zed", "c": [1, 2]}\n')
+    qs = Queries(tmp_path / "query")
+    page = qs.page(src, "ndjson", "m", Query(sort="value"), 0, 10, wait=60)
+    assert page["columns"] == ["b", "a", "value", "c"]
+    assert page["items"][:2] == [{"value": 3}, {"value": "x"}] and page["positions"][:2] == [1, 2]
+    found = qs.page(src, "ndjson", "m", Query(q="éCLAIR"), 0, 10, wait=60)
+    assert found["positions"] == [0]  # the search ignores case beyond A-Z too
+    assert qs.page(src, "ndjson", "m", Query(q="[1,2]"), 0, 10, wait=60)["positions"] == [3]
+    bad = tmp_path / "bad.ndjson"
+    bad.write_text('{"a": 1}\n{"a": 2\n')
+    with pytest.raises(PipeloomError) as err:
+        qs.page(bad, "ndjson", "b", Query(sort="a"), 0, 10, wait=60)
+    assert "line 2" in str(err.value)
+    qs.close()

@@ -196,6 +196,9 @@ def _match(op: str, arg: str, t: str | None, v: Any) -> int:
     return int(a >= b)
 
 
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=str).encode  # one encoder, reused
+
+
 def _search_text(rec: dict) -> str:
     parts = []
     for value in rec.values():
@@ -203,8 +206,12 @@ def _search_text(rec: dict) -> str:
             parts.append(value)
         elif value is None:
             continue
+        elif value is True or value is False:
+            parts.append("true" if value else "false")
+        elif isinstance(value, int):
+            parts.append(str(value))
         else:
-            parts.append(json.dumps(value, ensure_ascii=False, default=str))
+            parts.append(_encode(value))
     return "\x1f".join(parts).lower()
 
 
@@ -234,8 +241,24 @@ def _connect(path: Path) -> sqlite3.Connection:
     return con
 
 
+class _NotPlain(Exception):
+    """An ndjson file the fast path does not take (a line SQLite's JSON rejects): read it the careful way."""
+
+
 def load_base(target: Path, path: Path, fmt: str, progress=None, stop: threading.Event | None = None) -> dict:
-    """Stream `path` into a new query database at `target` (via a temporary file); returns its meta."""
+    """Stream `path` into a new query database at `target` (via a temporary file); returns its meta.
+
+    ndjson lines go in as they are and SQLite's JSON functions (in C) validate them and make the search text;
+    any line they reject sends the file through Pipeloom's own readers, which say what is wrong and where."""
+    if fmt == "ndjson":
+        try:
+            return _load(target, path, fmt, _fill_ndjson, progress, stop)
+        except _NotPlain:
+            pass
+    return _load(target, path, fmt, _fill_records, progress, stop)
+
+
+def _load(target: Path, path: Path, fmt: str, fill, progress, stop) -> dict:
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
     os.close(fd)
@@ -244,31 +267,13 @@ def load_base(target: Path, path: Path, fmt: str, progress=None, stop: threading
         try:
             con.execute("PRAGMA journal_mode=OFF")
             con.execute("PRAGMA synchronous=OFF")
-            con.execute("CREATE TABLE rows (pos INTEGER PRIMARY KEY, rec TEXT NOT NULL, txt TEXT NOT NULL)")
+            con.execute("CREATE TABLE rows (pos INTEGER PRIMARY KEY, rec TEXT NOT NULL, txt TEXT)")
             con.execute("CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)")
             con.execute("CREATE TABLE answers (qkey TEXT PRIMARY KEY, tbl TEXT NOT NULL, total INTEGER NOT NULL, "
                         "used REAL NOT NULL)")
-            columns: dict[str, None] = {}
-            batch: list[tuple[int, str, str]] = []
-            n = 0
-            for n, rec in enumerate(_records(path, fmt), 1):
-                if len(columns) < MAX_COLUMNS:
-                    for k in rec:
-                        if k not in columns and len(columns) < MAX_COLUMNS:
-                            columns[k] = None
-                batch.append((n - 1, json.dumps(rec, ensure_ascii=False, separators=(",", ":"), default=str),
-                              _search_text(rec)))
-                if len(batch) >= _BATCH:
-                    con.executemany("INSERT INTO rows VALUES (?, ?, ?)", batch)
-                    batch.clear()
-                    if stop is not None and stop.is_set():
-                        raise Stopped()
-                    if progress:
-                        progress(n)
-            if batch:
-                con.executemany("INSERT INTO rows VALUES (?, ?, ?)", batch)
+            n, columns = fill(con, path, fmt, progress or (lambda n: None), stop or threading.Event())
             meta = {"version": QUERY_VERSION, "format": fmt, "size": path.stat().st_size, "records": n,
-                    "columns": list(columns)}
+                    "columns": columns}
             con.execute("INSERT INTO meta VALUES ('base', ?)", (json.dumps(meta),))
             con.commit()
         finally:
@@ -278,6 +283,70 @@ def load_base(target: Path, path: Path, fmt: str, progress=None, stop: threading
         Path(tmp).unlink(missing_ok=True)
         raise
     return meta
+
+
+def _fill_records(con: sqlite3.Connection, path: Path, fmt: str, progress, stop) -> tuple[int, list[str]]:
+    """Every record through the format's own reader: parsed, then stored as JSON with its search text."""
+    columns: dict[str, None] = {}
+    batch: list[tuple[int, str, str]] = []
+    n = 0
+    for n, rec in enumerate(_records(path, fmt), 1):
+        if len(columns) < MAX_COLUMNS:
+            for k in rec:
+                if k not in columns and len(columns) < MAX_COLUMNS:
+                    columns[k] = None
+        batch.append((n - 1, _encode(rec), _search_text(rec)))
+        if len(batch) >= _BATCH:
+            con.executemany("INSERT INTO rows VALUES (?, ?, ?)", batch)
+            batch.clear()
+            if stop.is_set():
+                raise Stopped()
+            progress(n)
+    if batch:
+        con.executemany("INSERT INTO rows VALUES (?, ?, ?)", batch)
+    return n, list(columns)
+
+
+def _fill_ndjson(con: sqlite3.Connection, path: Path, fmt: str, progress, stop) -> tuple[int, list[str]]:
+    """ndjson lines stored as they are, then checked, wrapped and indexed for search by SQLite itself."""
+    count = 0
+
+    def lines():
+        nonlocal count
+        with open(path, "rb") as f:
+            for line in f:
+                if not line.strip():
+                    continue
+                try:
+                    text = line.decode("utf-8")
+                except UnicodeDecodeError:
+                    raise _NotPlain() from None
+                yield count, text, None
+                count += 1
+                if count % 50_000 == 0:
+                    if stop.is_set():
+                        raise Stopped()
+                    progress(count)
+
+    con.executemany("INSERT INTO rows VALUES (?, ?, ?)", lines())
+    progress(count)
+    if con.execute("SELECT 1 FROM rows WHERE NOT json_valid(rec) LIMIT 1").fetchone():
+        raise _NotPlain()
+    con.create_function("pl_lower", 1, lambda t: t.lower() if t else t, deterministic=True)
+    # a line that is not an object becomes {"value": ...}, as the previews show it
+    con.execute("UPDATE rows SET rec = CASE WHEN json_type(rec) = 'object' THEN json(rec) "
+                "ELSE json_object('value', json(rec)) END")
+    con.execute("UPDATE rows SET txt = coalesce((SELECT pl_lower(group_concat(CASE WHEN j.type = 'true' THEN 'true' "
+                "WHEN j.type = 'false' THEN 'false' ELSE j.value END, char(31))) FROM json_each(rows.rec) j "
+                "WHERE j.type != 'null'), '')")
+    firsts = con.execute("SELECT j.key, min(rows.pos) FROM rows, json_each(rows.rec) j GROUP BY j.key").fetchall()
+    order: dict[str, tuple[int, int]] = {}
+    for pos in sorted({p for _, p in firsts})[:MAX_COLUMNS]:
+        (rec,) = con.execute("SELECT rec FROM rows WHERE pos = ?", (pos,)).fetchone()
+        for i, key in enumerate(json.loads(rec)):
+            order.setdefault(key, (pos, i))
+    columns = sorted((k for k, _ in firsts if k in order), key=lambda k: order[k])
+    return count, columns[:MAX_COLUMNS]
 
 
 def read_meta(target: Path) -> dict | None:
