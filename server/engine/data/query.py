@@ -307,8 +307,19 @@ def _fill_records(con: sqlite3.Connection, path: Path, fmt: str, progress, stop)
     return n, list(columns)
 
 
+_NDJSON_INSERT = (
+    "INSERT INTO rows (pos, rec, txt, ks) SELECT i, "
+    # a line that is not an object becomes {"value": ...}, as the previews show it
+    "CASE WHEN json_type(r) = 'object' THEN r ELSE json_object('value', json(r)) END, "
+    "(SELECT coalesce(pl_lower(group_concat(CASE WHEN j.type IN ('true', 'false') THEN j.type ELSE j.value END, "
+    "char(31))), '') FROM json_each(r) j WHERE j.type != 'null'), "
+    "CASE WHEN json_type(r) = 'object' THEN (SELECT group_concat(j.key, char(31)) FROM json_each(r) j) "
+    "ELSE 'value' END "
+    "FROM (SELECT ?1 AS i, json(?2) AS r)")
+
+
 def _fill_ndjson(con: sqlite3.Connection, path: Path, fmt: str, progress, stop) -> tuple[int, list[str]]:
-    """ndjson lines stored as they are, then checked, wrapped and indexed for search by SQLite itself."""
+    """ndjson lines checked, wrapped and indexed for search by SQLite's JSON functions as they go in."""
     count = 0
 
     def lines():
@@ -321,32 +332,29 @@ def _fill_ndjson(con: sqlite3.Connection, path: Path, fmt: str, progress, stop) 
                     text = line.decode("utf-8")
                 except UnicodeDecodeError:
                     raise _NotPlain() from None
-                yield count, text, None
+                yield count, text
                 count += 1
                 if count % 50_000 == 0:
                     if stop.is_set():
                         raise Stopped()
                     progress(count)
 
-    con.executemany("INSERT INTO rows VALUES (?, ?, ?)", lines())
-    progress(count)
-    if con.execute("SELECT 1 FROM rows WHERE NOT json_valid(rec) LIMIT 1").fetchone():
-        raise _NotPlain()
+    con.execute("ALTER TABLE rows ADD COLUMN ks TEXT")  # each record's keys, in order: the columns come from these
     con.create_function("pl_lower", 1, lambda t: t.lower() if t else t, deterministic=True)
-    # a line that is not an object becomes {"value": ...}, as the previews show it
-    con.execute("UPDATE rows SET rec = CASE WHEN json_type(rec) = 'object' THEN json(rec) "
-                "ELSE json_object('value', json(rec)) END")
-    con.execute("UPDATE rows SET txt = coalesce((SELECT pl_lower(group_concat(CASE WHEN j.type = 'true' THEN 'true' "
-                "WHEN j.type = 'false' THEN 'false' ELSE j.value END, char(31))) FROM json_each(rows.rec) j "
-                "WHERE j.type != 'null'), '')")
-    firsts = con.execute("SELECT j.key, min(rows.pos) FROM rows, json_each(rows.rec) j GROUP BY j.key").fetchall()
-    order: dict[str, tuple[int, int]] = {}
-    for pos in sorted({p for _, p in firsts})[:MAX_COLUMNS]:
-        (rec,) = con.execute("SELECT rec FROM rows WHERE pos = ?", (pos,)).fetchone()
-        for i, key in enumerate(json.loads(rec)):
-            order.setdefault(key, (pos, i))
-    columns = sorted((k for k, _ in firsts if k in order), key=lambda k: order[k])
-    return count, columns[:MAX_COLUMNS]
+    try:
+        con.executemany(_NDJSON_INSERT, lines())
+    except sqlite3.OperationalError as exc:
+        if "JSON" not in str(exc):
+            raise
+        raise _NotPlain() from None
+    progress(count)
+    columns: dict[str, None] = {}
+    for (keys,) in con.execute("SELECT ks FROM rows GROUP BY ks ORDER BY min(pos)"):
+        for key in (keys or "").split("\x1f") if keys else []:
+            if len(columns) >= MAX_COLUMNS:
+                break
+            columns.setdefault(key, None)
+    return count, list(columns)
 
 
 def read_meta(target: Path) -> dict | None:
