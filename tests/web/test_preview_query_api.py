@@ -200,3 +200,32 @@ def test_bad_queries_are_refused_naming_the_parameter(workspace, client):
     body = assert_json_error(client.get(note), 400)
     assert "text output has no records" in body["error"]
     assert client.get(f"{base}sort=id", auth=False).status_code in (401, 403)
+
+
+def test_an_entry_input_shows_the_sample_file_or_the_batch_a_trigger_fed(workspace, server):
+    write(workspace, "echo.py", "import json\njson.dump(json.load(open('events.json')), open('out.json', 'w'))\n")
+    write(workspace, "sample.json", '[{"n": 1, "from": "sample"}]')
+    doc = {"version": 1, "name": "svc", "nodes": [
+        {"id": "echo", "runtime": "python", "source": "echo.py",
+         "inputs": [{"name": "events", "format": "json", "path": "sample.json"}],
+         "outputs": [{"name": "out", "format": "json"}]}], "edges": [],
+        "triggers": [{"id": "call", "kind": "http", "to": "echo.events", "result": "echo.out", "timeout": 20}]}
+    (workspace / "svc.pipeline.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    status, _, body = server.request("POST", "/api/pipelines/svc/runs", {}, headers={"Origin": server.origin})
+    assert status == 202, body
+    by_hand = body["run_id"]
+    deadline = time.monotonic() + 60
+    while server.request("GET", f"/api/runs/{by_hand}")[2]["status"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    (inp,) = server.request("GET", f"/api/runs/{by_hand}/nodes/echo/inputs")[2]["inputs"]
+    assert inp["fed_by"] == "path" and inp["path"] == "sample.json" and inp["records"] == 1
+    assert server.request("GET", f"/api/runs/{by_hand}/nodes/echo/inputs/events")[2]["items"] == [
+        {"n": 1, "from": "sample"}]
+    status, headers, _ = server.request("POST", "/invoke/svc/call", [{"n": 7, "from": "call"}, {"n": 8}])
+    assert status == 200
+    fed = headers["X-Pipeloom-Run"]
+    (inp,) = server.request("GET", f"/api/runs/{fed}/nodes/echo/inputs")[2]["inputs"]
+    assert inp["fed_by"] == "trigger" and inp["trigger"] == "call" and inp["records"] == 2
+    page = server.request("GET", f"/api/runs/{fed}/nodes/echo/inputs/events?sort=n&order=desc")[2]
+    assert page["items"] == [{"n": 8}, {"n": 7, "from": "call"}] and page["positions"] == [1, 0]
