@@ -105,3 +105,24 @@ def test_ndjson_lines_that_are_not_objects_or_not_json(tmp_path):
         qs.page(bad, "ndjson", "b", Query(sort="a"), 0, 10, wait=60)
     assert "line 2" in str(err.value)
     qs.close()
+
+
+def test_csv_rows_become_records_of_text(tmp_path):
+    from server.engine.data.query import Queries
+    from server.engine.errors import PipeloomError
+
+    src = tmp_path / "t.csv"
+    src.write_text('id,"it\'s",note\n10,a,"x, y"\n9,B\n100,c,Zürich\n')
+    qs = Queries(tmp_path / "query")
+    page = qs.page(src, "csv", "t", Query(sort="id", order="desc"), 0, 10, wait=60)
+    assert page["columns"] == ["id", "it's", "note"]
+    assert page["items"] == [{"id": "100", "it's": "c", "note": "Zürich"}, {"id": "10", "it's": "a", "note": "x, y"},
+                             {"id": "9", "it's": "B", "note": ""}]  # numbers in text sort as numbers
+    assert qs.page(src, "csv", "t", Query(q="ZÜR"), 0, 10, wait=60)["positions"] == [2]
+    assert qs.page(src, "csv", "t", Query(filters=(("note", "empty", ""),)), 0, 10, wait=60)["positions"] == [1]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("a,b\n1,2\n3,4,5\n")
+    with pytest.raises(PipeloomError) as err:
+        qs.page(bad, "csv", "b", Query(sort="a"), 0, 10, wait=60)
+    assert "line 3" in str(err.value)
+    qs.close()

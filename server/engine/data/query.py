@@ -255,6 +255,8 @@ def load_base(target: Path, path: Path, fmt: str, progress=None, stop: threading
             return _load(target, path, fmt, _fill_ndjson, progress, stop)
         except _NotPlain:
             pass
+    if fmt == "csv":
+        return _load(target, path, fmt, _fill_csv, progress, stop)
     return _load(target, path, fmt, _fill_records, progress, stop)
 
 
@@ -305,6 +307,41 @@ def _fill_records(con: sqlite3.Connection, path: Path, fmt: str, progress, stop)
     if batch:
         con.executemany("INSERT INTO rows VALUES (?, ?, ?)", batch)
     return n, list(columns)
+
+
+_MAX_SQL_ARGS = 126  # SQLite's default limit on a function's arguments is 127
+
+
+def _fill_csv(con: sqlite3.Connection, path: Path, fmt: str, progress, stop) -> tuple[int, list[str]]:
+    """csv rows through Pipeloom's strict reader (so errors name their line), made into JSON by SQLite."""
+    from ..csvread import CsvReader
+    from .formats import open_csv
+
+    with open_csv(path) as f:
+        reader = CsvReader(f, path)
+        columns = list(reader.columns)
+        if not columns or 2 * len(columns) > _MAX_SQL_ARGS:
+            return _fill_records(con, path, fmt, progress, stop)
+        pairs = ", ".join("'" + c.replace("'", "''") + "', ?" for c in columns)
+        sql = f"INSERT INTO rows (pos, rec, txt) VALUES (?, json_object({pairs}), ?)"
+        width = len(columns)
+        count = 0
+
+        def rows():
+            nonlocal count
+            while (row := reader.next_raw()) is not None:
+                if len(row) < width:
+                    row = row + [""] * (width - len(row))
+                yield (count, *row, "\x1f".join(row).lower())
+                count += 1
+                if count % 50_000 == 0:
+                    if stop.is_set():
+                        raise Stopped()
+                    progress(count)
+
+        con.executemany(sql, rows())
+    progress(count)
+    return count, columns[:MAX_COLUMNS]
 
 
 _NDJSON_INSERT = (
