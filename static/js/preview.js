@@ -205,9 +205,10 @@ function renderTable(page, cellUrl, opts = {}) {
     if (!opts.onSort) return h("th", { scope: "col" }, c);
     const sorted = query && query.sort === c ? query.order : null;
     const word = sorted === "asc" ? "ascending" : sorted === "desc" ? "descending" : "none";
-    const next = sorted === "asc" ? "largest first" : sorted === "desc" ? "file order" : "smallest first";
+    const title = sorted === "asc" ? `Sorted by ${c}, low to high; click for high to low`
+      : sorted === "desc" ? `Sorted by ${c}, high to low; click for the file's order` : `Sort by ${c}, low to high`;
     return h("th", { scope: "col", "aria-sort": word, "data-column": c },
-      h("button", { type: "button", class: "sort-button", title: `Sort by ${c} (${next})`,
+      h("button", { type: "button", class: "sort-button", title,
         onclick: () => opts.onSort(c) },
       h("span", {}, c), h("span", { class: "sort-mark", "aria-hidden": "true" })));
   };
@@ -533,6 +534,13 @@ export class OutputPreview {
     clear(view);
     if (page.error) view.append(h("div", { class: "preview-error error-note" }, `This file does not match its format: ${page.error}`));
     view.append(renderPage(page, `${url}/cell`, tableOpts));
+    // The table is drawn anew for each page: keep the sorted column in view (it may be far to the right).
+    const sortedHead = view.querySelector('th[aria-sort="ascending"], th[aria-sort="descending"]');
+    if (sortedHead) {
+      const box = view.getBoundingClientRect();
+      const head = sortedHead.getBoundingClientRect();
+      if (head.right > box.right) view.scrollLeft += head.right - box.right + 8;
+    }
     // A cut cell opens below the scrolling view, at the panel's full width.
     const viewer = view.querySelector(".cell-viewer");
     if (viewer) view.after(viewer);

@@ -93,7 +93,7 @@ export function renderQueryBar(query, columns, change, { canTree = true } = {}) 
       }, "×")));
     });
     if (query.sort) {
-      const words = `sorted by ${query.sort}, ${query.order === "desc" ? "largest first" : "smallest first"}`;
+      const words = `sorted by ${query.sort}, ${query.order === "desc" ? "high to low" : "low to high"}`;
       chips.append(h("span", { class: "query-chip" }, words, h("button", {
         type: "button", class: "icon-button chip-remove", "aria-label": "Stop sorting",
         onclick: () => change({ ...query, sort: null, order: "asc" }),
