@@ -126,3 +126,26 @@ def test_csv_rows_become_records_of_text(tmp_path):
         qs.page(bad, "csv", "b", Query(sort="a"), 0, 10, wait=60)
     assert "line 3" in str(err.value)
     qs.close()
+
+
+def test_the_query_folder_is_kept_under_its_size(tmp_path):
+    import os
+    import time as _time
+
+    from server.engine.data.query import Queries
+
+    qs = Queries(tmp_path / "query", cache_bytes=1)  # room for the newest file only
+    files = []
+    for name in ("a", "b", "c"):
+        src = tmp_path / f"{name}.ndjson"
+        src.write_text("".join(json.dumps({"id": i}) + "\n" for i in range(100)))
+        files.append(src)
+        assert qs.page(src, "ndjson", name, Query(sort="id"), 0, 1, wait=60)["total"] == 100
+        _time.sleep(0.01)
+    left = sorted(p.name for p in (tmp_path / "query").glob("*.sqlite"))
+    assert left == ["c.ndjson.sqlite"]
+    # a removed one is simply built again
+    assert qs.page(files[0], "ndjson", "a", Query(sort="id", order="desc"), 0, 1, wait=60)["positions"] == [99]
+    assert sorted(p.name for p in (tmp_path / "query").glob("*.sqlite")) == ["a.ndjson.sqlite"]
+    assert not [p for p in os.listdir(tmp_path / "query") if p.endswith(".part")]
+    qs.close()

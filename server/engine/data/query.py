@@ -12,7 +12,9 @@ temporary name and renamed when complete. Each query then runs as SQL over it,
 sorting on disk (SQLite's external sort, a 16 MB page cache), and its answer
 (the record numbers in order) is kept as a table of that file, so the next
 page of the same query, or the same query from another tab, is a lookup. At
-most MAX_QUERIES answers are kept per file; the oldest go first.
+most MAX_QUERIES answers are kept per file; the oldest go first. The folder is
+kept under PIPELOOM_QUERY_CACHE_MB (8 GB by default) by removing the least
+recently used files.
 
 Work on a large file happens in a background thread: `Queries.page()` waits
 a little, then answers `{"working": true, ...}` with how far it got; asking
@@ -60,6 +62,7 @@ MAX_FILTERS = 8
 MAX_COLUMNS = 2000  # columns remembered per file (first seen first); records may hold more
 MAX_QUERIES = 16  # answers kept per file
 MAX_LIMIT = 1000
+CACHE_BYTES = int(os.environ.get("PIPELOOM_QUERY_CACHE_MB", "8192")) * 1024 * 1024  # the query folder's size, at most
 _BATCH = 5000
 
 
@@ -506,8 +509,9 @@ class Job:
 class Queries:
     """The query databases of one workspace, under `root`, with their answers built in background threads."""
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, cache_bytes: int | None = None):
         self.root = Path(root)
+        self.cache_bytes = CACHE_BYTES if cache_bytes is None else cache_bytes
         self._lock = threading.Lock()
         self._file_locks: dict[str, threading.Lock] = {}
         self._jobs: dict[tuple[str, str], Job] = {}
@@ -527,6 +531,7 @@ class Queries:
         target = self.target(key, fmt)
         meta = read_meta(target)
         if meta is not None:
+            self.touch(target)  # recently used: the last to go when the folder is trimmed
             check_columns(query, meta["columns"])
             got = read_answer(target, query, offset, limit)
             if got is not None:
@@ -575,6 +580,7 @@ class Queries:
                         job.read = n
 
                     meta = load_base(target, path, fmt, progress, self._stop)
+                    self._trim(keep=target)
                 job.read = meta["records"]
                 job.stage = "sorting" if query.sort else "filtering"
                 build_answer(target, query, meta["columns"])
@@ -585,6 +591,30 @@ class Queries:
         finally:
             job.stage = "done"
             job.done.set()
+
+    def _trim(self, keep: Path) -> None:
+        """Remove the least recently used query databases until the folder fits in `cache_bytes` (never `keep`)."""
+        try:
+            files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("*.sqlite")]
+        except OSError:
+            return
+        total = sum(size for _, size, _ in files)
+        for _, size, p in sorted(files):
+            if total <= self.cache_bytes:
+                return
+            if p == keep:
+                continue
+            for extra in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")):
+                extra.unlink(missing_ok=True)
+            total -= size
+            log.info("removed the query database %s to keep %s under its size", p.name, self.root)
+
+    @staticmethod
+    def touch(target: Path) -> None:
+        try:
+            os.utime(target)
+        except OSError:
+            pass
 
     @staticmethod
     def _answer(path: Path, fmt: str, meta: dict, query: Query, offset: int, limit: int,
