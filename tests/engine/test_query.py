@@ -149,3 +149,18 @@ def test_the_query_folder_is_kept_under_its_size(tmp_path):
     assert sorted(p.name for p in (tmp_path / "query").glob("*.sqlite")) == ["a.ndjson.sqlite"]
     assert not [p for p in os.listdir(tmp_path / "query") if p.endswith(".part")]
     qs.close()
+
+
+def test_a_json_array_of_anything_sorts_and_a_json_document_is_refused(tmp_path):
+    from server.engine.data.query import Queries
+
+    arr = tmp_path / "arr.json"
+    arr.write_text('[{"x": 2}, {"x": 1}, 5]')
+    qs = Queries(tmp_path / "query")
+    assert qs.page(arr, "json", "a", Query(sort="x"), 0, 5, wait=60)["items"] == [{"x": 1}, {"x": 2}, {"value": 5}]
+    doc = tmp_path / "doc.json"
+    doc.write_text('{"x": 1}')
+    with pytest.raises(QueryError) as err:
+        qs.page(doc, "json", "d", Query(sort="x"), 0, 5, wait=60)
+    assert err.value.field == "sort" and "a JSON document, not an array" in str(err.value)
+    qs.close()

@@ -230,9 +230,25 @@ def _row(value: Any) -> dict:
 
 
 def _records(path: Path, fmt: str) -> Iterator[dict]:
+    """The records as the previews show them: an array item or ndjson line that is not an object is {"value": it}."""
+    from .. import jsonread
+
     if fmt not in RECORDS_FORMATS:
         raise QueryError(f"a {fmt} file has no records to sort or filter; sorting and filtering apply to "
                          f"{', '.join(RECORDS_FORMATS)}", "sort")
+    if fmt == "json":
+        with open(path, "rb") as f:
+            if jsonread.peek_json(f, path) != "array":
+                raise QueryError(f"{path.name} is a JSON document, not an array of records: there is nothing to "
+                                 "sort, filter or search", "sort")
+            yield from (_row(v) for v in jsonread.iter_json_values(f, path))
+        return
+    if fmt == "ndjson":
+        with open(path, "rb") as f:
+            for lineno, line in enumerate(f, 1):
+                if line.strip():
+                    yield _row(jsonread.parse_ndjson_line(path, lineno, line))
+        return
     for rec in iter_records(path, fmt):
         yield _row(rec)
 
