@@ -581,9 +581,10 @@ export class OutputPreview {
 const RECORDS_FORMATS = ["json", "ndjson", "csv", "parquet"];
 
 function missingInputText(status, art) {
-  if (art && art.available === false) return "The file this step received in this run is no longer on disk.";
-  if (status === "pending") return "This step has not started yet, so nothing has come in.";
   if (!status) return "This step was not part of this run, so nothing came in here.";
+  if (status === "pending" || status === "running") return "This step has not received its inputs yet.";
+  if (status === "skipped") return "This step was skipped in this run, so nothing came in.";
+  if (art && art.available === false) return "The file this step received in this run is no longer on disk.";
   return "Nothing came in on this input in this run.";
 }
 
