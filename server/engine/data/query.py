@@ -574,8 +574,8 @@ class Queries:
     def _job(self, path: Path, fmt: str, key: str, query: Query, expected: int | None) -> Job:
         with self._lock:
             job = self._jobs.get((key, query.key))
-            if job is not None:
-                return job
+            if job is not None and not (job.done.is_set() and job.error is None):
+                return job  # at work, or failed (the next ask hears why); a finished one's answer may be gone since
             if self._stop.is_set():
                 raise QueryError("the server is closing", "q")
             job = self._jobs[(key, query.key)] = Job()
