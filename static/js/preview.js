@@ -2,7 +2,7 @@
 // collapsible JSON tree, a table, plain text or a hex dump.
 import { get, seg, ApiError } from "./api.js";
 import { h, clear, formatNumber, formatBytes, formatRecords } from "./dom.js";
-import { cell, categoryMap, useTree } from "./cells.js";
+import { cell, categoryLabel, categoryMap, toneOf, useTree } from "./cells.js";
 import { emptyQuery, isActive, nextSort, queryParams, renderQueryBar, workingNote } from "./tablequery.js";
 
 const PAGE_SIZES = [50, 100, 500];
@@ -17,7 +17,7 @@ const TREE_CHILD_LIMIT = 200;
 export function renderPage(page, cellUrl = null, opts = {}) {
   const kind = pageKind(page);
   if (kind === "binary") return renderHex(page);
-  if (kind === "table" && opts.query && opts.query.view === "tree") return renderRecordsTree(page);
+  if (kind === "table" && opts.query && opts.query.view === "tree") return renderRecordsTree(page, opts.categories || {});
   if (kind === "table") return renderTable(page, cellUrl, opts);
   if (kind === "text") return renderText(page);
   return renderTree(page);
@@ -109,18 +109,19 @@ function renderTree(page) {
 }
 
 /** A table's records as a tree, one closed node per record, named by its record number. */
-function renderRecordsTree(page) {
+function renderRecordsTree(page, categories) {
   const box = h("div", { class: "jtree jtree-records", role: "tree", "aria-label": "Records as a tree", "data-testid": "records-tree" });
   const offset = page.offset || 0;
   (page.items || []).forEach((item, i) => {
     const n = Array.isArray(page.positions) ? page.positions[i] + 1 : offset + i + 1;
-    box.append(treeNode(item, `#${formatNumber(n)}`, 1, true));
+    box.append(treeNode(item, `#${formatNumber(n)}`, 1, true, categories));
   });
   if (!(page.items || []).length) box.append(h("div", { class: "empty-note" }, "No records here."));
   return box;
 }
 
-export function treeNode(value, key, depth, indexKey = false) {
+/** One value of a tree; `categories` ({field: {value: tone}}) labels the fields of a record's own level. */
+export function treeNode(value, key, depth, indexKey = false, categories = null, tones = null) {
   const keyEl = key === null || key === undefined
     ? null
     : h("span", { class: indexKey || typeof key === "number" ? "jt-index" : "jt-key" }, typeof key === "number" ? `${key}` : `${key}`, h("span", { class: "jt-colon" }, ": "));
@@ -137,7 +138,8 @@ export function treeNode(value, key, depth, indexKey = false) {
       if (filled) return;
       filled = true;
       const kids = h("div", { class: "jt-children", role: "group" });
-      for (const [k, v] of entries.slice(0, TREE_CHILD_LIMIT)) kids.append(treeNode(v, k, depth + 1));
+      for (const [k, v] of entries.slice(0, TREE_CHILD_LIMIT)) kids.append(treeNode(v, k, depth + 1, false, null,
+        categories && Object.prototype.hasOwnProperty.call(categories, k) ? categories[k] : null));
       if (entries.length > TREE_CHILD_LIMIT) {
         kids.append(h("div", { class: "jt-more" }, `… ${formatNumber(entries.length - TREE_CHILD_LIMIT)} more not shown`));
       }
@@ -150,7 +152,8 @@ export function treeNode(value, key, depth, indexKey = false) {
     }
     return details;
   }
-  return h("div", { class: "jt-leaf", role: "treeitem" }, keyEl, leaf(value));
+  const labelled = value !== null && value !== "" && (tones !== null || (typeof value === "string" && /^(warning|critical)$/i.test(value.trim())));
+  return h("div", { class: "jt-leaf", role: "treeitem" }, keyEl, labelled ? categoryLabel(value, toneOf(value, tones || {})) : leaf(value));
 }
 
 function leaf(value) {

@@ -154,6 +154,8 @@ def test_nested_values_open_in_place_and_records_show_as_a_tree(studio, workspac
     assert "#1" in records.locator(":scope > .jt-node").first.inner_text()
     records.locator(":scope > .jt-node > summary").first.click()
     assert "sensor-0" in records.locator(":scope > .jt-node").first.inner_text()
+    label = records.locator(":scope > .jt-node").first.locator(".cat")  # the category field, as a label here too
+    assert label.get_attribute("data-tone") == "ok" and label.inner_text().endswith("normal")
     shot(page, tmp_path, "inspect-tree.png", '[data-testid="went-out"]')
     preview.get_by_role("button", name="Table", exact=True).click()
     preview.locator("tbody tr").first.wait_for()
