@@ -28,7 +28,9 @@ NODE_KEYS = (
 # When an unchanged node may reuse its earlier outputs instead of running:
 # auto: only if it has outputs (a node without any runs for its side effect); always; never.
 CACHE_MODES = ("auto", "always", "never")
-PORT_KEYS = ("name", "file", "format", "path", "key")
+PORT_KEYS = ("name", "file", "format", "path", "key", "categories")
+# how the studio shows a category value: a colour with its word (never the colour alone)
+CATEGORY_TONES = ("ok", "info", "warning", "danger", "neutral")
 TOP_KEYS = ("version", "name", "description", "executor", "nodes", "edges", "triggers", "retention")
 EXECUTOR_KINDS = ("local", "dask")
 TAG_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -47,6 +49,8 @@ class Port:
     format: str = "json"
     path: str | None = None  # inputs only: a workspace file that feeds the port
     key: list[str] | None = None  # records ports: the fields that identify a record (for diffs)
+    # records ports: fields whose values are categories, each with tones for some values ({} = by the word)
+    categories: dict[str, dict[str, str]] | None = None
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"name": self.name, "file": self.file, "format": self.format}
@@ -54,6 +58,10 @@ class Port:
             d["path"] = self.path
         if self.key is not None:
             d["key"] = list(self.key)
+        if self.categories is not None:
+            tones = any(self.categories.values())
+            d["categories"] = ({f: dict(t) for f, t in self.categories.items()} if tones
+                               else list(self.categories))
         return d
 
 
@@ -539,7 +547,48 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
     if key is not None and fmt not in ("json", "ndjson", "csv", "parquet"):
         problems.append(Problem(pwhere, f"`key` is for records formats (json, ndjson, csv, parquet), not {fmt}", line))
         key = None
-    return Port(name=name, file=file, format=fmt, path=path, key=key)
+    categories = _categories(raw.get("categories"), fmt, pwhere, line, problems) if "categories" in raw else None
+    return Port(name=name, file=file, format=fmt, path=path, key=key, categories=categories)
+
+
+def _categories(raw: Any, fmt: str, pwhere: str, line: int | None,
+                problems: list[Problem]) -> dict[str, dict[str, str]] | None:
+    """A port's `categories`: a list of field names, or a mapping field -> {value: tone} (or null)."""
+    example = "like [label] or {label: {critical: danger, warning: warning, normal: ok}}"
+    if fmt not in ("json", "ndjson", "csv", "parquet"):
+        problems.append(Problem(pwhere, f"`categories` is for records formats (json, ndjson, csv, parquet), not {fmt}",
+                                line))
+        return None
+    if isinstance(raw, str):
+        raw = [raw]
+    if isinstance(raw, list):
+        if not raw or not all(isinstance(f, str) and f for f in raw) or len(set(raw)) != len(raw):
+            problems.append(Problem(pwhere, f"`categories` must name distinct fields, {example}; got {raw!r}", line))
+            return None
+        return {f: {} for f in raw}
+    if not isinstance(raw, dict) or not raw:
+        problems.append(Problem(pwhere, f"`categories` must be a list of fields or a mapping, {example}; got {raw!r}",
+                                line))
+        return None
+    out: dict[str, dict[str, str]] = {}
+    for f, tones in raw.items():
+        if not isinstance(f, str) or not f:
+            problems.append(Problem(pwhere, f"`categories`: a field name must be text, got {f!r}", line))
+            return None
+        if tones is None:
+            out[f] = {}
+            continue
+        if not isinstance(tones, dict):
+            problems.append(Problem(pwhere, f"`categories.{f}` must map values to tones ({', '.join(CATEGORY_TONES)}), "
+                                            f"like {{critical: danger}}; got {tones!r}", line))
+            return None
+        for value, tone in tones.items():
+            if tone not in CATEGORY_TONES:
+                problems.append(Problem(pwhere, f"`categories.{f}.{value}`: unknown tone {tone!r} "
+                                                f"(tones: {', '.join(CATEGORY_TONES)})", line))
+                return None
+        out[f] = {str(v): t for v, t in tones.items()}
+    return out
 
 
 # ---------------------------------------------------------------- writing

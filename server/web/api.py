@@ -391,8 +391,17 @@ def output_preview(run_id: str, node_id: str, port: str):
     art, path = _artifact_path(run_id, node_id, port)
     from server.engine.preview import preview_file
 
+    from server.engine.data.pageindex import index_key
+
+    from .inspect import query_page
+
+    fmt = art.get("format") or "binary"
+    key = index_key(path, art.get("sha256"), art.get("size"), art.get("mtime_ns"))
+    queried = query_page(path, fmt, key, offset, limit, art.get("records"))  # ?sort=, filter=, q=
+    if queried is not None:
+        return jsonify(queried)
     index = _page_index(run_id, node_id, port, art, path, offset)
-    page = preview_file(path, art.get("format") or "binary", offset=offset, limit=limit, index=index)
+    page = preview_file(path, fmt, offset=offset, limit=limit, index=index)
     records = art.get("records")
     if records is None and index is not None and index.complete:
         records = index.total

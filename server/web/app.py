@@ -84,6 +84,9 @@ class WebState:
 
         self.previews = pageindex.shared(Layout(cfg.workspace).state / "index", hold=True)
         self.runs.previews = self.previews
+        from server.engine.data.query import Queries
+
+        self.queries = Queries(Layout(cfg.workspace).state / "query")
         self.watcher: WatchBridge | None = None
         self._closed = False
         from server.engine.metrics import Metrics
@@ -211,6 +214,7 @@ class WebState:
         from server.engine.data import pageindex
 
         pageindex.release(self.previews)
+        self.queries.close()
         try:
             self.store.close()
         except Exception:
@@ -240,6 +244,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
 
     from .api import api
     from .diffs import diffs
+    from .inspect import inspect
     from .invoke import invoke, service
     from .pages import pages
     from .sockets import register_socket_handlers
@@ -249,6 +254,7 @@ def create_app(config: Mapping | WebConfig | None = None) -> Flask:
     if cfg.studio:
         app.register_blueprint(api)
         app.register_blueprint(diffs)
+        app.register_blueprint(inspect)
         app.register_blueprint(pages)
     register_error_handlers(app)
     app.before_request(require_json_type)

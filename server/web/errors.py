@@ -159,7 +159,8 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(UsageError)
     def _usage(exc: UsageError):
-        return jsonify(error_body(str(exc))), 400
+        field = getattr(exc, "field", None)  # the query parameter at fault, when the error knows it
+        return jsonify(error_body(str(exc), **({"field": field} if field else {}))), 400
 
     @app.errorhandler(UnsupportedMediaError)
     def _media(exc: UnsupportedMediaError):

@@ -5,6 +5,7 @@ import { h, put, clear, formatDuration, formatNumber, formatRecords, formatWhen,
 import { portsOf, nodesOf, edgesOf } from "./doc.js";
 import { describeStatus, explainStatus, cachedFrom } from "./status.js";
 import { OutputPreview } from "./preview.js";
+import { InputsPreview, portsWithCategories, sideSummary } from "./inputs.js";
 import { DiffView, RECORDS } from "./diffview.js";
 
 const FORMATS = ["json", "ndjson", "csv", "text", "binary", "parquet"];
@@ -193,6 +194,13 @@ export class Inspector {
     this.previewBox = h("div", { class: "preview", "data-testid": "preview" });
     this.preview = new OutputPreview(this.previewBox);
     this.previewSignature = null;
+    // What came in and what went out, one above the other, each with its preview.
+    this.inSummary = h("span", { class: "data-side-count", "data-testid": "came-in-count" });
+    this.outSummary = h("span", { class: "data-side-count", "data-testid": "went-out-count" });
+    this.inputsBox = h("div", { class: "preview", "data-testid": "inputs-preview" });
+    this.inputs = portsOf(node, "inputs").length
+      ? new InputsPreview(this.inputsBox, { titleOf: (id) => this.titleOf(id), onSummary: (t) => { this.inSummary.textContent = t; } })
+      : null;
     this.sourceBox = h("div", { class: "source", "data-testid": "source" });
     this.sourceMeta = h("div", { class: "source-meta" });
 
@@ -209,7 +217,13 @@ export class Inspector {
       section("Last run", this.runBox),
       this.diffBox ? section("What changed", this.diffBox) : null,
       this.versusSection,
-      section("Output", this.previewBox),
+      section("Data",
+        this.inputs ? h("div", { class: "data-side", "data-testid": "came-in" },
+          h("h4", { class: "data-side-title" }, h("span", { class: "data-side-word" }, "Came in"), this.inSummary),
+          this.inputsBox) : null,
+        h("div", { class: "data-side", "data-testid": "went-out" },
+          h("h4", { class: "data-side-title" }, h("span", { class: "data-side-word" }, "Went out"), this.outSummary),
+          this.previewBox)),
       section("Source", this.sourceMeta, this.sourceBox),
       section("Params", this.paramsEditor(node)),
       section("Inputs and outputs", this.portsEditor(node)),
@@ -274,7 +288,12 @@ export class Inspector {
                        status: info ? info.status : "", title: "This step" });
     }
     this.renderVersus();
-    const ports = portsOf(node, "outputs");
+    const ports = portsWithCategories(this.studio.doc, node, "outputs");
+    if (this.inputs) {
+      this.inputs.show({ runId: dataRun, nodeId: this.nodeId,
+                         ports: portsWithCategories(this.studio.doc, node, "inputs"), status: info ? info.status : "" });
+    }
+    this.outSummary.textContent = sideSummary(ports, (info && info.artifacts) || {}, "outputs");
     const shown = {
       runId: dataRun,
       nodeId: this.nodeId,
@@ -524,7 +543,7 @@ export class Inspector {
     const info = run && run.nodes ? run.nodes[edge.src] : null;
     const art = info && info.artifacts ? info.artifacts[edge.srcPort] : null;
     this.edgeFacts.textContent = art && typeof art.records === "number" ? `${formatRecords(art.records)} went through in the run shown.` : "";
-    const ports = src ? portsOf(src, "outputs").filter((p) => p.name === edge.srcPort) : [];
+    const ports = src ? portsWithCategories(this.studio.doc, src, "outputs").filter((p) => p.name === edge.srcPort) : [];
     const shown = { runId: info && (info.result_run || info.run_id) ? info.result_run || info.run_id : run ? run.run_id : null, nodeId: edge.src, ports, artifacts: (info && info.artifacts) || {}, status: info ? info.status : "" };
     const signature = JSON.stringify(shown);
     if (signature === this.edgeSignature && this.edgePreview.state) return;

@@ -2,18 +2,23 @@
 // collapsible JSON tree, a table, plain text or a hex dump.
 import { get, seg, ApiError } from "./api.js";
 import { h, clear, formatNumber, formatBytes, formatRecords } from "./dom.js";
+import { cell, categoryLabel, categoryMap, toneOf, useTree } from "./cells.js";
+import { emptyQuery, isActive, nextSort, queryParams, renderQueryBar, workingNote } from "./tablequery.js";
 
 const PAGE_SIZES = [50, 100, 500];
 const TREE_CHILD_LIMIT = 200;
 
 /**
  * Render one preview page into an element. `cellUrl`, when given, is the output's
- * `/cell` route: a cut cell then offers to load its full value from there.
+ * `/cell` route: a cut cell then offers to load its full value from there. `opts`:
+ * {query, onSort(column), categories: {field: {value: tone}}} for tables; a query whose
+ * `view` is "tree" shows a table's records as a tree.
  */
-export function renderPage(page, cellUrl = null) {
+export function renderPage(page, cellUrl = null, opts = {}) {
   const kind = pageKind(page);
   if (kind === "binary") return renderHex(page);
-  if (kind === "table") return renderTable(page, cellUrl);
+  if (kind === "table" && opts.query && opts.query.view === "tree") return renderRecordsTree(page, opts.categories || {});
+  if (kind === "table") return renderTable(page, cellUrl, opts);
   if (kind === "text") return renderText(page);
   return renderTree(page);
 }
@@ -50,6 +55,8 @@ export function describeRange(page) {
   if (!count) return offset ? `no more ${many} after ${formatNumber(offset)}` : `no ${many}`;
   const range = count === 1 ? `${one} ${formatNumber(offset + 1)}` : `${many} ${formatNumber(offset + 1)}–${formatNumber(offset + count)}`;
   const total = totalOf(page);
+  const q = page.query;
+  if (q && (q.filters.length || q.q) && total.exact !== null) return `${range} of ${formatNumber(total.exact)} matching`;
   if (total.exact !== null) return `${range} of ${formatNumber(total.exact)}`;
   // The server is counting the whole file in the background; the exact total follows (output_ready).
   const counting = page.counting ? " (counting…)" : "";
@@ -101,7 +108,20 @@ function renderTree(page) {
   return box;
 }
 
-function treeNode(value, key, depth, indexKey = false) {
+/** A table's records as a tree, one closed node per record, named by its record number. */
+function renderRecordsTree(page, categories) {
+  const box = h("div", { class: "jtree jtree-records", role: "tree", "aria-label": "Records as a tree", "data-testid": "records-tree" });
+  const offset = page.offset || 0;
+  (page.items || []).forEach((item, i) => {
+    const n = Array.isArray(page.positions) ? page.positions[i] + 1 : offset + i + 1;
+    box.append(treeNode(item, `#${formatNumber(n)}`, 1, true, categories));
+  });
+  if (!(page.items || []).length) box.append(h("div", { class: "empty-note" }, "No records here."));
+  return box;
+}
+
+/** One value of a tree; `categories` ({field: {value: tone}}) labels the fields of a record's own level. */
+export function treeNode(value, key, depth, indexKey = false, categories = null, tones = null) {
   const keyEl = key === null || key === undefined
     ? null
     : h("span", { class: indexKey || typeof key === "number" ? "jt-index" : "jt-key" }, typeof key === "number" ? `${key}` : `${key}`, h("span", { class: "jt-colon" }, ": "));
@@ -118,7 +138,8 @@ function treeNode(value, key, depth, indexKey = false) {
       if (filled) return;
       filled = true;
       const kids = h("div", { class: "jt-children", role: "group" });
-      for (const [k, v] of entries.slice(0, TREE_CHILD_LIMIT)) kids.append(treeNode(v, k, depth + 1));
+      for (const [k, v] of entries.slice(0, TREE_CHILD_LIMIT)) kids.append(treeNode(v, k, depth + 1, false, null,
+        categories && Object.prototype.hasOwnProperty.call(categories, k) ? categories[k] : null));
       if (entries.length > TREE_CHILD_LIMIT) {
         kids.append(h("div", { class: "jt-more" }, `… ${formatNumber(entries.length - TREE_CHILD_LIMIT)} more not shown`));
       }
@@ -131,7 +152,8 @@ function treeNode(value, key, depth, indexKey = false) {
     }
     return details;
   }
-  return h("div", { class: "jt-leaf", role: "treeitem" }, keyEl, leaf(value));
+  const labelled = value !== null && value !== "" && (tones !== null || (typeof value === "string" && /^(warning|critical)$/i.test(value.trim())));
+  return h("div", { class: "jt-leaf", role: "treeitem" }, keyEl, labelled ? categoryLabel(value, toneOf(value, tones || {})) : leaf(value));
 }
 
 function leaf(value) {
@@ -161,7 +183,9 @@ function inlinePreview(obj) {
 
 // ------------------------------------------------------------ table
 
-function renderTable(page, cellUrl) {
+function renderTable(page, cellUrl, opts = {}) {
+  const query = opts.query || null;
+  const categories = opts.categories || {};
   const items = page.items || [];
   // Cells the server cut short (see docs/api.md, `cut_cells`), by record number and column.
   const cuts = new Map((page.cut_cells || []).map((c) => [`${c.record}\u0000${c.column}`, c]));
@@ -174,17 +198,33 @@ function renderTable(page, cellUrl) {
     }
     columns = [...seen];
   }
+  // Columns a port marks as categories come first, so the labels show without scrolling sideways.
+  columns = [...columns.filter((c) => Object.prototype.hasOwnProperty.call(categories, c)),
+    ...columns.filter((c) => !Object.prototype.hasOwnProperty.call(categories, c))];
   const offset = page.offset || 0;
+  const positions = Array.isArray(page.positions) ? page.positions : null;
   const table = h("table", { class: "data-table" });
-  const headRow = h("tr", {}, h("th", { class: "rownum", scope: "col" }, "#"), columns.map((c) => h("th", { scope: "col" }, c)));
+  const header = (c) => {
+    if (!opts.onSort) return h("th", { scope: "col" }, c);
+    const sorted = query && query.sort === c ? query.order : null;
+    const word = sorted === "asc" ? "ascending" : sorted === "desc" ? "descending" : "none";
+    const title = sorted === "asc" ? `Sorted by ${c}, low to high; click for high to low`
+      : sorted === "desc" ? `Sorted by ${c}, high to low; click for the file's order` : `Sort by ${c}, low to high`;
+    return h("th", { scope: "col", "aria-sort": word, "data-column": c },
+      h("button", { type: "button", class: "sort-button", title,
+        onclick: () => opts.onSort(c) },
+      h("span", {}, c), h("span", { class: "sort-mark", "aria-hidden": "true" })));
+  };
+  const headRow = h("tr", {}, h("th", { class: "rownum", scope: "col", title: positions ? "The record's number in the file" : null }, "#"), columns.map(header));
   table.append(h("thead", {}, headRow));
   const body = h("tbody");
   items.forEach((row, i) => {
-    const tr = h("tr", {}, h("td", { class: "rownum" }, formatNumber(offset + i + 1)));
+    const record = positions ? positions[i] : offset + i;
+    const tr = h("tr", {}, h("td", { class: "rownum" }, formatNumber(record + 1)));
     if (row && typeof row === "object" && !Array.isArray(row)) {
       for (const c of columns) {
-        const cut = cuts.get(`${offset + i}\u0000${c}`);
-        tr.append(cut ? cutCell(row[c], cut, cellUrl, viewer) : cell(row[c], !(c in row)));
+        const cut = cuts.get(`${record}\u0000${c}`);
+        tr.append(cut ? cutCell(row[c], cut, cellUrl, viewer) : cell(row[c], !(c in row), c, categories));
       }
     } else if (Array.isArray(row)) {
       for (let j = 0; j < columns.length; j += 1) tr.append(cell(row[j], j >= row.length));
@@ -194,7 +234,9 @@ function renderTable(page, cellUrl) {
     body.append(tr);
   });
   table.append(body);
-  return h("div", { class: "table-wrap" }, table, viewer);
+  const wrap = h("div", { class: "table-wrap" }, table, viewer);
+  if (!items.length && isActive(query)) wrap.prepend(h("div", { class: "empty-note" }, "No records match."));
+  return wrap;
 }
 
 /** A cell the server cut: its start, how big it really is, and a button to read it all. */
@@ -253,17 +295,7 @@ function openCell(viewer, cellUrl, cut) {
   load();
 }
 
-function cell(value, missing) {
-  if (missing) return h("td", { class: "cell-missing" }, "");
-  if (value === null || value === undefined) return h("td", { class: "cell-null" }, "null");
-  if (typeof value === "object") {
-    const text = JSON.stringify(value);
-    return h("td", { class: "cell-json", title: text.length > 60 ? text.slice(0, 2000) : null }, text.length > 120 ? `${text.slice(0, 120)}…` : text);
-  }
-  const text = String(value);
-  const cls = typeof value === "number" ? "cell-number" : typeof value === "boolean" ? "cell-bool" : null;
-  return h("td", { class: cls, title: text.length > 60 ? text.slice(0, 2000) : null }, text.length > 160 ? `${text.slice(0, 160)}…` : text);
-}
+useTree(treeNode);
 
 // ------------------------------------------------------------ text and binary
 
@@ -313,18 +345,24 @@ function renderHex(page) {
 
 // ------------------------------------------------------------ the panel
 
-/** The output preview of one node in the inspector (data-testid="preview"). */
+/**
+ * The preview of one step's outputs (or, with direction "inputs", of what it received) in the inspector
+ * (data-testid="preview"). Tables sort on their headers, filter and search on the server, and switch to a tree.
+ */
 export class OutputPreview {
-  constructor(container) {
+  constructor(container, { direction = "outputs" } = {}) {
     this.el = container;
+    this.direction = direction;
     this.state = null;
     this.limit = PAGE_SIZES[0];
     this.request = 0;
+    this.queries = new Map(); // node|port -> query (kept while the inspector lives)
+    this.columns = new Map(); // node|port -> the columns last seen
   }
 
   /**
-   * Show a node's outputs in a run. info: {runId, nodeId, ports: [{name, format}],
-   * artifacts: {port: {format, size, records}}, status}.
+   * Show a step's ports in a run. info: {runId, nodeId, ports: [{name, format, categories}],
+   * artifacts: {port: {format, size, records, note}}, status}.
    */
   show(info) {
     const samePlace = this.state && this.state.runId === info.runId && this.state.nodeId === info.nodeId;
@@ -347,20 +385,38 @@ export class OutputPreview {
     this.el.append(h("div", { class: "empty-note" }, message));
   }
 
+  get queryKey() {
+    return `${this.state.nodeId}|${this.state.port}`;
+  }
+
+  get query() {
+    return this.queries.get(this.queryKey) || emptyQuery();
+  }
+
+  setQuery(query) {
+    this.queries.set(this.queryKey, query);
+    this.state.offset = 0;
+    this.render();
+  }
+
   render() {
     const s = this.state;
+    const query = this.query;
     // The same page of the same output (a new run of the step, say) keeps showing until the new one arrives.
-    const key = `${s.nodeId}|${s.port}|${s.offset}|${this.limit}`;
+    const key = `${s.nodeId}|${s.port}|${s.offset}|${this.limit}|${JSON.stringify(query)}`;
     const keep = this.view && this.viewKey === key && this.view.querySelector(".jtree, .table-wrap, .data-table, .text-preview, .hex-preview")
       ? { view: [...this.view.childNodes], pager: [...this.pager.childNodes] } : null;
+    const focused = document.activeElement && this.el.contains(document.activeElement)
+      ? document.activeElement.getAttribute("aria-label") : null;
     this.view = null;
     this.viewKey = null;
     clear(this.el);
+    const inputs = this.direction === "inputs";
     if (!s.ports.length) {
-      this.el.append(h("div", { class: "empty-note" }, "This step writes no outputs."));
+      this.el.append(h("div", { class: "empty-note" }, inputs ? "This step reads no inputs." : "This step writes no outputs."));
       return;
     }
-    const tabs = h("div", { class: "port-tabs", role: "tablist", "aria-label": "Outputs" });
+    const tabs = h("div", { class: "port-tabs", role: "tablist", "aria-label": inputs ? "Inputs" : "Outputs" });
     for (const p of s.ports) {
       const art = (s.artifacts || {})[p.name];
       const selected = p.name === s.port;
@@ -375,28 +431,36 @@ export class OutputPreview {
           this.state.offset = 0;
           this.render();
         },
-      }, h("span", { class: "port-tab-name" }, p.name), h("span", { class: "port-tab-format" }, (art && art.format) || p.format)));
+      }, h("span", { class: "port-tab-name" }, p.name), h("span", { class: "port-tab-format" }, (art && art.format) || p.format),
+      art && typeof art.records === "number" ? h("span", { class: "port-tab-records" }, formatRecords(art.records)) : null));
     }
     this.el.append(tabs);
     const body = h("div", { class: "preview-body", role: "tabpanel" });
     this.el.append(body);
     if (!s.runId) {
-      body.append(h("div", { class: "empty-note" }, "Run the pipeline to see its output."));
+      body.append(h("div", { class: "empty-note" }, inputs ? "Run the pipeline to see what this step receives." : "Run the pipeline to see its output."));
       return;
     }
     const art = (s.artifacts || {})[s.port];
-    if (!art) {
-      body.append(h("div", { class: "empty-note" }, missingText(s.status)));
+    if (!art || art.available === false) {
+      body.append(h("div", { class: "empty-note" }, inputs ? missingInputText(s.status, art) : missingText(s.status)));
       return;
     }
     const facts = [art.format, formatBytes(art.size)];
     if (typeof art.records === "number") facts.push(formatRecords(art.records));
-    const url = `/api/runs/${seg(s.runId)}/nodes/${seg(s.nodeId)}/outputs/${seg(s.port)}`;
+    const url = `/api/runs/${seg(s.runId)}/nodes/${seg(s.nodeId)}/${inputs ? "inputs" : "outputs"}/${seg(s.port)}`;
     this.factsEl = h("span", { "data-testid": "preview-facts" }, facts.filter(Boolean).join(" · "));
     this.facts = facts;
     body.append(h("div", { class: "preview-facts" },
       this.factsEl,
       h("a", { class: "link", href: `${url}/raw`, download: "" }, "Download")));
+    if (art.note) body.append(h("p", { class: "preview-note", "data-testid": "preview-note" }, art.note));
+    const port = s.ports.find((p) => p.name === s.port) || {};
+    this.barBox = h("div", { class: "query-box" });
+    body.append(this.barBox);
+    if (RECORDS_FORMATS.includes(art.format || port.format) && this.columns.has(this.queryKey)) {
+      this.renderBar(this.columns.get(this.queryKey));
+    }
     const view = h("div", { class: "preview-view" });
     const pager = h("div", { class: "pager" });
     if (keep) {
@@ -409,31 +473,77 @@ export class OutputPreview {
     this.pager = pager;
     this.viewKey = key;
     body.append(view, pager);
+    if (focused) {
+      const again = [...this.el.querySelectorAll("[aria-label]")].find((e) => e.getAttribute("aria-label") === focused);
+      if (again) {
+        again.focus();
+        if (again.tagName === "INPUT" && again.value) again.setSelectionRange(again.value.length, again.value.length);
+      }
+    }
     this.load(url, view, pager);
+  }
+
+  renderBar(columns) {
+    if (!this.barBox) return;
+    clear(this.barBox).append(renderQueryBar(this.query, columns, (q) => this.setQuery(q)));
   }
 
   async load(url, view, pager) {
     const s = this.state;
+    const query = this.query;
     const ticket = ++this.request;
     let page;
-    try {
-      page = await get(`${url}?offset=${s.offset}&limit=${this.limit}`);
-    } catch (err) {
+    for (;;) {
+      try {
+        page = await get(`${url}?offset=${s.offset}&limit=${this.limit}${queryParams(query)}`);
+      } catch (err) {
+        if (ticket !== this.request) return;
+        clear(view).append(h("div", { class: "empty-note error-note", "data-testid": "query-error" },
+          err instanceof ApiError ? err.message : String(err)));
+        return;
+      }
       if (ticket !== this.request) return;
-      clear(view).append(h("div", { class: "empty-note error-note" },
-        err instanceof ApiError ? err.message : String(err)));
-      return;
+      if (!page.working) break;
+      // A query over a large file: the server is still reading or sorting it; say so and ask again.
+      clear(view).append(workingNote(page, query, formatNumber));
+      clear(pager);
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      if (ticket !== this.request) return;
     }
-    if (ticket !== this.request) return;
     const art = (s.artifacts || {})[s.port];
+    if (typeof page.total !== "number" && !page.error && !isActive(query) && art && typeof art.records === "number"
+        && pageKind(page) === "table") {
+      // the run (or the listing of inputs) knows the count the server is still making: use it at once
+      page.total = art.records;
+      page.counting = false;
+    }
     if (page.total_known && typeof page.records === "number" && art && typeof art.records !== "number") {
       // counted by the server since the run's record was read: show it without waiting for the event
       art.records = page.records;
       this.factsEl.textContent = [...this.facts, formatRecords(page.records)].filter(Boolean).join(" · ");
     }
+    const kind = pageKind(page);
+    if (kind === "table" && Array.isArray(page.columns) && RECORDS_FORMATS.includes(page.format)) {
+      const columns = page.columns.map((c) => (typeof c === "string" ? c : c.name));
+      const known = this.columns.get(this.queryKey);
+      this.columns.set(this.queryKey, columns);
+      if (!known || known.join("\u0000") !== columns.join("\u0000") || !this.barBox.firstChild) this.renderBar(columns);
+    }
+    const port = s.ports.find((p) => p.name === s.port) || {};
+    const categories = categoryMap(port.categories);
+    const tableOpts = RECORDS_FORMATS.includes(page.format)
+      ? { query, categories, onSort: (c) => this.setQuery(nextSort(this.query, c)) }
+      : { categories };
     clear(view);
     if (page.error) view.append(h("div", { class: "preview-error error-note" }, `This file does not match its format: ${page.error}`));
-    view.append(renderPage(page, `${url}/cell`));
+    view.append(renderPage(page, `${url}/cell`, tableOpts));
+    // The table is drawn anew for each page: keep the sorted column in view (it may be far to the right).
+    const sortedHead = view.querySelector('th[aria-sort="ascending"], th[aria-sort="descending"]');
+    if (sortedHead) {
+      const box = view.getBoundingClientRect();
+      const head = sortedHead.getBoundingClientRect();
+      if (head.right > box.right) view.scrollLeft += head.right - box.right + 8;
+    }
     // A cut cell opens below the scrolling view, at the panel's full width.
     const viewer = view.querySelector(".cell-viewer");
     if (viewer) view.after(viewer);
@@ -469,6 +579,16 @@ export class OutputPreview {
     }, PAGE_SIZES.map((n) => h("option", { value: n, selected: n === this.limit }, `${n} per page`)));
     pager.append(h("span", { class: "pager-buttons" }, prev, next, last, kind === "binary" ? null : size));
   }
+}
+
+const RECORDS_FORMATS = ["json", "ndjson", "csv", "parquet"];
+
+function missingInputText(status, art) {
+  if (!status) return "This step was not part of this run, so nothing came in here.";
+  if (status === "pending" || status === "running") return "This step has not received its inputs yet.";
+  if (status === "skipped") return "This step was skipped in this run, so nothing came in.";
+  if (art && art.available === false) return "The file this step received in this run is no longer on disk.";
+  return "Nothing came in on this input in this run.";
 }
 
 function missingText(status) {

@@ -185,3 +185,30 @@ def test_cache_setting_round_trips_and_default_is_not_written(workspace):
     assert [n.cache for n in p.nodes] == ["never", "auto"]
     assert node_to_dict(p.nodes[0])["cache"] == "never" and "cache" not in node_to_dict(p.nodes[1])
     assert "cache: never" in dump_document(p.to_document(), json_syntax=False)
+
+
+def test_categories_on_a_port_are_checked_and_kept():
+    from pathlib import Path
+
+    from server.engine.model import build_pipeline
+
+    def port(categories, fmt="json"):
+        doc = {"version": 1, "name": "c", "nodes": [{"id": "a", "runtime": "shell", "source": "a.sh", "outputs": [
+            {"name": "out", "format": fmt, "categories": categories}]}], "edges": []}
+        p, problems = build_pipeline(doc, {}, base_dir=Path("."))
+        return (p.nodes[0].outputs[0] if p.nodes and p.nodes[0].outputs else None), [str(x) for x in problems]
+
+    out, problems = port(["label"])
+    assert out.categories == {"label": {}} and out.to_dict()["categories"] == ["label"]
+    out, _ = port("label")
+    assert out.categories == {"label": {}}
+    out, problems = port({"label": {"critical": "danger", "fine": "ok"}, "level": None})
+    assert out.categories == {"label": {"critical": "danger", "fine": "ok"}, "level": {}}
+    assert out.to_dict()["categories"] == {"label": {"critical": "danger", "fine": "ok"}, "level": {}}
+    for bad, words in [({"label": {"critical": "red"}}, "unknown tone 'red'"), ([], "must name distinct fields"),
+                       (["a", "a"], "must name distinct fields"), (3, "must be a list of fields or a mapping"),
+                       ({"label": "danger"}, "must map values to tones")]:
+        _, problems = port(bad)
+        assert any("categories" in p and words in p for p in problems), (bad, problems)
+    _, problems = port(["label"], fmt="text")
+    assert any("`categories` is for records formats" in p for p in problems)

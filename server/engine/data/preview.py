@@ -674,7 +674,7 @@ def preview_file(path: str | os.PathLike, fmt: str, offset: int = 0, limit: int 
         _PAGERS[fmt](p, result, offset, limit)
     result["items"] = safe_value(result["items"])
     if result["kind"] == "table":
-        _cap_cells(result)
+        cap_cells(result)
     return result
 
 
@@ -685,8 +685,10 @@ def _cell_text(value: Any) -> tuple[str, str]:
     return formats.json_text(value, compact=True), "json"
 
 
-def _cap_cells(result: dict) -> None:
-    """Cut every cell longer than CELL_CHARS characters (as text) and list the cut ones in `cut_cells`."""
+def cap_cells(result: dict, positions: list[int] | None = None) -> None:
+    """Cut every cell longer than CELL_CHARS characters (as text) and list the cut ones in `cut_cells`.
+
+    `positions` gives each row's record number in the file (a sorted page); else rows follow `offset`."""
     cut = []
     for i, row in enumerate(result["items"]):
         if not isinstance(row, dict):
@@ -701,7 +703,8 @@ def _cap_cells(result: dict) -> None:
             if len(text) <= CELL_CHARS:
                 continue
             row[column] = text[:CELL_CHARS]
-            cut.append({"record": result["offset"] + i, "column": column, "type": kind, "chars": len(text),
+            record = positions[i] if positions is not None else result["offset"] + i
+            cut.append({"record": record, "column": column, "type": kind, "chars": len(text),
                         "bytes": len(text.encode("utf-8", "surrogatepass"))})
     result["cell_chars"] = CELL_CHARS
     result["cut_cells"] = cut
