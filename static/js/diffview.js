@@ -22,8 +22,8 @@ export function short(value, max = 80) {
 
 /** The counts in a sentence: "dropped 9 of 1,000 records and changed 991" (the server's own words, `said`, when
  * it gives them: they also say which fields every record gained). */
-export function diffSentence(title, counts, said) {
-  if (said) return `${title} ${said}.`;
+export function diffSentence(title, counts, words) {
+  if (words) return `${title} ${words}.`;
   const total = counts.dropped + counts.changed + counts.unchanged;
   const parts = [];
   if (counts.dropped) parts.push(`dropped ${formatNumber(counts.dropped)} of ${formatNumber(total)} records`);
