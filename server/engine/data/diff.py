@@ -150,7 +150,7 @@ def _not_normal(normal: dict[str, list]) -> str:
 def what_it_did(counts: dict, annotations: Iterable[str] = (), normal: dict | None = None, marked: int = 0) -> str:
     """A step's four counts as people say them: "dropped 9 of 1,000 records and changed 991"; fields every record
     gained are said once ("added the fields label, score and reason to every record"), and the records changed
-    only by a value that is not normal say which ("changed 61 of 991 records (those whose label is not normal)")."""
+    only by a value that is not normal say which ("changed 35 of 991 records (those whose label is not normal)")."""
     annotations = list(annotations)
     total = counts["dropped"] + counts["changed"] + counts["unchanged"]
     records = f"{total:,} record" + ("" if total == 1 else "s")
