@@ -94,3 +94,22 @@ def test_notes_round_trip_through_files_with_small_diffs(json_syntax):
 def test_the_demo_has_short_notes_that_validate():
     p = load_pipeline(REPO / "nodes/sensor-alerts.pipeline.yaml", check_env=False)
     assert 1 <= len(p.notes) <= 3 and all(len(n.text) < 300 and n.position for n in p.notes)
+
+
+def test_notes_take_no_part_in_runs(workspace):
+    """Adding or editing a note leaves every step cached."""
+    import yaml
+
+    from tests.conftest import pipeloom_cmd
+
+    (workspace / "make.sh").write_text("printf '[{\"n\": 1}]' > out.json\n")
+    path = workspace / "n.pipeline.yaml"
+    doc = {"version": 1, "name": "n", "nodes": [{"id": "make", "runtime": "shell", "source": "make.sh",
+                                                "outputs": [{"name": "out", "format": "json"}]}], "edges": []}
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    first = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert first["nodes"]["make"]["status"] == "succeeded"
+    doc["notes"] = [{"id": "why", "text": "Makes one record.", "position": {"x": 0, "y": 0}}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    again = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert again["nodes"]["make"]["status"] == "cached"
