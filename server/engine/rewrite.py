@@ -141,7 +141,7 @@ def _merge(old: Any, new: Any, kind: str | None) -> Any:
                 child_kind = _kind_of_list(kind or "", key)
                 merged = _merge(old[key], value, child_kind)
                 if merged is not old[key]:
-                    old[key] = merged
+                    old[key] = _text_block(merged) if kind == "note" and key == "text" else merged
             else:
                 value = _fresh(value, True if key == "position" else _sibling_style(old))
                 if kind == "note" and key == "text":
@@ -179,9 +179,7 @@ def _merge(old: Any, new: Any, kind: str | None) -> Any:
                 seq.fa.set_flow_style()
             return seq
         return items
-    if _same(old, new):
-        return old
-    return _text_block(new) if kind == "note" and isinstance(new, str) else new
+    return old if _same(old, new) else new
 
 
 def _text_block(text):

@@ -86,6 +86,13 @@ def test_notes_round_trip_through_files_with_small_diffs(json_syntax):
     changed = [a for a, b in zip(added.splitlines(), moved.splitlines()) if a != b]
     assert len(changed) == (1 if not json_syntax else 1) and len(moved.splitlines()) == len(added.splitlines())
     assert new_lines and parse_text(moved, json_syntax=json_syntax)[0]["notes"][-1]["position"] == {"x": 80, "y": 9}
+    # a note of one line that gains a second is written as a block too
+    assert "\n" not in doc["notes"][1]["text"]  # the demo's second note is one line
+    doc["notes"][1]["text"] = "Now\ntwo lines"
+    block = render_document(doc, moved, json_syntax=json_syntax)
+    assert parse_text(block, json_syntax=json_syntax)[0] == doc
+    if not json_syntax:
+        assert "text: |-\n" in block and "  Now\n" in block and "\\n" not in block
     # editing its text and removing it leave the rest of the file alone
     doc["notes"] = doc["notes"][:-1]
     assert parse_text(render_document(doc, moved, json_syntax=json_syntax), json_syntax=json_syntax)[0] == doc
