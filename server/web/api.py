@@ -262,8 +262,7 @@ def start_run(pipeline_id: str):
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise UsageError("`jobs` must be a whole number >= 1")
     st = _state()
-    pipeline = st.pipelines.load(pipeline_id)
-    st.pipelines.end_burst(pipeline_id)  # a run stands on its version: later edits make a new one
+    pipeline = st.pipelines.load_for_run(pipeline_id)
     try:
         run_id = st.runs.start(pipeline, pipeline_id, only=only, from_node=from_node, force=force, jobs=jobs)
     except UsageError as exc:

@@ -459,3 +459,9 @@ class Pipelines:
     def load(self, pipeline_id: str):
         """The validated Pipeline, ready to run (ValidationError lists the problems)."""
         return load_pipeline(self.path_for(pipeline_id), workspace=self.ws)
+
+    def load_for_run(self, pipeline_id: str):
+        """The Pipeline a run is about to start from: the burst of saves ends, so the version the run stands on
+        stays as it is and the next edit makes a new one."""
+        self.end_burst(pipeline_id)
+        return self.load(pipeline_id)

@@ -57,7 +57,9 @@ def test_another_tab_a_pause_or_a_run_starts_a_new_version(workspace, client, ap
     pipelines.fold_gap_s = 60.0
     doc["nodes"][0]["title"] = "F"
     v = save(client, doc, v, "tab-b")["version"]  # folds into E
-    pipelines.end_burst("flow")  # what starting a run does
+    r = client.post("/api/pipelines/flow/runs", json={})  # a run stands on this version: the burst ends
+    assert r.status_code == 202, r.json
+    client.wait_run(r.json["run_id"])
     doc["nodes"][0]["title"] = "G"
     v = save(client, doc, v, "tab-b")["version"]
     titles = [client.get(f"/api/pipelines/flow/versions/{x['version']}").json["document"]["nodes"][0].get("title")
