@@ -147,7 +147,7 @@ export class NoteLayer {
     });
     input.value = text;
     const grow = () => {
-      this.editing && (this.editing.draft = input.value);
+      if (this.editing) this.editing.draft = input.value;
       input.style.height = "auto";
       input.style.height = `${input.scrollHeight}px`;
     };
