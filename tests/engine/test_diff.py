@@ -143,6 +143,20 @@ def test_fields_added_to_every_record_are_said_once_and_only_a_value_that_is_not
                       "label, score and reason to every record")
 
 
+def test_annotations_hold_whatever_the_field_order_and_normal_values_of_every_json_kind(tmp_path):
+    a = write_json(tmp_path / "a.json", [{"id": i, "v": i / 2} for i in range(6)])
+    # the step writes its fields in another order, and flags with booleans, numbers and nulls
+    b = write_json(tmp_path / "b.json", [{"flagged": i in (1, 4), "v": i / 2, "id": i, "level": 0 if i != 5 else 2,
+                                          "note": None if i != 3 else "odd"} for i in range(6)])
+    d = compute(side(a), side(b), key=["id"], normal={"flagged": False, "level": 0, "note": None})
+    assert d.annotations == ["flagged", "level", "note"]
+    assert [it["key"] for it in d.items("changed")] == [1, 3, 4, 5] and d.marked == 4
+    assert d.said.startswith("changed 4 of 6 records (those whose flagged is not false or level is not 0 or note "
+                             "is not null)")
+    d = compute(side(a), side(b), key=["id"], normal={"level": [0, 2]})
+    assert d.counts["changed"] == 0 and d.counts["unchanged"] == 6
+
+
 def test_a_field_added_to_only_some_records_changes_them(tmp_path):
     a = write_json(tmp_path / "a.json", [{"id": i} for i in range(4)])
     b = write_json(tmp_path / "b.json", [{"id": i, **({"label": "warning"} if i == 2 else {})} for i in range(4)])

@@ -292,21 +292,53 @@ def _annotations(con: sqlite3.Connection) -> list[str]:
 
 def _mark_changed(con: sqlite3.Connection, annotations: list[str], normal: dict[str, list]) -> None:
     """b.c for every matched output record: 0 unchanged, 1 changed, 2 changed only by an annotation that is not
-    normal. Without annotations a record is changed exactly when its content is not the same."""
-    con.execute("UPDATE b SET c = (a.h != b.h) FROM a WHERE a.k = b.k")
+    normal. Without annotations a record is changed exactly when its content is not the same. With them, the
+    output record without its annotations is compared with the input record: as text first (in SQLite, the usual
+    case of a step that keeps the field order), else by content hash in Python (fields in another order)."""
     if not annotations:
+        con.execute("UPDATE b SET c = (a.h != b.h) FROM a WHERE a.k = b.k")
         return
     skip = set(annotations)
-    flags = {f: {_canon(v) for v in vs} for f, vs in normal.items() if f in skip}
 
-    def verdict(a_text: str, b_text: str) -> int:
-        before, after = json.loads(a_text), json.loads(b_text)
-        if _canon({k: v for k, v in after.items() if k not in skip}) != _canon(before):
-            return 1
-        return 2 if any(_canon(after.get(f)) not in ok for f, ok in flags.items()) else 0
+    def same_core(b_text: str, a_hash: str) -> int:
+        after = json.loads(b_text)
+        core = _canon({k: v for k, v in after.items() if k not in skip})
+        return int(hashlib.blake2b(core.encode(), digest_size=16).hexdigest() == a_hash)
 
-    con.create_function("verdict", 2, verdict, deterministic=True)
-    con.execute("UPDATE b SET c = verdict(a.rec, b.rec) FROM a WHERE a.k = b.k AND a.h != b.h")
+    con.create_function("same_core", 2, same_core, deterministic=True)
+    paths = [_json_path(f) for f in annotations]
+    is_normal, normal_args = _normal_sql({f: vs for f, vs in normal.items() if f in skip})
+    con.execute(f"UPDATE b SET c = CASE WHEN a.h = b.h THEN 0 "
+                f"WHEN json_remove(b.rec, {', '.join('?' for _ in paths)}) = a.rec OR same_core(b.rec, a.h) "
+                f"THEN (CASE WHEN {is_normal} THEN 0 ELSE 2 END) ELSE 1 END FROM a WHERE a.k = b.k",
+                [*paths, *normal_args])
+
+
+def _json_path(name: str) -> str:
+    return f'$."{name}"'
+
+
+def _normal_sql(normal: dict[str, list]) -> tuple[str, list]:
+    """A SQL condition on b.rec: every field of `normal` holds one of its normal values (a JSON string, number,
+    true, false or null, told apart by json_type)."""
+    if not normal:
+        return "1", []
+    fields, args = [], []
+    for name, values in normal.items():
+        ors = []
+        for v in values:
+            p = _json_path(name)
+            if v is None or isinstance(v, bool):
+                ors.append("json_type(b.rec, ?) = ?")
+                args += [p, "null" if v is None else "true" if v else "false"]
+            elif isinstance(v, (int, float)):
+                ors.append("(json_type(b.rec, ?) IN ('integer', 'real') AND json_extract(b.rec, ?) = ?)")
+                args += [p, p, v]
+            else:
+                ors.append("(json_type(b.rec, ?) = 'text' AND json_extract(b.rec, ?) = ?)")
+                args += [p, p, str(v)]
+        fields.append("(" + " OR ".join(ors) + ")")
+    return " AND ".join(fields), args
 
 
 def _sample(side: Side) -> list[dict]:
