@@ -20,11 +20,10 @@ def _shown(v, presence: str) -> str:
     return "(absent)" if presence == "absent" else _value(v)
 
 
-def sentence(node: str, counts: dict) -> str:
-    """"filter dropped 9 of 1,000 records and changed 991; 3 went through unchanged"."""
-    from .engine.data.diff import what_it_did
-
-    text = f"{node} {what_it_did(counts)}"
+def sentence(node: str, d) -> str:
+    """"filter dropped 9 of 1,000 records and changed 991; 3 went through unchanged" for the Diff `d`."""
+    counts = d.counts
+    text = f"{node} {d.said}"
     if counts["unchanged"] and (counts["dropped"] or counts["changed"] or counts["added"]):
         text += f"; {counts['unchanged']:,} went through unchanged"
     return text
@@ -104,7 +103,7 @@ def diff(run_id: str, node_id: str, vs_node: str | None, vs_port: str | None, in
         click.echo(f"  run {run_id} → run {node_id}; {d.note}.")
         node_id = vs_node  # for the hints below
     else:
-        click.echo(sentence(node_id, counts) + ".")
+        click.echo(sentence(node_id, d) + ".")
         click.echo(f"  input `{ports['input']}` → output `{ports['output']}`; {d.note}.")
     for k in ([kind] if kind else ["dropped", "changed", "added"]):
         n = counts[k]

@@ -28,16 +28,17 @@ NODE_KEYS = (
 # When an unchanged node may reuse its earlier outputs instead of running:
 # auto: only if it has outputs (a node without any runs for its side effect); always; never.
 CACHE_MODES = ("auto", "always", "never")
-PORT_KEYS = ("name", "file", "format", "path", "key", "categories")
+PORT_KEYS = ("name", "file", "format", "path", "key", "categories", "normal")
 # how the studio shows a category value: a colour with its word (never the colour alone)
 CATEGORY_TONES = ("ok", "info", "warning", "danger", "neutral")
-TOP_KEYS = ("version", "name", "description", "executor", "nodes", "edges", "triggers", "retention")
+TOP_KEYS = ("version", "name", "description", "executor", "nodes", "edges", "notes", "triggers", "retention")
 EXECUTOR_KINDS = ("local", "dask")
 TAG_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
 _SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000 ** 2, "mb": 1000 ** 2, "g": 1000 ** 3, "gb": 1000 ** 3,
                "t": 1000 ** 4, "tb": 1000 ** 4, "ki": 1024, "kib": 1024, "mi": 1024 ** 2, "mib": 1024 ** 2,
                "gi": 1024 ** 3, "gib": 1024 ** 3, "ti": 1024 ** 4, "tib": 1024 ** 4}
+NOTE_KEYS = ("id", "text", "position")
 RETENTION_KEYS = ("keep_runs", "keep_days")
 EDGE_KEYS = ("from", "to")
 
@@ -51,6 +52,7 @@ class Port:
     key: list[str] | None = None  # records ports: the fields that identify a record (for diffs)
     # records ports: fields whose values are categories, each with tones for some values ({} = by the word)
     categories: dict[str, dict[str, str]] | None = None
+    normal: dict[str, Any] | None = None  # records outputs: field -> its normal value(s), e.g. {label: normal}
 
     def to_dict(self) -> dict:
         d: dict[str, Any] = {"name": self.name, "file": self.file, "format": self.format}
@@ -62,6 +64,8 @@ class Port:
             tones = any(self.categories.values())
             d["categories"] = ({f: dict(t) for f, t in self.categories.items()} if tones
                                else list(self.categories))
+        if self.normal is not None:
+            d["normal"] = dict(self.normal)
         return d
 
 
@@ -110,6 +114,21 @@ class Edge:
 
 
 @dataclass
+class Note:
+    """A sticky note on the canvas, for people reading the pipeline; it does not take part in runs."""
+
+    id: str
+    text: str
+    position: dict | None = None
+
+    def to_dict(self) -> dict:
+        d: dict[str, Any] = {"id": self.id, "text": self.text}
+        if self.position is not None:
+            d["position"] = dict(self.position)
+        return d
+
+
+@dataclass
 class Pipeline:
     name: str
     nodes: list[Node]
@@ -122,6 +141,7 @@ class Pipeline:
     triggers_doc: list | None = None  # the `triggers:` list as written, for writing back
     retention: dict | None = None  # {keep_runs, keep_days} as written; None means the defaults
     executor: str | None = None  # where its nodes run (local, dask); None: whatever the run chooses
+    notes: list[Note] = field(default_factory=list)  # sticky notes, in file order
 
     def node(self, node_id: str) -> Node | None:
         return next((n for n in self.nodes if n.id == node_id), None)
@@ -262,7 +282,7 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
             raise ValidationError([Problem("", f"invalid YAML: {what}", line)], source) from exc
         if isinstance(root, yaml.MappingNode):
             for k, v in root.value:
-                if k.value in ("nodes", "edges", "triggers") and isinstance(v, yaml.SequenceNode):
+                if k.value in ("nodes", "edges", "notes", "triggers") and isinstance(v, yaml.SequenceNode):
                     for i, item in enumerate(v.value):
                         lines[(k.value, i)] = item.start_mark.line + 1
     if doc is None:
@@ -377,6 +397,7 @@ def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tup
     triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
     problems += trigger_problems
     retention = _build_retention(doc.get("retention"), problems)
+    notes = _build_notes(doc.get("notes"), lines, problems)
     executor = doc.get("executor")
     if executor is not None and executor not in EXECUTOR_KINDS:
         problems.append(Problem("field `executor`", f"must be one of {', '.join(EXECUTOR_KINDS)}, got {executor!r}",
@@ -385,8 +406,58 @@ def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tup
     pipeline = Pipeline(name=name, nodes=nodes, edges=edges, description=description,
                         version=1, base_dir=base_dir, triggers=triggers,
                         triggers_doc=doc.get("triggers") if isinstance(doc.get("triggers"), list) else None,
-                        retention=retention, executor=executor)
+                        retention=retention, executor=executor, notes=notes)
     return pipeline, problems
+
+
+NOTE_TEXT_MAX = 2000
+
+
+def _build_notes(raw: Any, lines: dict[tuple, int], problems: list[Problem]) -> list[Note]:
+    """`notes: [{id, text, position: {x, y}}]`: sticky notes for the people reading the pipeline."""
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(Problem("field `notes`", "must be a list of notes like {id: welcome, text: Start here, "
+                                                 "position: {x: 40, y: 20}}"))
+        return []
+    notes: list[Note] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        line = lines.get(("notes", i))
+        if not isinstance(item, dict):
+            problems.append(Problem(f"note #{i + 1}", "must be a mapping with `id` and `text`", line))
+            continue
+        nid = item.get("id")
+        if not isinstance(nid, str) or not ID_RE.match(nid):
+            problems.append(Problem(f"note #{i + 1}", f"`id` must match [a-z0-9_-]+, got {nid!r}", line))
+            continue
+        where = f"note `{nid}`"
+        if nid in seen:
+            problems.append(Problem(where, "duplicate id: every note needs its own", line))
+            continue
+        seen.add(nid)
+        ok = True
+        for k in item:
+            if k not in NOTE_KEYS:
+                problems.append(Problem(where, f"unknown field `{k}` (expected one of: {', '.join(NOTE_KEYS)})", line))
+                ok = False
+        text = item.get("text")
+        if not isinstance(text, str):
+            problems.append(Problem(where, f"`text` is required: the words on the note, got {text!r}", line))
+            ok = False
+        elif len(text) > NOTE_TEXT_MAX:
+            problems.append(Problem(where, f"`text` is {len(text):,} characters; a note holds at most "
+                                           f"{NOTE_TEXT_MAX:,} (put longer words in the pipeline's description)", line))
+            ok = False
+        pos = item.get("position")
+        if pos is not None and (not isinstance(pos, dict) or set(pos) - {"x", "y"} or not all(
+                isinstance(pos.get(k), (int, float)) and not isinstance(pos.get(k), bool) for k in ("x", "y"))):
+            problems.append(Problem(where, f"`position` must be {{x: number, y: number}}, got {pos!r}", line))
+            ok = False
+        if ok:
+            notes.append(Note(nid, text, {"x": pos["x"], "y": pos["y"]} if pos is not None else None))
+    return notes
 
 
 def _build_retention(raw: Any, problems: list[Problem]) -> dict | None:
@@ -515,8 +586,9 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
         return None
     pwhere = f"{where}, {single} `{name}`"
     for k in raw:
-        if k not in PORT_KEYS or (k == "path" and kind == "outputs"):
-            problems.append(Problem(pwhere, f"unknown field `{k}`" + (" (`path` is for inputs only)" if k == "path" else ""), line))
+        if k not in PORT_KEYS or (k == "path" and kind == "outputs") or (k == "normal" and kind == "inputs"):
+            only = {"path": " (`path` is for inputs only)", "normal": " (`normal` is for outputs only)"}.get(k, "")
+            problems.append(Problem(pwhere, f"unknown field `{k}`{only}", line))
     fmt = raw.get("format", "json")
     if not isinstance(fmt, str):
         problems.append(Problem(pwhere, "`format` must be a string", line))
@@ -548,7 +620,10 @@ def _build_port(raw: Any, kind: str, j: int, where: str, line: int | None, probl
         problems.append(Problem(pwhere, f"`key` is for records formats (json, ndjson, csv, parquet), not {fmt}", line))
         key = None
     categories = _categories(raw.get("categories"), fmt, pwhere, line, problems) if "categories" in raw else None
-    return Port(name=name, file=file, format=fmt, path=path, key=key, categories=categories)
+    normal = raw.get("normal") if kind == "outputs" else None
+    if normal is not None:
+        normal = _build_normal(normal, fmt, pwhere, line, problems)
+    return Port(name=name, file=file, format=fmt, path=path, key=key, categories=categories, normal=normal)
 
 
 def _categories(raw: Any, fmt: str, pwhere: str, line: int | None,
@@ -591,6 +666,24 @@ def _categories(raw: Any, fmt: str, pwhere: str, line: int | None,
     return out
 
 
+def _scalar(v: Any) -> bool:
+    return v is None or isinstance(v, (str, int, float, bool))
+
+
+def _build_normal(raw: Any, fmt: str, where: str, line: int | None, problems: list[Problem]) -> dict | None:
+    """`normal: {label: normal}`: the normal value (or list of values) of fields the step adds to every record;
+    a record with another value counts as changed in the step's diff."""
+    if (not isinstance(raw, dict) or not raw or not all(isinstance(f, str) and f for f in raw)
+            or not all(_scalar(v) or (isinstance(v, list) and v and all(_scalar(x) for x in v)) for v in raw.values())):
+        problems.append(Problem(where, "`normal` must map field names to their normal value or list of values, "
+                                       f"like {{label: normal}} or {{label: [normal, ok]}}; got {raw!r}", line))
+        return None
+    if fmt not in ("json", "ndjson", "csv", "parquet"):
+        problems.append(Problem(where, f"`normal` is for records formats (json, ndjson, csv, parquet), not {fmt}", line))
+        return None
+    return dict(raw)
+
+
 # ---------------------------------------------------------------- writing
 
 def to_document(p: Pipeline) -> dict:
@@ -602,6 +695,8 @@ def to_document(p: Pipeline) -> dict:
         doc["executor"] = p.executor
     doc["nodes"] = [node_to_dict(n) for n in p.nodes]
     doc["edges"] = [{"from": f"{e.src_node}.{e.src_port}", "to": f"{e.dst_node}.{e.dst_port}"} for e in p.edges]
+    if p.notes:
+        doc["notes"] = [n.to_dict() for n in p.notes]
     if p.triggers_doc:
         doc["triggers"] = p.triggers_doc
     if p.retention:
@@ -662,6 +757,8 @@ def canonical(doc: dict) -> dict:
         out["nodes"] = nodes
     if isinstance(out.get("edges"), list):
         out["edges"] = [order(e, EDGE_KEYS) if isinstance(e, dict) else e for e in out["edges"]]
+    if isinstance(out.get("notes"), list):
+        out["notes"] = [order(n, NOTE_KEYS) if isinstance(n, dict) else n for n in out["notes"]]
     return out
 
 
@@ -685,8 +782,25 @@ class _FlowMap(dict):
     pass
 
 
+class _Block(str):
+    pass
+
+
+def _block(dumper: yaml.SafeDumper, data: "_Block"):
+    return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
+
+
 _Dumper.add_representer(_FlowList, _flow_list)
 _Dumper.add_representer(_FlowMap, _flow_map)
+_Dumper.add_representer(_Block, _block)
+
+
+def _note_text(text: Any) -> Any:
+    """A note of several lines is written as a `|` block, line for line, instead of one escaped string."""
+    if isinstance(text, str) and "\n" in text.rstrip("\n") and not any(c in text for c in "\t\r") \
+            and text == text.rstrip(" ") and not text.startswith(" "):
+        return _Block(text)
+    return text
 
 
 def dump_document(doc: dict, *, json_syntax: bool) -> str:
@@ -712,6 +826,17 @@ def dump_document(doc: dict, *, json_syntax: bool) -> str:
         pretty["nodes"] = nodes
     if isinstance(pretty.get("edges"), list):
         pretty["edges"] = [_FlowMap(e) if isinstance(e, dict) else e for e in pretty["edges"]]
+    if isinstance(pretty.get("notes"), list):
+        notes = []
+        for n in pretty["notes"]:
+            if isinstance(n, dict):
+                n = dict(n)
+                if isinstance(n.get("position"), dict):
+                    n["position"] = _FlowMap(n["position"])
+                if "text" in n:
+                    n["text"] = _note_text(n["text"])
+            notes.append(n)
+        pretty["notes"] = notes
     return yaml.dump(pretty, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
 
 

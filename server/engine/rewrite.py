@@ -17,12 +17,13 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import LiteralScalarString
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from .model import EDGE_KEYS, NODE_KEYS, PORT_KEYS, TOP_KEYS, canonical, dump_document
+from .model import EDGE_KEYS, NODE_KEYS, NOTE_KEYS, PORT_KEYS, TOP_KEYS, canonical, dump_document
 
-_ORDER = {"top": TOP_KEYS, "node": NODE_KEYS, "port": PORT_KEYS, "edge": EDGE_KEYS}
+_ORDER = {"top": TOP_KEYS, "node": NODE_KEYS, "port": PORT_KEYS, "edge": EDGE_KEYS, "note": NOTE_KEYS}
 
 
 def render_document(doc: dict, old_text: str | None, *, json_syntax: bool) -> str:
@@ -100,6 +101,8 @@ def _kind_of_list(parent_kind: str, key: str) -> str | None:
         return "node"
     if parent_kind == "top" and key == "edges":
         return "edge"
+    if parent_kind == "top" and key == "notes":
+        return "note"
     if parent_kind == "node" and key in ("inputs", "outputs"):
         return "port"
     return None
@@ -108,7 +111,7 @@ def _kind_of_list(parent_kind: str, key: str) -> str | None:
 def _identity(item: Any, kind: str | None) -> Any:
     if not isinstance(item, dict):
         return None
-    if kind == "node":
+    if kind in ("node", "note"):
         return item.get("id")
     if kind == "port":
         return item.get("name")
@@ -138,9 +141,11 @@ def _merge(old: Any, new: Any, kind: str | None) -> Any:
                 child_kind = _kind_of_list(kind or "", key)
                 merged = _merge(old[key], value, child_kind)
                 if merged is not old[key]:
-                    old[key] = merged
+                    old[key] = _text_block(merged) if kind == "note" and key == "text" else merged
             else:
                 value = _fresh(value, True if key == "position" else _sibling_style(old))
+                if kind == "note" and key == "text":
+                    value = _text_block(value)
                 pos = _insert_position(old, key, order)
                 if isinstance(old, CommentedMap) and pos is not None:
                     old.insert(pos, key, value)
@@ -177,6 +182,13 @@ def _merge(old: Any, new: Any, kind: str | None) -> Any:
     return old if _same(old, new) else new
 
 
+def _text_block(text):
+    """A note's text of several lines as a `|` block, as model.dump_document writes it."""
+    if isinstance(text, str) and "\n" in text.rstrip("\n") and not any(c in text for c in "\t\r"):
+        return LiteralScalarString(text)
+    return text
+
+
 def _sibling_style(container: Any) -> bool | None:
     """Whether mappings inside `container` are written in flow style ({a: 1}), if any are."""
     values = container.values() if isinstance(container, dict) else container
@@ -192,6 +204,8 @@ def _fresh(value: Any, flow: bool | None) -> Any:
         m = CommentedMap()
         for k, v in value.items():
             m[k] = _fresh(v, True if k == "position" else None)
+            if k == "text" and "id" in value and "runtime" not in value:
+                m[k] = _text_block(v)
             if k in ("inputs", "outputs") and isinstance(v, list):
                 m[k] = CommentedSeq([_fresh(p, True) for p in v])
         if flow:

@@ -145,7 +145,7 @@ def _sample(path: str, fmt: str) -> str:
 
 
 def _diff_html(workspace, store, pipeline, run_id: str, nid: str) -> str:
-    from .data.diff import DiffError, what_it_did
+    from .data.diff import DiffError
     from .data.stepdiff import step_diff
 
     try:
@@ -155,7 +155,7 @@ def _diff_html(workspace, store, pipeline, run_id: str, nid: str) -> str:
     except (PipeloomError, OSError) as exc:
         return f'<p class="muted">What changed could not be worked out: {esc(exc)}</p>'
     c = d.counts
-    sentence = what_it_did(c)
+    sentence = d.said
     out = [f'<p class="diff"><strong>What it did to the records:</strong> it {esc(sentence)}.</p>']
     for kind in ("dropped", "changed", "added"):
         if not c[kind]:

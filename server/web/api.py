@@ -126,7 +126,7 @@ def save_pipeline(pipeline_id: str):
     if not isinstance(replace_broken, bool):
         raise UsageError("`replace_broken` must be true or false")
     return jsonify(_state().pipelines.save(pipeline_id, body["document"], body.get("version"),
-                                           replace_broken=replace_broken))
+                                           replace_broken=replace_broken, client=body.get("client")))
 
 
 @api.post("/pipelines/<pipeline_id>/validate")
@@ -150,6 +150,13 @@ def list_versions(pipeline_id: str):
 @api.get(f"/pipelines/<pipeline_id>/versions/<int(max={VERSION_MAX}):number>")
 def get_version(pipeline_id: str, number: int):
     return jsonify(_state().pipelines.version_document(pipeline_id, number))
+
+
+@api.get(f"/pipelines/<pipeline_id>/versions/<int(max={VERSION_MAX}):number>/diff")
+def version_diff(pipeline_id: str, number: int):
+    """What restoring a version would change (?against=current, the default), or what that save changed
+    (?against=previous): {version, against, from, same, summary, changes}."""
+    return jsonify(_state().pipelines.version_diff(pipeline_id, number, request.args.get("against") or "current"))
 
 
 @api.post(f"/pipelines/<pipeline_id>/versions/<int(max={VERSION_MAX}):number>/restore")
@@ -255,7 +262,7 @@ def start_run(pipeline_id: str):
     if jobs is not None and (isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1):
         raise UsageError("`jobs` must be a whole number >= 1")
     st = _state()
-    pipeline = st.pipelines.load(pipeline_id)
+    pipeline = st.pipelines.load_for_run(pipeline_id)
     try:
         run_id = st.runs.start(pipeline, pipeline_id, only=only, from_node=from_node, force=force, jobs=jobs)
     except UsageError as exc:

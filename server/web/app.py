@@ -77,7 +77,7 @@ class WebState:
         self.pipelines = Pipelines(cfg.workspace, self.store, on_changed=self._pipeline_changed)
         self.runs = RunManager(cfg.workspace, self.store, self.emit,
                                flush_interval=cfg.log_flush_interval_s, batch_cap=cfg.log_batch_cap,
-                               count_limit=cfg.count_records_limit, load_pipeline=self.pipelines.load,
+                               count_limit=cfg.count_records_limit, load_pipeline=self.pipelines.load_for_run,
                                autorun_enabled=self.pipelines.autorun)
         from server.engine.data import pageindex
         from server.engine.paths import Layout

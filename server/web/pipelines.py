@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
+import time
 from collections import defaultdict
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,6 +31,13 @@ NOTE_FIRST_SEEN = "first seen"
 NOTE_ON_DISK = "changed on disk"
 NOTE_SAVED = "saved in the studio"
 NOTE_CREATED = "created in the studio"
+
+# A burst of edits is one version: a save from the same studio tab (its `client`) within FOLD_GAP_S seconds of
+# its previous save, with nothing else saved between, replaces that version (under the next number) instead of
+# adding one, until the burst is FOLD_SPAN_S old.
+FOLD_GAP_S = 10.0
+FOLD_SPAN_S = 120.0
+CLIENT_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 REFUSED_OUTSIDE = "links outside the workspace"
 REFUSED_NAME = "has a name the studio cannot use (not UTF-8 text, or too long); rename it"
@@ -81,6 +90,9 @@ class Pipelines:
         self._index: dict[str, list[tuple[str, str]]] | None = None
         self._index_lock = threading.Lock()
         self._summaries: dict[Path, tuple[tuple, dict]] = {}
+        self._bursts: dict[str, dict] = {}  # pipeline id -> {client, version, started, last, edits}
+        self.fold_gap_s = FOLD_GAP_S
+        self.fold_span_s = FOLD_SPAN_S
 
     # ------------------------------------------------------------ lookup
 
@@ -248,11 +260,14 @@ class Pipelines:
                     safe_path(self.ws, base / port.path, what=f"input `{node.id}.{port.name}`")
         return pipeline
 
-    def save(self, pipeline_id: str, document, version, replace_broken: bool = False) -> dict:
+    def save(self, pipeline_id: str, document, version, replace_broken: bool = False, client=None) -> dict:
         """Write a document over the pipeline file as a new version; 409 when stale or when the
-        file does not parse (unless `replace_broken`), 422 when invalid."""
+        file does not parse (unless `replace_broken`), 422 when invalid. Saves from one `client`
+        (a studio tab) in quick succession fold into one version (see FOLD_GAP_S)."""
         if isinstance(version, bool) or not isinstance(version, int):
             raise UsageError("`version` is required: the version number the edit is based on")
+        if client is not None and (not isinstance(client, str) or not CLIENT_RE.match(client)):
+            raise UsageError("`client` must be 1 to 64 letters, digits, `-` or `_` (an id of the studio tab)")
         path = self.path_for(pipeline_id)
         with self.lock(pipeline_id):
             latest, on_disk, problems = self.disk_state(pipeline_id, path)
@@ -270,9 +285,28 @@ class Pipelines:
             text = render_document(document, latest["text"], json_syntax=is_json_file(path))
             if text != latest["text"] or on_disk is None:
                 atomic_write_text(path, text)
-                self.store.add_version(pipeline_id, self.rel(path), text, NOTE_SAVED)
+                self._record_save(pipeline_id, path, text, latest["version"], client)
                 self.invalidate_index()
         return self.describe(pipeline_id)
+
+    def _record_save(self, pipeline_id: str, path: Path, text: str, based_on: int | None, client) -> None:
+        now = time.monotonic()
+        burst = self._bursts.get(pipeline_id)
+        if (client is not None and burst is not None and burst["client"] == client and based_on is not None
+                and burst["version"] == based_on and now - burst["last"] <= self.fold_gap_s
+                and now - burst["started"] <= self.fold_span_s):
+            burst["edits"] += 1
+            burst["version"] = self.store.fold_version(pipeline_id, based_on, self.rel(path), text,
+                                                       f"{NOTE_SAVED} ({burst['edits']} edits)")
+            burst["last"] = now
+            return
+        number = self.store.add_version(pipeline_id, self.rel(path), text, NOTE_SAVED)
+        self._bursts[pipeline_id] = {"client": client, "version": number, "started": now, "last": now, "edits": 1}
+
+    def end_burst(self, pipeline_id: str) -> None:
+        """The next save starts a version of its own (a run started from this one, say)."""
+        with self.lock(pipeline_id):
+            self._bursts.pop(pipeline_id, None)
 
     def restore(self, pipeline_id: str, number: int) -> dict:
         """Write an earlier version back to the file as a new version."""
@@ -295,6 +329,39 @@ class Pipelines:
             document = None
         return {"version": v["version"], "created_at": v.get("created_at"), "note": v.get("note"),
                 "sha256": v.get("sha256"), "document": document, "text": v["text"]}
+
+    def version_diff(self, pipeline_id: str, number: int, against: str = "current") -> dict:
+        """What separates version `number` from the current version (what restoring it would change), or from
+        the version before it (`against="previous"`: what that save changed)."""
+        from server.engine.pipeline.docdiff import diff_documents
+
+        path = self.path_for(pipeline_id)
+        latest = self.sync(pipeline_id, path)
+        if against == "current":
+            base = latest
+        elif against == "previous":
+            older = [v for v in self.store.list_versions(pipeline_id) if v["version"] < number]
+            self.store.get_version(pipeline_id, number)  # 404 for a version that does not exist
+            base = self.store.get_version(pipeline_id, older[0]["version"]) if older else None
+        else:
+            raise UsageError(f"`against` must be `current` or `previous`, not {against!r}")
+        target = self.store.get_version(pipeline_id, number)
+        out = {"version": number, "against": against, "from": base["version"] if base else None,
+               "comparable": True, "problem": None}
+        docs = []
+        for v in (base, target):
+            if v is None:
+                docs.append({})
+                continue
+            try:
+                doc, _ = parse_text(v["text"], json_syntax=is_json_file(path))
+            except ValidationError as exc:
+                first = exc.problems[0] if exc.problems else Problem("", str(exc))
+                out.update(comparable=False, problem=f"version {v['version']} does not parse ({first}), "
+                                                     "so it cannot be compared")
+                return {**out, "same": False, "summary": out["problem"], "changes": []}
+            docs.append(doc)
+        return {**out, **diff_documents(docs[0], docs[1])}
 
     def create(self, rel_path, document=None, name=None) -> tuple[str, Path]:
         """Create a new pipeline file; returns (id, path)."""
@@ -402,3 +469,9 @@ class Pipelines:
     def load(self, pipeline_id: str):
         """The validated Pipeline, ready to run (ValidationError lists the problems)."""
         return load_pipeline(self.path_for(pipeline_id), workspace=self.ws)
+
+    def load_for_run(self, pipeline_id: str):
+        """The Pipeline a run is about to start from: the burst of saves ends, so the version the run stands on
+        stays as it is and the next edit makes a new one."""
+        self.end_burst(pipeline_id)
+        return self.load(pipeline_id)

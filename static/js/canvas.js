@@ -50,6 +50,7 @@ export class Canvas {
     this.from = {}; // node id -> {text, title}: its result is from an earlier run than the one on show
     this.problems = { nodes: {}, ports: {}, edges: {} }; // validation problems: id / "id.kind.port" / edge key -> [messages]
     this.fitted = null; // the options of the last fit, while the user has not moved the view since
+    this.layers = []; // more things drawn in the viewport (notes): setDocument(doc), setReadOnly(on), rects()
     setRuntimeLabels(Object.fromEntries(Object.entries(runtimes).map(([name, rt]) => [name, rt.label || name])));
     this.build();
   }
@@ -103,6 +104,7 @@ export class Canvas {
     this.readOnly = readOnly;
     this.readOnlyEmpty = readOnly ? empty : null;
     this.root.classList.toggle("read-only", readOnly);
+    for (const layer of this.layers) layer.setReadOnly(readOnly);
     if (readOnly) this.cancelWire();
     this.paintEmpty();
   }
@@ -115,6 +117,15 @@ export class Canvas {
     this.emptyTitle.textContent = text.title;
     this.emptyHint.textContent = text.hint;
     this.empty.classList.toggle("canvas-empty-problem", !!this.readOnlyEmpty);
+  }
+
+  /** Draw `layer.el` between the connections and the cards; it is told each document and read-only change,
+   * and its `rects()` (canvas coordinates) count when fitting the view. */
+  addLayer(layer) {
+    this.layers.push(layer);
+    this.viewport.insertBefore(layer.el, this.cardLayer);
+    layer.setReadOnly(this.readOnly);
+    layer.setDocument(this.doc);
   }
 
   // ------------------------------------------------------------ rendering
@@ -155,6 +166,7 @@ export class Canvas {
     for (const id of [...this.selected]) if (!this.items.has(id)) this.selected.delete(id);
     if (this.selectedEdge && !this.edges.has(this.selectedEdge)) this.selectedEdge = null;
     this.refreshSelection();
+    for (const layer of this.layers) layer.setDocument(doc);
     this.empty.hidden = this.items.size > 0;
     if (!keepView) this.fit({ minZoom: READABLE_ZOOM });
   }
@@ -570,7 +582,7 @@ export class Canvas {
    */
   fit({ minZoom = MIN_ZOOM } = {}) {
     const rect = this.root.getBoundingClientRect();
-    if (!this.items.size || !rect.width) {
+    if (!(this.items.size || this.layers.some((layer) => layer.rects().length)) || !rect.width) {
       this.view = { x: 40, y: 40, k: 1 };
       this.applyView();
       return;
@@ -598,9 +610,10 @@ export class Canvas {
       x2 = Math.max(x2, pos.x + metrics.width);
       y2 = Math.max(y2, pos.y + metrics.height);
     }
-    // Detours and labels can reach past the cards.
-    for (const grid of [this.routeGrid, this.labelGrid]) {
-      for (const r of grid.rects.values()) {
+    // Detours, labels and notes can reach past the cards.
+    const extra = this.layers.flatMap((layer) => layer.rects());
+    for (const rects of [this.routeGrid.rects.values(), this.labelGrid.rects.values(), extra]) {
+      for (const r of rects) {
         x1 = Math.min(x1, r.x);
         y1 = Math.min(y1, r.y);
         x2 = Math.max(x2, r.x + r.w);

@@ -20,8 +20,10 @@ export function short(value, max = 80) {
   return text === undefined ? "" : text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
-/** The counts in a sentence: "dropped 9 of 1,000 records and changed 991". */
-export function diffSentence(title, counts) {
+/** The counts in a sentence: "dropped 9 of 1,000 records and changed 991" (the server's own words, `said`, when
+ * it gives them: they also say which fields every record gained). */
+export function diffSentence(title, counts, words) {
+  if (words) return `${title} ${words}.`;
   const total = counts.dropped + counts.changed + counts.unchanged;
   const parts = [];
   if (counts.dropped) parts.push(`dropped ${formatNumber(counts.dropped)} of ${formatNumber(total)} records`);
@@ -68,7 +70,7 @@ export class DiffView {
       const ports = d ? `&input=${seg(d.input)}&output=${seg(d.output)}` : "";
       return `/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/diff?kind=${kind}&offset=${offset}&limit=${PAGE}${ports}`;
     };
-    this.describe = (d) => [diffSentence(title, d.counts), `${d.input} → ${d.output}: ${d.note.replace(/`/g, "")}.`];
+    this.describe = (d) => [diffSentence(title, d.counts, d.said), `${d.input} → ${d.output}: ${d.note.replace(/`/g, "")}.`];
     return this.start(`${runId}|${nodeId}|${status}`, runId, status);
   }
 

@@ -112,3 +112,32 @@ export function withNodeFields(doc, id, fields) {
   }
   return next;
 }
+
+/** The sticky notes (always an array of {id, text, position?}). */
+export function notesOf(doc) {
+  return Array.isArray(doc && doc.notes) ? doc.notes.filter((n) => n && typeof n === "object" && typeof n.id === "string") : [];
+}
+
+/** A copy with one more note. */
+export function withNote(doc, note) {
+  const next = cloneDoc(doc);
+  if (!Array.isArray(next.notes)) next.notes = [];
+  next.notes.push(note);
+  return next;
+}
+
+/** A copy without the note `id` (and without `notes` once the last one goes, so the file stays as it was). */
+export function withoutNote(doc, id) {
+  const next = cloneDoc(doc);
+  next.notes = (next.notes || []).filter((n) => !(n && n.id === id));
+  if (!next.notes.length) delete next.notes;
+  return next;
+}
+
+/** A copy with some fields of note `id` replaced (text, position). */
+export function withNoteFields(doc, id, fields) {
+  const next = cloneDoc(doc);
+  const note = notesOf(next).find((n) => n.id === id);
+  if (note) Object.assign(note, fields);
+  return next;
+}

@@ -139,7 +139,7 @@ export class Inspector {
         h("li", {}, "Press ", h("strong", {}, "Run"), " to run every step; the cards show each step's progress."),
         h("li", {}, "Drag from an output (right side of a card) to an input (left side) to connect two steps; drop it on a card itself to give that step a new input."),
         h("li", {}, "Add a step from the palette on the left."),
-        h("li", {}, "Keys: Delete removes, Ctrl+Z undoes, Ctrl+Shift+Z redoes, Space+drag pans, the wheel zooms."))));
+        h("li", {}, "Keys: Delete removes, Ctrl+Z undoes, Ctrl+Shift+Z redoes, Space+drag pans, the wheel zooms, N adds a note, I hides this panel."))));
   }
 
   // ------------------------------------------------------------ a node

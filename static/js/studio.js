@@ -19,8 +19,13 @@ import { RunState } from "./runstate.js";
 import { RunView } from "./runview.js";
 import { problemMarks } from "./marks.js";
 import { Connector } from "./connect.js";
+import { NoteLayer } from "./notes.js";
+import { bindInspectorToggle } from "./inspectortoggle.js";
 
 const SAVE_DELAY_MS = 600;
+// Names this tab to the server, so a burst of its saves makes one version.
+const CLIENT_ID = (globalThis.crypto && crypto.randomUUID ? crypto.randomUUID() : `${Date.now()}-${Math.random()}`)
+  .replace(/[^A-Za-z0-9_-]/g, "").slice(0, 64);
 const HISTORY_LIMIT = 100;
 
 class Studio {
@@ -134,6 +139,16 @@ class Studio {
       },
       beforeRun: () => this.readyToRun(),
     });
+    this.notes = new NoteLayer(this.canvas, {
+      getDoc: () => this.doc, commit: (next) => this.commit(next), blocked: () => this.broken || this.walk.active,
+      say: (text) => toast(text, { actions: [{ label: "Undo", onClick: () => this.undo() }] }),
+    });
+    this.canvas.addLayer(this.notes);
+    document.getElementById("add-note").addEventListener("click", () => this.notes.add());
+    this.inspectorToggle = bindInspectorToggle({
+      studio: document.getElementById("studio"), inspector: this.els.inspector,
+      button: document.getElementById("inspector-toggle"),
+    });
     this.palette.buildPalette();
     this.bindCanvasTools();
     this.bindKeys();
@@ -223,6 +238,7 @@ class Studio {
       hint: "Fix it in your editor; the studio reloads it when it changes.",
     });
     document.getElementById("auto-layout").disabled = readOnly;
+    document.getElementById("add-note").disabled = readOnly;
   }
 
   showBrokenBanner() {
@@ -364,7 +380,7 @@ class Studio {
     }
     const doc = this.doc;
     this.setSaveState("saving");
-    const body = { document: doc, version: this.version };
+    const body = { document: doc, version: this.version, client: CLIENT_ID };
     // Only after the user chose to replace a file that stopped parsing.
     if (this.replaceBroken) body.replace_broken = true;
     this.saving = put(`/api/pipelines/${seg(this.pipelineId)}`, body);

@@ -166,7 +166,7 @@ export class WalkThrough {
     } catch {
       return [];
     }
-    const out = [h("h4", {}, "What it did to the records"), h("p", { "data-testid": "walk-diff" }, diffSentence("It", first.counts))];
+    const out = [h("h4", {}, "What it did to the records"), h("p", { "data-testid": "walk-diff" }, diffSentence("It", first.counts, first.said))];
     const keyOf = (it) => (first.key ? `${first.key.join(", ")} ${short(it.key)}` : "a record");
     for (const kind of ["dropped", "changed", "added"]) {
       if (!first.counts[kind]) continue;

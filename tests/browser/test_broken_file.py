@@ -61,6 +61,7 @@ def test_a_file_that_breaks_while_open_turns_read_only(studio, workspace):
     assert path.read_text() == BROKEN
     # An earlier version is a way back; nothing is left to undo afterwards.
     page.locator("#banner").get_by_role("button", name="Earlier versions").click()
+    page.get_by_role("button", name="Show the changes of version 1").click()
     page.get_by_role("button", name="Restore version 1").click()
     page.wait_for_selector('.card[data-node-id="shout"]')
     assert page.locator("#banner").is_hidden()

@@ -58,6 +58,45 @@ def test_what_changed_shows_the_counts_and_the_records(studio, workspace):
         page.screenshot(path=os.path.join(os.environ["PIPELOOM_SCREENSHOT_DIR"], "what-changed.png"))
 
 
+LABEL = '''import pipeloom
+out = []
+for r in pipeloom.records("rows"):
+    flagged = r["id"] in (3, 8)
+    out.append(dict(r, label="warning" if flagged else "normal", score=round(r["id"] / 7, 2)))
+pipeloom.write("labelled", out)
+'''
+
+
+def test_what_changed_counts_only_the_flagged_records_when_every_record_gets_a_label(studio, workspace):
+    """A step that labels every record: the labels are said once, and only the records whose label is not the
+    output's normal one are changed."""
+    write(workspace, "make.py", MAKE)
+    write(workspace, "label.py", LABEL)
+    pid = write_pipeline(workspace, "labels", {"version": 1, "name": "Labels", "nodes": [
+        {"id": "make", "runtime": "python", "source": "make.py", "outputs": [{"name": "rows", "format": "json"}],
+         "position": {"x": 40, "y": 60}},
+        {"id": "label", "runtime": "python", "source": "label.py", "title": "Label rows",
+         "inputs": [{"name": "rows", "format": "json"}],
+         "outputs": [{"name": "labelled", "format": "json", "key": ["id"], "normal": {"label": "normal"}}],
+         "position": {"x": 400, "y": 60}}],
+        "edges": [{"from": "make.rows", "to": "label.rows"}]})
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "label", ("succeeded",))
+    select_node(page, "label")
+    diff = page.locator('[data-testid="diff"][data-changed]')
+    diff.wait_for()
+    counts = {k: diff.get_attribute(f"data-{k}") for k in ("dropped", "added", "changed", "unchanged")}
+    assert counts == {"dropped": "0", "added": "0", "changed": "2", "unchanged": "10"}
+    assert ("This step changed 2 of 12 records (those whose label is not normal) and added the fields label and "
+            "score to every record.") in diff.inner_text()
+    changed = diff.locator('.diff-item[data-kind="changed"]')
+    changed.first.wait_for()
+    assert [t.split("\n")[0] for t in changed.all_inner_texts()] == ["id 3", "id 8"]
+    row = changed.first.locator(".diff-fields tr").first
+    assert row.locator("th").inner_text() == "label" and row.locator(".diff-after").inner_text() == "warning"
+
+
 def test_a_card_whose_output_changed_since_the_run_before_opens_the_comparison(studio, workspace):
     write(workspace, "make.py", MAKE)
     write(workspace, "pick.py", PICK.replace('r["id"] % 4 == 0', 'r["id"] % int(pipeloom.params().get("every", 4)) == 0'))

@@ -195,6 +195,10 @@ def test_restore_an_earlier_version(studio, workspace):
     wait_saved(page)
     assert "Shout it loudly" in (workspace / "report.pipeline.yaml").read_text()
     page.click("#save-state")
+    page.get_by_role("button", name="Show the changes of version 1").click()
+    diff = page.locator('[data-testid="version-diff"][data-changes]')
+    diff.wait_for()  # what restoring it would change, before it is restored
+    assert "Step “Shout the label”: title Shout it loudly → Shout the label" in diff.inner_text()
     page.get_by_role("button", name="Restore version 1").click()
     page.wait_for_function(
         "() => document.querySelector('.card[data-node-id=shout] .card-title').textContent === 'Shout the label'")

@@ -47,7 +47,9 @@ def test_a_key_is_inferred_and_named_when_none_is_declared(tmp_path):
     d = compute(side(a), side(b))
     assert d.key == ["line"] and d.key_inferred
     assert "`line`" in d.note and "key: [line]" in d.note
-    assert d.counts == {"dropped": 25, "added": 0, "changed": 25, "unchanged": 0}
+    # `ok` went onto every record that went through: said once, and it changes none of them
+    assert d.counts == {"dropped": 25, "added": 0, "changed": 0, "unchanged": 25}
+    assert d.annotations == ["ok"] and d.said == "dropped 25 of 50 records and added the field ok to every record"
 
 
 def test_without_any_key_records_are_matched_by_content_as_a_multiset(tmp_path):
@@ -110,6 +112,79 @@ def test_changed_fields_tell_null_from_absent():
     assert changed_fields({"a": 1.0, "b": [1]}, {"a": 1.0, "b": [1]}) == []
 
 
+def test_fields_added_to_every_record_are_said_once_and_only_a_value_that_is_not_normal_changes_a_record(tmp_path):
+    """classify's rule: label, score and reason are on every record, so they are annotations; a record counts as
+    changed when its label is not `normal`, or when a field it came in with changed."""
+    readings = [{"line": i, "value": i * 1.5} for i in range(10)]
+    labelled = [dict(r, label="warning" if r["line"] in (3, 7) else "normal", score=0.5, reason=None)
+                for r in readings]
+    labelled[5]["value"] = 99.0  # a value the step changed: changed whatever its label
+    a = write_json(tmp_path / "a.json", readings)
+    b = write_json(tmp_path / "b.json", labelled)
+    d = compute(side(a), side(b), key=["line"], normal={"label": "normal"})
+    assert d.annotations == ["label", "score", "reason"]
+    assert d.counts == {"dropped": 0, "added": 0, "changed": 3, "unchanged": 7}
+    assert d.marked == 2
+    assert [it["key"] for it in d.items("changed")] == [3, 5, 7]
+    warn = d.items("changed")[0]
+    assert warn["fields"][0] == {"field": "label", "before": None, "after": "warning", "was": "absent",
+                                 "now": "present"}
+    assert d.said == ("changed 3 of 10 records (2 of them because label is not normal) and added the fields "
+                      "label, score and reason to every record")
+    # without `normal:` the annotations change nothing; a list of normal values is accepted too
+    plain = compute(side(a), side(b), key=["line"])
+    assert plain.counts["changed"] == 1 and plain.said == ("changed 1 of 10 records and added the fields label, "
+                                                           "score and reason to every record")
+    both = compute(side(a), side(b), key=["line"], normal={"label": ["normal", "warning"]})
+    assert both.counts["changed"] == 1 and both.marked == 0
+    only = write_json(tmp_path / "c.json", [r for r in labelled if r["line"] != 5])
+    d = compute(side(a), side(only), key=["line"], normal={"label": "normal"})
+    assert d.said == ("dropped 1 of 10 records, changed 2 (those whose label is not normal) and added the fields "
+                      "label, score and reason to every record")
+
+
+def test_annotations_hold_whatever_the_field_order_and_normal_values_of_every_json_kind(tmp_path):
+    a = write_json(tmp_path / "a.json", [{"id": i, "v": i / 2} for i in range(6)])
+    # the step writes its fields in another order, and flags with booleans, numbers and nulls
+    b = write_json(tmp_path / "b.json", [{"flagged": i in (1, 4), "v": i / 2, "id": i, "level": 0 if i != 5 else 2,
+                                          "note": None if i != 3 else "odd"} for i in range(6)])
+    d = compute(side(a), side(b), key=["id"], normal={"flagged": False, "level": 0, "note": None})
+    assert d.annotations == ["flagged", "level", "note"]
+    assert [it["key"] for it in d.items("changed")] == [1, 3, 4, 5] and d.marked == 4
+    assert d.said.startswith("changed 4 of 6 records (those whose flagged is not false or level is not 0 or note "
+                             "is not null)")
+    d = compute(side(a), side(b), key=["id"], normal={"level": [0, 2]})
+    assert d.counts["changed"] == 0 and d.counts["unchanged"] == 6
+
+
+def test_a_field_added_to_only_some_records_changes_them(tmp_path):
+    a = write_json(tmp_path / "a.json", [{"id": i} for i in range(4)])
+    b = write_json(tmp_path / "b.json", [{"id": i, **({"label": "warning"} if i == 2 else {})} for i in range(4)])
+    d = compute(side(a), side(b), key=["id"], normal={"label": "normal"})
+    assert d.annotations == [] and d.counts["changed"] == 1 and d.said == "changed 1 of 4 records"
+
+
+def test_normal_must_name_fields_and_values_on_a_records_output(tmp_path):
+    from server.engine.errors import ValidationError
+    from server.engine.model import pipeline_from_document
+
+    doc = {"version": 1, "name": "n", "nodes": [
+        {"id": "a", "runtime": "shell", "command": ["true"],
+         "inputs": [{"name": "i", "format": "json", "path": "x.json", "normal": {"label": "normal"}}],
+         "outputs": [{"name": "out", "format": "json", "normal": ["normal"]},
+                     {"name": "blob", "format": "binary", "normal": {"label": "normal"}},
+                     {"name": "ok", "format": "json", "normal": {"label": ["normal", "ok"], "flagged": False}}]}],
+        "edges": []}
+    (tmp_path / "x.json").write_text("[]")
+    with pytest.raises(ValidationError) as err:
+        pipeline_from_document(doc, base_dir=tmp_path, workspace=tmp_path, check_env=False)
+    text = err.value.report()
+    assert "input `i`: unknown field `normal` (`normal` is for outputs only)" in text, text
+    assert "output `out`: `normal` must map field names" in text, text
+    assert "output `blob`: `normal` is for records formats" in text, text
+    assert "output `ok`" not in text
+
+
 def test_a_million_record_diff_stays_in_bounded_memory(tmp_path):
     """Both sides are streamed through SQLite: peak memory does not grow with the data (about 60 MB of 1 M pairs
     here, where holding both sides as objects would take well over 1 GB)."""
@@ -155,12 +230,27 @@ def test_the_cli_says_what_the_filter_dropped_and_why(workspace, demo_run):
     r = pipeloom_cmd("diff", demo_run, "filter", cwd=workspace)
     assert r.returncode == 0, r.stderr
     first = r.stdout.splitlines()[0]
-    assert first.startswith("filter dropped 9 of 1,000 records and changed 991"), first
+    assert first.startswith("filter dropped 9 of 1,000 records, changed 991 and added the field unit to every "
+                            "record"), first
     assert "declared key `line`" in r.stdout
     body = json.loads(pipeloom_cmd("diff", demo_run, "filter", "--kind", "dropped", "--json", cwd=workspace).stdout)
     assert body["input"] == "raw_events" and body["output"] == "events" and body["key"] == ["line"]
     assert body["counts"]["dropped"] == body["total"] == 9 and len(body["items"]) == 9
     assert all(it.get("reason") for it in body["items"]), body["items"]
+    # classify labels every reading: the warnings and criticals are its changed records, the rest unchanged
+    r = pipeloom_cmd("diff", demo_run, "classify", "--kind", "changed", "--limit", "1000", "--json", cwd=workspace)
+    body = json.loads(r.stdout)
+    labels = [it["after"]["label"] for it in body["items"]]
+    assert body["counts"]["changed"] == len(labels) > 0 and set(labels) <= {"warning", "critical"}, labels
+    assert body["annotations"] == ["label", "score", "reason"] and body["marked"] == body["counts"]["changed"]
+    alerts = json.loads(pipeloom_cmd("diff", demo_run, "classify", "--output", "alerts", "--json", cwd=workspace).stdout)
+    # the same readings make the alerts: the normal ones dropped, the rest through with their added fields
+    assert alerts["counts"]["dropped"] + alerts["counts"]["unchanged"] == 991
+    assert alerts["counts"]["unchanged"] == len(labels) and "expected" in alerts["annotations"]
+    human = pipeloom_cmd("diff", demo_run, "classify", cwd=workspace).stdout.splitlines()[0]
+    n = body["counts"]["changed"]
+    assert human == (f"classify changed {n} of 991 records (those whose label is not normal) and added the fields "
+                     f"label, score and reason to every record; {991 - n:,} went through unchanged."), human
     bad = pipeloom_cmd("diff", demo_run, "filter", "--output", "nope", cwd=workspace)
     assert bad.returncode == 2 and "no output `nope`" in bad.stderr and "events" in bad.stderr
     assert pipeloom_cmd("diff", "no-such-run", "filter", cwd=workspace).returncode == 2
@@ -244,7 +334,8 @@ def test_story_writes_one_small_self_contained_page(workspace, demo_run, tmp_pat
     assert links == [], links
     for title in ("Read the sensor log", "Keep sensible readings", "Spot unusual readings", "Alert the team"):
         assert title in text
-    assert "it dropped 9 of 1,000 records and changed 991." in text
+    assert "it dropped 9 of 1,000 records, changed 991 and added the field unit to every record." in text
+    assert "(those whose label is not normal) and added the fields label, score and reason to every record." in text
     assert "1,000 records" in text and "991 records" in text  # counts on the connections
     bad = pipeloom_cmd("story", "no-such-run", "--out", str(tmp_path / "x.html"), cwd=workspace)
     assert bad.returncode == 2 and not (tmp_path / "x.html").exists()

@@ -9,7 +9,7 @@ import jsonschema
 import pytest
 import yaml
 
-from server.engine.model import NODE_KEYS, PORT_KEYS, TOP_KEYS
+from server.engine.model import NODE_KEYS, NOTE_KEYS, PORT_KEYS, TOP_KEYS
 from server.engine.runtimes import RUNTIMES
 from tests.conftest import REPO
 
@@ -49,9 +49,12 @@ def test_every_field_is_in_schema_and_documented():
         assert key in node_props, f"node field `{key}` missing from the schema"
         assert f"| `{key}` |" in DOC, f"node field `{key}` is not documented"
     for key in PORT_KEYS:
-        assert key in SCHEMA["$defs"]["input"]["properties"]
+        assert key in SCHEMA["$defs"]["input"]["properties"] or key in SCHEMA["$defs"]["output"]["properties"]
         assert f"| `{key}` |" in DOC, f"port field `{key}` is not documented"
     for key in TOP_KEYS:
         assert key in SCHEMA["properties"]
         assert f"| `{key}` |" in DOC, f"top-level field `{key}` is not documented"
     assert set(SCHEMA["$defs"]["node"]["properties"]["runtime"]["enum"]) == set(RUNTIMES)
+    for key in NOTE_KEYS:
+        assert key in SCHEMA["$defs"]["note"]["properties"]
+        assert f"| `{key}` |" in DOC, f"note field `{key}` is not documented"

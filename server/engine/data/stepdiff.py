@@ -80,7 +80,8 @@ def step_diff(workspace, store, pipeline, run_id: str, node_id: str, *, input: s
     for i, in_port in enumerate(candidates):
         before = _input_side(layout, pipeline, run, home, node_id, in_port)
         try:
-            diff = compute(before, after, key=out_port.key or in_port.key, cache_dir=layout.state / "diffs")
+            diff = compute(before, after, key=out_port.key or in_port.key, cache_dir=layout.state / "diffs",
+                           normal=out_port.normal)
             break
         except MalformedDataError as exc:
             # a settings file (a JSON object) is not records: try the next input, unless this one was asked for
@@ -140,5 +141,6 @@ def run_diff(workspace, store, pipeline, run_a: str, run_b: str, node_id: str, p
     node = pipeline.node(node_id) if pipeline is not None else None
     out = node.output(port) if node is not None else None
     key = out.key if out is not None else None
-    diff = compute(sides[0], sides[1], key=key, cache_dir=Layout(workspace).state / "diffs")
+    diff = compute(sides[0], sides[1], key=key, cache_dir=Layout(workspace).state / "diffs",
+                   normal=out.normal if out is not None else None)
     return diff, {"a": run_a, "b": run_b, "node": node_id, "port": port}

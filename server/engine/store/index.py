@@ -564,6 +564,25 @@ class Store:
             s.commit()
             return number
 
+    def fold_version(self, pipeline_id: str, number: int, path: str, text_: str, note: str = "") -> int:
+        """Replace version `number` (the newest) by `text_` under the next number, in one step: a burst of
+        saves keeps one version, while every save still moves the number on (so an older number is stale)."""
+        with self._lock, self.session() as s:
+            rows = s.exec(select(VersionRow).where(VersionRow.pipeline_id == pipeline_id)
+                          .order_by(VersionRow.version.desc()).limit(1)).all()
+            if not rows or rows[0].version != number:
+                raise NotFoundError(f"version {number} of pipeline `{pipeline_id}` is not the newest one")
+            row = rows[0]
+            row.version = number + 1
+            row.path = str(path)
+            row.sha256 = text_sha256(text_)
+            row.text = text_
+            row.note = note
+            row.created_at = time.time()
+            s.add(row)
+            s.commit()
+            return number + 1
+
     def latest_version(self, pipeline_id: str) -> dict | None:
         with self.session() as s:
             row = s.exec(select(VersionRow).where(VersionRow.pipeline_id == pipeline_id)

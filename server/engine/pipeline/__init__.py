@@ -1,0 +1,1 @@
+"""The pipeline document as a whole: how two versions of it differ (docdiff)."""
