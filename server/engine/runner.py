@@ -471,7 +471,7 @@ class Runner:
             return self._end_attempt(st, "failed",
                                      message=f"could not start `{prepared.argv[0]}`: {describe_error(exc)}")
         groups = self.layout.run_dir(self.run_id) / "_groups"
-        record_group(groups, node.id, proc.pgid, token)
+        record_group(groups, node.id, proc.pgid, token, proc.started)
         with self._lock:
             self._procs[node.id] = proc
             late_cancel = self._cancel.is_set()
