@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import Problem, ValidationError
 from .paths import BadPathError, check_path_text
+
+
+class _Yaml:
+    """PyYAML, imported on first use: a run of a .pipeline.json file never pays the ~8 ms it costs."""
+
+    def __getattr__(self, name: str):
+        import yaml as real
+
+        globals()["yaml"] = real
+        return getattr(real, name)
+
+
+yaml: Any = _Yaml()
 
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
 PORT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -107,7 +118,13 @@ class Pipeline:
     retention: dict | None = None  # {keep_runs, keep_days} as written; None means the defaults
 
     def node(self, node_id: str) -> Node | None:
-        return next((n for n in self.nodes if n.id == node_id), None)
+        index = self.__dict__.get("_by_id")
+        if index is None or index[0] is not self.nodes or index[1] != len(self.nodes):
+            index = self.__dict__["_by_id"] = (self.nodes, len(self.nodes), {n.id: n for n in reversed(self.nodes)})
+        found = index[2].get(node_id)
+        if found is not None and found.id == node_id:
+            return found
+        return next((n for n in self.nodes if n.id == node_id), None)  # renamed since the index was made
 
     @property
     def node_ids(self) -> list[str]:
@@ -120,7 +137,7 @@ class Pipeline:
         return [e for e in self.edges if e.src_node == node_id]
 
     def predecessors(self, node_id: str) -> set[str]:
-        return {e.src_node for e in self.edges if e.dst_node == node_id}
+        return set(self._steps()[1].get(node_id, ()))
 
     def downstream_of(self, node_id: str) -> set[str]:
         """`node_id` and every node reachable from it."""
@@ -130,14 +147,25 @@ class Pipeline:
         """Every node that `node_id` depends on, directly or not (excluding itself)."""
         return self._reach(node_id, forward=False)
 
+    def _steps(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """(node -> the nodes it feeds, node -> the nodes feeding it), remade when the edge list changes."""
+        made = self.__dict__.get("_adjacency")
+        if made is None or made[0] is not self.edges or made[1] != len(self.edges):
+            fwd: dict[str, set[str]] = {}
+            back: dict[str, set[str]] = {}
+            for e in self.edges:
+                fwd.setdefault(e.src_node, set()).add(e.dst_node)
+                back.setdefault(e.dst_node, set()).add(e.src_node)
+            made = self.__dict__["_adjacency"] = (self.edges, len(self.edges), fwd, back)
+        return made[2], made[3]
+
     def _reach(self, node_id: str, *, forward: bool) -> set[str]:
+        step = self._steps()[0 if forward else 1]
         seen: set[str] = set()
         stack = [node_id]
         while stack:
-            cur = stack.pop()
-            for e in self.edges:
-                here, there = (e.src_node, e.dst_node) if forward else (e.dst_node, e.src_node)
-                if here == cur and there not in seen:
+            for there in step.get(stack.pop(), ()):
+                if there not in seen:
                     seen.add(there)
                     stack.append(there)
         return seen
@@ -599,15 +627,11 @@ class _FlowList(list):
     pass
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _flow_list(dumper: yaml.SafeDumper, data: _FlowList):
+def _flow_list(dumper, data: _FlowList):
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
 
-def _flow_map(dumper: yaml.SafeDumper, data: "_FlowMap"):
+def _flow_map(dumper, data: "_FlowMap"):
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
 
 
@@ -615,8 +639,19 @@ class _FlowMap(dict):
     pass
 
 
-_Dumper.add_representer(_FlowList, _flow_list)
-_Dumper.add_representer(_FlowMap, _flow_map)
+_Dumper: Any = None
+
+
+def _make_dumper() -> None:
+    """The YAML dumper with compact one-line ports, edges and commands (made on first use, with PyYAML)."""
+    global _Dumper
+    if _Dumper is None:
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        Dumper.add_representer(_FlowList, _flow_list)
+        Dumper.add_representer(_FlowMap, _flow_map)
+        _Dumper = Dumper
 
 
 def dump_document(doc: dict, *, json_syntax: bool) -> str:
@@ -625,6 +660,7 @@ def dump_document(doc: dict, *, json_syntax: bool) -> str:
     doc = canonical(doc)
     if json_syntax:
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    _make_dumper()
     pretty = dict(doc)
     if isinstance(pretty.get("nodes"), list):
         nodes = []
