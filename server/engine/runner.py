@@ -368,6 +368,8 @@ class Runner:
                         bad = [p for p in sorted(preds) if self.states[p].status not in DONE_OK]
                         self._finish(nid, "skipped", message=f"not run: upstream `{bad[0]}` {self.states[bad[0]].status}")
                         ts.done(nid)
+                    elif self._settled_from_cache(nid):  # here, not in the pool: a cache hit costs no hand-off
+                        ts.done(nid)
                     else:
                         futures[pool.submit(self._execute, nid)] = nid
                 if not futures:
@@ -389,7 +391,9 @@ class Runner:
 
     # ------------------------------------------------------------ one node
 
-    def _execute(self, nid: str) -> None:
+    def _settled_from_cache(self, nid: str) -> bool:
+        """Compute the node's cache key (once per run) and finish it from the cache when it may be; whether the
+        node is done (cached, or failed because its key could not be computed)."""
         node = self.pipeline.node(nid)
         st = self.states[nid]
         try:
@@ -397,14 +401,19 @@ class Runner:
         except (OSError, PipeloomError) as exc:
             st.started_at = st.finished_at = time.time()
             self._finish(nid, "failed", message=describe_error(exc))
-            return
+            return True
         st.cache_key = key
         use_cache = not self.options.force and not self.options.only and not self.options.from_node
         if use_cache and may_reuse(node):
             arts = self._lookup_cache(nid, key)
             if arts is not None:
                 self._publish_cached(nid, arts)
-                return
+                return True
+        return False
+
+    def _execute(self, nid: str) -> None:
+        node = self.pipeline.node(nid)
+        st = self.states[nid]
         log = LogWriter(self.layout.log_path(self.run_id, nid), cap=self.options.log_cap)
         try:
             attempts = node.retries + 1
