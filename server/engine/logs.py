@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 DEFAULT_CAP = 64 * 1024 * 1024
 LIVE_INTERVAL = 0.05  # at most ~20 live batches a second per node
@@ -33,17 +33,31 @@ def default_cap() -> int:
 
 
 class LogWriter:
-    """Appends lines for one node; stops at the cap with one truncation marker."""
+    """Appends lines for one node; stops at the cap with one truncation marker.
+
+    The file is made when the first line comes: a node that prints nothing costs no file (creating one is the
+    dearest thing a quiet node's run does here), and readers treat a missing log as an empty one."""
 
     def __init__(self, path: Path, cap: int | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.cap = cap if cap is not None else default_cap()
-        self._fh = open(self.path, "ab", buffering=256 * 1024)
-        self._written = self._fh.tell()
+        self._fh: BinaryIO | None = None
+        self._written = 0
         self._dropped = 0
+        self._closed = False
         self._lock = threading.Lock()
         self.lines = 0
+
+    def _file(self) -> BinaryIO:
+        """The open log file, made on first use (called with the lock held)."""
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "ab", buffering=256 * 1024)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "ab", buffering=256 * 1024)
+            self._written = self._fh.tell()
+        return self._fh
 
     @property
     def full(self) -> bool:
@@ -82,21 +96,22 @@ class LogWriter:
             if self._dropped:
                 self._dropped += n
                 return 0
+            fh = self._file()
             if self._written + len(body) > self.cap:
                 cut = body.rfind(b"\n", 0, max(0, self.cap - self._written)) + 1
                 kept = body.count(b"\n", 0, cut)
-                self._fh.write(body[:cut])
+                fh.write(body[:cut])
                 self._written += cut
                 self.lines += kept
                 self._dropped = n - kept
                 marker = (f"{ts:.3f}\tmeta\t[pipeloom] log truncated at {self.cap:,} bytes; later lines were not "
                           f"kept (raise PIPELOOM_LOG_CAP to keep more)\n")
-                self._fh.write(marker.encode())
-                self._fh.flush()
+                fh.write(marker.encode())
+                fh.flush()
                 self._written += len(marker)
                 return kept
-            self._fh.write(body)
-            self._fh.flush()  # one flush per block keeps readers of a running node's log current
+            fh.write(body)
+            fh.flush()  # one flush per block keeps readers of a running node's log current
             self._written += len(body)
             self.lines += n
             return n
@@ -105,8 +120,9 @@ class LogWriter:
         """A line from Pipeloom itself (retries, build steps); written even past the cap."""
         with self._lock:
             line = f"{time.time():.3f}\tmeta\t{text}\n".encode("utf-8", "replace")
-            self._fh.write(line)
-            self._fh.flush()
+            fh = self._file()
+            fh.write(line)
+            fh.flush()
             self._written += len(line)
 
     @property
@@ -115,12 +131,14 @@ class LogWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fh.closed:
+            if self._closed:
                 return
+            self._closed = True
             if self._dropped:
                 line = f"{time.time():.3f}\tmeta\t[pipeloom] {self._dropped:,} lines were not kept\n"
-                self._fh.write(line.encode())
-            self._fh.close()
+                self._file().write(line.encode())
+            if self._fh is not None:
+                self._fh.close()
 
 
 LiveEmit = Callable[[list[dict], int], None]
