@@ -383,10 +383,12 @@ def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tup
         if len(ends) == 2:
             edges.append(Edge(ends[0][0], ends[0][1], ends[1][0], ends[1][1], line))
 
-    from .triggerspec import parse_triggers
+    triggers: list = []
+    if doc.get("triggers") is not None:  # most pipelines have none: no need to load the trigger rules
+        from .triggerspec import parse_triggers
 
-    triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
-    problems += trigger_problems
+        triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
+        problems += trigger_problems
     retention = _build_retention(doc.get("retention"), problems)
     pipeline = Pipeline(name=name, nodes=nodes, edges=edges, description=description,
                         version=1, base_dir=base_dir, triggers=triggers,
