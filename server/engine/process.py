@@ -377,7 +377,14 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-GROUP_NOTES = "groups.txt"
+GROUP_NOTES = "groups.txt"  # inside a run's `_groups` folder: where runs before `_groups.txt` kept them
+
+
+def group_notes(folder) -> Path:
+    """The file a run's group notes go to: `_groups.txt` beside the `_groups` folder callers name (a file in
+    the run's folder, so noting the first group makes no folder)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".txt")
 
 
 def record_group(folder, node_id: str, pgid: int, token: str = "", started: str | None = None) -> None:
@@ -391,11 +398,11 @@ def record_group(folder, node_id: str, pgid: int, token: str = "", started: str 
 
 
 def _append_note(folder, line: bytes) -> None:
-    path = Path(folder) / GROUP_NOTES
+    path = group_notes(folder)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, line)  # one short O_APPEND write: whole, even if this process is killed right after
@@ -412,12 +419,14 @@ def forget_group(folder, node_id: str) -> None:
 
 
 def _noted_groups(folder: Path) -> list[tuple[int, str]]:
-    """(pgid, start time) of every group noted in a run's `_groups` folder, in either format."""
+    """(pgid, start time) of every group noted for a run (`folder` is its `_groups`), in any of the formats."""
     live: dict[str, tuple[int, str]] = {}
-    try:
-        text = (folder / GROUP_NOTES).read_text(errors="replace")
-    except OSError:
-        text = ""
+    text = ""
+    for path in (folder / GROUP_NOTES, group_notes(folder)):
+        try:
+            text += path.read_text(errors="replace")
+        except OSError:
+            pass
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] == "-":
@@ -425,7 +434,7 @@ def _noted_groups(folder: Path) -> list[tuple[int, str]]:
         elif len(parts) >= 3 and parts[1].isdigit():
             live[parts[0]] = (int(parts[1]), parts[2])
     notes = list(live.values())
-    for note in folder.glob("*.pgid"):
+    for note in (folder.glob("*.pgid") if folder.is_dir() else ()):
         try:
             pgid_s, start, *_ = note.read_text().split() + ["-"]
             notes.append((int(pgid_s), start))
@@ -439,17 +448,18 @@ def stop_orphans(folder) -> int:
     marked with the run's id (`folder` is the run's `_groups` folder); returns how many were found."""
     folder = Path(folder)
     stopped = 0
+    for pgid, start in dict(_noted_groups(folder)).items():
+        now = process_start_time(pgid)
+        if now is not None and not _same_start(start, now):
+            continue  # that pid now belongs to someone else
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            stopped += 1
     if folder.is_dir():
-        for pgid, start in dict(_noted_groups(folder)).items():
-            now = process_start_time(pgid)
-            if now is not None and not _same_start(start, now):
-                continue  # that pid now belongs to someone else
-            if _group_alive(pgid):
-                _signal_group(pgid, signal.SIGKILL)
-                stopped += 1
         for note in folder.glob("*.pgid"):
             note.unlink(missing_ok=True)
         (folder / GROUP_NOTES).unlink(missing_ok=True)
+    group_notes(folder).unlink(missing_ok=True)
     run_id = folder.parent.name
     if run_id:
         stopped += stop_marked(run_id + "/", prefix=True)

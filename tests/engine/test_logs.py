@@ -265,3 +265,20 @@ def test_a_group_noted_with_the_spawn_clock_is_stopped_and_a_reused_pid_is_not(w
             p.kill()
             p.wait()
         node.finish_reading()
+
+
+def test_recovery_reads_group_notes_in_the_older_layout_too(workspace, tmp_path):
+    """Runs noted before `_groups.txt` kept their notes in `_groups/groups.txt`; recovery still stops them."""
+    groups = tmp_path / "runs" / "20260101-000000-old" / "_groups"
+    groups.mkdir(parents=True)
+    leftover = subprocess.Popen(["env", "-i", "sleep", "300"], start_new_session=True)
+    try:
+        from server.engine.process import process_start_time
+
+        (groups / "groups.txt").write_text(f"a {leftover.pid} {process_start_time(leftover.pid)} tok\n")
+        assert stop_orphans(groups) >= 1
+        assert leftover.wait(5) == -signal.SIGKILL
+        assert not (groups / "groups.txt").exists()
+    finally:
+        leftover.kill()
+        leftover.wait()

@@ -144,10 +144,17 @@ class RunJournal:
                     "started_at": None, "finished_at": None, "pid": os.getpid(),
                     "pid_start": process_start_time(os.getpid()), "host": hostname(),
                     "options": options, "message": None, "nodes": {}}
-        active = self.layout.state / "journal" / "active"
-        active.mkdir(parents=True, exist_ok=True)
-        (active / self.run_id).touch()
         self._write()
+        # The marker is a second name for this first run.json: a link costs microseconds where a new file costs
+        # a few hundred here. Only its name is read; finish() and recovery remove it.
+        marker = self.layout.state / "journal" / "active" / self.run_id
+        try:
+            os.link(self.dir / JOURNAL, marker)
+        except FileNotFoundError:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self.dir / JOURNAL, marker)
+        except OSError:  # a file system without hard links
+            marker.touch()
 
     def update(self, **fields) -> None:
         """Change the run's own fields (status, started_at, message) while it is going: one line appended
