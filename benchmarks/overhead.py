@@ -14,8 +14,9 @@
 (b) Per-run overhead in-process, store on (what triggers and the studio pay):
     Runner(...).run() of a 1-node pipeline (a shell `true`-like step, and a tiny
     Python step) against spawning the same argv with subprocess in the same
-    process (output captured through pipes, as Pipeloom does); and the marginal
-    cost per node on a chain.
+    process (output captured through pipes, as Pipeloom does; each spawn in an
+    empty folder, as each node runs in one); and the marginal cost per node on
+    a chain.
 
     python benchmarks/overhead.py [--repeat 9] [--lines 2000000] [--json out.json]
 """
@@ -193,21 +194,28 @@ def intake_in_process(lines: int, repeat: int) -> dict:
 
 def _paired(path: Path, ws: Path, store, argv: list[str], repeat: int, n: int = 1) -> tuple[list[float], list[float]]:
     """Alternating Runner(...).run() of the pipeline and `n` raw spawns of `argv`, so load from elsewhere on
-    the machine falls on both alike; the first of each is a warm-up (imports, interpreter lookup)."""
+    the machine falls on both alike; the first of each is a warm-up (imports, interpreter lookup).
+
+    Each raw spawn runs in an empty folder of its own, made beforehand, as each node does: the program then
+    creates its output file there, as it does under Pipeloom, instead of overwriting one it made before."""
     from server.engine.model import load_pipeline
     from server.engine.runner import RunOptions, Runner
 
     pipeline = load_pipeline(path, workspace=ws)
     env = dict(os.environ)
+    argv = [argv[0], str(ws / argv[1]), *argv[2:]]
     runs, spawns = [], []
-    for _ in range(repeat + 1):
+    for k in range(repeat + 1):
         t0 = time.perf_counter()
         res = Runner(pipeline, store=store, workspace=ws, options=RunOptions(jobs=1, origin={"by": "trigger"})).run()
         runs.append(time.perf_counter() - t0)
         assert res.ok, res.to_dict()
+        folders = [ws / "_spawns" / f"{k}-{i}" for i in range(n)]
+        for f in folders:
+            f.mkdir(parents=True)
         t0 = time.perf_counter()
-        for _ in range(n):
-            subprocess.run(argv, cwd=ws, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+        for f in folders:
+            subprocess.run(argv, cwd=f, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True)
         spawns.append(time.perf_counter() - t0)
     return runs[1:], spawns[1:]
 

@@ -301,3 +301,23 @@ def test_running_a_json_pipeline_does_not_load_yaml(workspace):
         assert got["code"] == 0, got["stderr"]
         yaml_mods = [m for m in got["modules"] if m.split(".")[0] in ("yaml", "_yaml")]
         assert yaml_mods == [], f"`pipeloom {args[0]}` of a JSON file imported {yaml_mods}"
+
+
+def test_unchanged_reruns_keep_two_results_per_key_and_a_revert_still_reuses(workspace):
+    """The cache file does not grow with re-runs that change nothing (two results per node and key), and an
+    older key stays there for a revert."""
+    path = chain(workspace, [("a", "echo '[1]' > out.json\n")])
+    runs = [json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout) for _ in range(4)]
+    assert [r["nodes"]["a"]["status"] for r in runs] == ["succeeded", "cached", "cached", "cached"]
+    cache = CacheFile(Layout(workspace), "test")
+    entries = json.loads(cache.path.read_text())["nodes"]["a"]
+    assert [e["run_id"] for e in entries] == [runs[3]["run_id"], runs[2]["run_id"]]
+    script = workspace / "a.sh"
+    script.write_text("echo '[2]' > out.json\n")
+    changed = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert changed["nodes"]["a"]["status"] == "succeeded"
+    script.write_text("echo '[1]' > out.json\n")
+    reverted = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert reverted["nodes"]["a"]["status"] == "cached" and reverted["nodes"]["a"]["source_run"] == runs[0]["run_id"]
+    entries = json.loads(cache.path.read_text())["nodes"]["a"]
+    assert [e["run_id"] for e in entries] == [reverted["run_id"], changed["run_id"], runs[3]["run_id"]]
