@@ -213,3 +213,21 @@ def test_a_cached_node_is_settled_by_the_scheduler_and_its_key_computed_once(wor
     finally:
         RUNTIMES._specs.pop("counted-shell", None)
         RUNTIMES._made.pop("counted-shell", None)
+
+
+def test_a_source_rewritten_within_its_timestamp_is_hashed_again(tmp_path):
+    """Same size, same mtime (a rewrite within one timestamp tick, or a tool that restores the mtime): the
+    hash must still be of the new bytes, so the cache key changes."""
+    import hashlib
+    import os
+
+    from server.engine.hashing import file_sha256
+
+    src = tmp_path / "step.sh"
+    src.write_text("echo 1\n")
+    before = os.stat(src)
+    assert file_sha256(src) == hashlib.sha256(b"echo 1\n").hexdigest()
+    src.write_text("echo 2\n")
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(src).st_size == before.st_size and os.stat(src).st_mtime_ns == before.st_mtime_ns
+    assert file_sha256(src) == hashlib.sha256(b"echo 2\n").hexdigest()
