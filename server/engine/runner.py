@@ -14,6 +14,7 @@ import logging
 import os
 import secrets
 import shutil
+import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -355,6 +356,7 @@ class Runner:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}") as pool:
             while ts.is_active():
                 progressed = False
+                ready = []
                 for nid in ts.get_ready():
                     progressed = True
                     preds = graph[nid]
@@ -371,7 +373,13 @@ class Runner:
                     elif self._settled_from_cache(nid):  # here, not in the pool: a cache hit costs no hand-off
                         ts.done(nid)
                     else:
-                        futures[pool.submit(self._execute, nid)] = nid
+                        ready.append(nid)
+                if len(ready) == 1 and not futures and self._may_run_here():
+                    self._execute_here(ready[0])  # the only node that can run: no hand-off to a pool thread and back
+                    ts.done(ready[0])
+                    continue
+                for nid in ready:
+                    futures[pool.submit(self._execute, nid)] = nid
                 if not futures:
                     if not progressed:
                         break
@@ -388,6 +396,22 @@ class Runner:
                         logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
                         self._finish(nid, "failed", message=f"internal error: {describe_error(exc)}")
                     ts.done(nid)
+
+    @staticmethod
+    def _may_run_here() -> bool:
+        """Whether a node may run in the thread driving the run: not in a main thread where Ctrl-C raises
+        KeyboardInterrupt, which must find the scheduler waiting, not a node half-started (the CLI cancels the
+        run on SIGINT instead)."""
+        return (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler)
+
+    def _execute_here(self, nid: str) -> None:
+        try:
+            self._execute(nid)
+        except Exception as exc:  # as for a node run in the pool: it fails, saying what happened
+            if self.states[nid].status not in ("failed", "timed_out", "cancelled"):
+                logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
+                self._finish(nid, "failed", message=f"internal error: {describe_error(exc)}")
 
     # ------------------------------------------------------------ one node
 
