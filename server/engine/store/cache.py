@@ -53,7 +53,8 @@ class CacheFile:
                 data = self._read()
                 if data is None:
                     data = self._rebuild()
-                    self._write(data)
+                    if data["runs"]:  # an empty index is not worth a file: the first merge writes one
+                        self._write(data)
         return data
 
     def cache_index(self, data: dict | None = None) -> dict[tuple[str, str], list[list[dict]]]:
