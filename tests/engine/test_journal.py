@@ -287,6 +287,8 @@ def test_a_run_start_is_an_appended_line_and_a_final_run_json_wins_over_it(works
     assert (layout.run_dir(j.run_id) / "run.json").stat().st_mtime_ns == written
     doc = Journals(workspace).read(j.run_id, recover=False)
     assert doc["status"] == "running" and doc["started_at"] == 123.0
+    line = json.loads((layout.run_dir(j.run_id) / "nodes.ndjson").read_text().splitlines()[0])
+    assert line == {"run": {"status": "running", "started_at": 123.0}}, "only what changed is appended"
     j.finish(status="succeeded", finished_at=124.0)
     for doc in (json.loads((layout.run_dir(j.run_id) / "run.json").read_text()),
                 Journals(workspace).read(j.run_id)):

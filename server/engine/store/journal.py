@@ -133,6 +133,7 @@ class RunJournal:
         self.run_id = run_id
         self.dir = layout.run_dir(run_id)
         self.doc: dict = {}
+        self._said: dict = {}  # the run's own fields as its journal on disk has them
 
     def create(self, pipeline_id: str, name: str, path: str, options: dict) -> None:
         """The run exists, pending: run.json, the active marker, a change note."""
@@ -160,8 +161,10 @@ class RunJournal:
         """Change the run's own fields (status, started_at, message) while it is going: one line appended
         beside run.json, which every reader folds in, instead of a rewrite of run.json."""
         self.doc.update(fields)
-        own = {k: v for k, v in self.doc.items() if k != "nodes"}
-        _append(self.dir / NODES, json.dumps({"run": own}, separators=(",", ":")).encode() + b"\n")
+        changed = {k: v for k, v in self.doc.items()
+                   if k != "nodes" and (k not in self._said or self._said[k] != v)}
+        _append(self.dir / NODES, json.dumps({"run": changed}, separators=(",", ":")).encode() + b"\n")
+        self._said.update(changed)
         note_change(self.layout, self.run_id)
 
     def add_nodes(self, records: list[tuple[dict, list[dict]]]) -> None:
@@ -193,6 +196,7 @@ class RunJournal:
 
     def _write(self, fsync: bool = False) -> None:
         write_atomic(self.dir / JOURNAL, (json.dumps(self.doc, separators=(",", ":")) + "\n").encode(), fsync=fsync)
+        self._said = {k: v for k, v in self.doc.items() if k != "nodes"}
         note_change(self.layout, self.run_id)
 
 
