@@ -147,13 +147,15 @@ LiveEmit = Callable[[list[dict], int], None]
 class LiveLog:
     """What a live view is sent of one node's output: every line of a trickle, and of a fast burst only the
     last `keep` lines per `interval` seconds plus the count of lines passed over (all of them are in the log
-    file). Lines become dicts only when they are sent."""
+    file). The newest lines of each stream are among them, so a step's closing line on stdout arrives even
+    when stderr was read last in bulk. Lines become dicts only when they are sent."""
 
     def __init__(self, emit: LiveEmit, *, interval: float = LIVE_INTERVAL, keep: int = LIVE_KEEP):
         self.emit = emit
         self.interval = interval
         self.keep = keep
         self._held: deque[tuple[str, bytes, int, float]] = deque()  # (stream, whole lines, count, ts), oldest first
+        self._newest: dict[str, tuple[str, bytes, int, float]] = {}  # each stream's newest block since a flush
         self._held_lines = 0
         self._skipped = 0
         self._next = 0.0
@@ -165,7 +167,9 @@ class LiveLog:
         if not n:
             return
         with self._lock:
-            self._held.append((stream, data, n, ts))
+            block = (stream, data, n, ts)
+            self._held.append(block)
+            self._newest[stream] = block
             self._held_lines += n
             while self._held_lines - self._held[0][2] >= self.keep:  # an older block nobody will see
                 old = self._held.popleft()
@@ -185,24 +189,37 @@ class LiveLog:
     def flush(self) -> None:
         """Send what is held: the newest `keep` lines, after the number of lines passed over."""
         with self._lock:
-            held, self._held = self._held, deque()
+            held, self._held = list(self._held), deque()
+            newest, self._newest = self._newest, {}
             skipped, self._skipped = self._skipped, 0
             self._held_lines = 0
             self._next = time.monotonic() + self.interval
             if not held and not skipped:
                 return
+            kept = {id(b) for b in held}
+            for block in sorted(newest.values(), key=lambda b: b[3], reverse=True):
+                if id(block) not in kept:  # a stream's newest block, passed over for another's newer lines
+                    held.insert(0, block)
+                    skipped -= block[2]
+            take = [0] * len(held)
             room = self.keep
-            batches = []
-            for stream, data, n, ts in reversed(held):
-                if room <= 0:
-                    skipped += n
-                    continue
-                parts = data[:-1].split(b"\n") if n <= room else data[:-1].rsplit(b"\n", room)[1:]
-                skipped += n - len(parts)
-                room -= len(parts)
-                batches.append([{"stream": stream, "text": p.decode("utf-8", "replace").rstrip("\r"), "ts": ts}
-                                for p in parts])
-            lines = [ln for batch in reversed(batches) for ln in batch]
+            if len(newest) > 1:  # first a share for the end of each stream
+                share = max(1, self.keep // (2 * len(newest)))
+                last = {b[0]: i for i, b in enumerate(held)}
+                for i in last.values():
+                    take[i] = min(held[i][2], share, room)
+                    room -= take[i]
+            for i in range(len(held) - 1, -1, -1):  # then the newest lines, whichever stream they are on
+                more = min(held[i][2] - take[i], room)
+                take[i] += more
+                room -= more
+            lines = []
+            for (stream, data, n, ts), t in zip(held, take):
+                skipped += n - t
+                if t:
+                    parts = data[:-1].split(b"\n") if t >= n else data[:-1].rsplit(b"\n", t)[1:]
+                    lines += [{"stream": stream, "text": p.decode("utf-8", "replace").rstrip("\r"), "ts": ts}
+                              for p in parts]
             self.emit(lines, skipped)  # under the lock, so two readers never send out of order
 
 

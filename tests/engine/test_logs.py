@@ -282,3 +282,18 @@ def test_recovery_reads_group_notes_in_the_older_layout_too(workspace, tmp_path)
     finally:
         leftover.kill()
         leftover.wait()
+
+
+def test_the_live_view_ends_with_the_last_lines_of_each_stream():
+    """stderr read last in bulk does not crowd out stdout's closing line; every line is shown or counted."""
+    sent = []
+    live = LiveLog(lambda lines, skipped: sent.append(([(ln["stream"], ln["text"]) for ln in lines], skipped)),
+                   interval=3600, keep=4)
+    live.add("out", b"start\n", 1.0)
+    live.add("out", b"o1\no2\nsummary\n", 2.0)
+    live.add("err", b"".join(b"e%d\n" % i for i in range(10)), 3.0)
+    live.flush()
+    lines, skipped = sent[-1]
+    assert ("out", "summary") in lines and lines[-1] == ("err", "e9")
+    assert len(lines) == 4 and len(lines) + skipped == 13
+    assert lines.index(("out", "summary")) < lines.index(("err", "e9")), "the order they were read in"
