@@ -165,6 +165,7 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
         return
     if display:
         display.start(runner)
+
     def cancel(*_) -> None:
         # from a thread of its own: the handler may interrupt this thread inside the runner's lock
         threading.Thread(target=runner.cancel, name="cancel", daemon=True).start()
