@@ -1,8 +1,9 @@
 """Orchestration overhead: Pipeloom against a plain bash loop and `make -j`.
 
 Every contender runs the same trivial shell program once per node, in its own
-folder, so the difference is the cost of orchestration alone. All figures
-come from the same run on the same machine.
+folder, so the difference is the cost of orchestration alone. Pipeloom is
+Runner.run() in this process, in a thread of its own as the studio and
+triggers run it. All figures come from the same run on the same machine.
 
     python benchmarks/orchestration.py [--repeat 5] [--json out.json]
 """
@@ -18,6 +19,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -66,6 +68,14 @@ def setup_ws(doc: dict) -> tuple[Path, Path]:
     return ws, path
 
 
+def run_in_thread(runner: Runner):
+    """Runner.run() in a thread of its own, as the studio and triggers run it; the result."""
+    driver = threading.Thread(target=runner.run)
+    driver.start()
+    driver.join()
+    return runner.result()
+
+
 def time_pipeloom(doc: dict, jobs: int, repeat: int) -> dict:
     """Wall time of Runner.run() in-process (fresh run, no cache), plus a no-change re-run."""
     fresh, cached = [], []
@@ -74,12 +84,12 @@ def time_pipeloom(doc: dict, jobs: int, repeat: int) -> dict:
         store = Store.open(ws)
         pipeline = load_pipeline(path, workspace=ws)
         t0 = time.perf_counter()
-        res = Runner(pipeline, store=store, workspace=ws, options=RunOptions(jobs=jobs, emit_logs=False)).run()
+        res = run_in_thread(Runner(pipeline, store=store, workspace=ws, options=RunOptions(jobs=jobs, emit_logs=False)))
         fresh.append(time.perf_counter() - t0)
         assert res.ok, res.to_dict()
         t0 = time.perf_counter()
-        res = Runner(load_pipeline(path, workspace=ws), store=store, workspace=ws,
-                     options=RunOptions(jobs=jobs, emit_logs=False)).run()
+        res = run_in_thread(Runner(load_pipeline(path, workspace=ws), store=store, workspace=ws,
+                                   options=RunOptions(jobs=jobs, emit_logs=False)))
         cached.append(time.perf_counter() - t0)
         assert {s.status for s in res.nodes.values()} == {"cached"}
         store.close()
@@ -90,7 +100,9 @@ def time_pipeloom(doc: dict, jobs: int, repeat: int) -> dict:
 def time_cli_rerun(doc: dict, repeat: int) -> float:
     """`pipeloom run --json` wall time with nothing changed (process start and imports included)."""
     ws, path = setup_ws(doc)
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    # as installed: bytecode compiled (main() warms __pycache__), so the process does not compile Pipeloom
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     cmd = [sys.executable, "-m", "server.cli", "run", path.name, "--json"]
     subprocess.run(cmd, cwd=ws, env=env, check=True, capture_output=True)
     times = []
@@ -151,6 +163,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
     r = args.repeat
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "server")], check=True,
+                   env={k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"})
     out: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "platform": platform.platform()}}
 

@@ -1,15 +1,22 @@
 """What Pipeloom adds around a node's program: live log intake, and per-run overhead in a long-lived process.
 
-(a) Log intake: a Python node printing 2,000,000 short lines, run bare (stdout to
-    /dev/null) and through `pipeloom run` as a cold CLI process. CPU is user +
-    system time of the process and everything it waited for (the node program,
-    the run guard), from resource.getrusage(RUSAGE_CHILDREN). The same CLI run of
-    a one-line program is measured too, so start-up and intake can be told apart.
+(a) Log intake: a Python node printing 2,000,000 short lines, run alone and
+    through `pipeloom run` as a cold CLI process. CPU is user + system time of the
+    process and everything it waited for (the node program, the run guard), from
+    resource.getrusage(RUSAGE_CHILDREN). The program alone gets the environment
+    Pipeloom gives it (Python unbuffered, as Pipeloom runs it so its lines show
+    live) and its output is kept in a file (`prog > prog.log`), the cheapest way
+    to keep it: every write to a pipe or a file costs the program more than one
+    to /dev/null, so /dev/null is reported beside it but is not the baseline.
+    The Python program alone with its default buffering (block-buffered into a
+    file) is reported too: it is what live output costs. The same CLI run of a
+    one-line program is measured, so start-up and intake can be told apart.
 (b) Per-run overhead in-process, store on (what triggers and the studio pay):
-    Runner(...).run() of a 1-node pipeline (a shell `true`-like step, and a tiny
+    Runner(...).run() in a thread of its own, as they run it, of a 1-node pipeline (a shell `true`-like step, and a tiny
     Python step) against spawning the same argv with subprocess in the same
-    process (output captured through pipes, as Pipeloom does); and the marginal
-    cost per node on a chain.
+    process (output captured through pipes, as Pipeloom does; each spawn in an
+    empty folder, as each node runs in one); and the marginal cost per node on
+    a chain.
 
     python benchmarks/overhead.py [--repeat 9] [--lines 2000000] [--json out.json]
 """
@@ -26,11 +33,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+# The CLI as installed: with its bytecode compiled (pip does it; main() warms __pycache__ first), so no cold
+# process pays for compiling Pipeloom's modules; and with no PYTHONUNBUFFERED of the caller's.
+CLI_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "PYTHONUNBUFFERED")}
+CLI_ENV["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
 
 TALK_PY = ("import sys\n"
            "n = int(sys.argv[1]) if len(sys.argv) > 1 else {lines}\n"
@@ -77,17 +89,32 @@ server.cli.main()
 """
 
 
+def _bare_cpu(argv: list[str], ws: Path, env: dict, sink: str) -> float:
+    """CPU of the program alone, its output sent to /dev/null or kept in a file (as `prog > prog.log`)."""
+    if sink == "devnull":
+        return cpu_of(argv, cwd=ws, env=env, stdout=subprocess.DEVNULL)[0]
+    kept = ws / "alone.log"
+    with open(kept, "wb") as out:
+        cpu = cpu_of(argv, cwd=ws, env=env, stdout=out)[0]
+    kept.unlink()
+    return cpu
+
+
 def _intake_case(doc: dict, files: dict[str, str], small_files: dict[str, str], bare_argv: list[str],
-                 node_env: dict, repeat: int) -> dict:
+                 node_env: dict, repeat: int, default_env: dict | None = None) -> dict:
+    """`node_env` is the program's environment as Pipeloom gives it; `default_env`, when it differs, the one it
+    has alone (a Python program alone writes to a file block-buffered; Pipeloom runs it unbuffered)."""
     ws, path = write_ws(doc, files)
     small_ws, _ = write_ws(doc, small_files)
-    cli_env = {**os.environ, "PYTHONPATH": str(REPO)}
+    cli_env = {**CLI_ENV}
     note = ws / "self.json"
     cli = [sys.executable, "-c", CLI_WRAPPER, str(note), "run", path.name, "--json"]
-    bare, through, own, small, walls = [], [], [], [], []
+    bare, devnull, default, through, own, small, walls = [], [], [], [], [], [], []
     for _ in range(repeat):
-        cpu, _ = cpu_of(bare_argv, cwd=ws, env=node_env, stdout=subprocess.DEVNULL)
-        bare.append(cpu)
+        bare.append(_bare_cpu(bare_argv, ws, node_env, "file"))
+        devnull.append(_bare_cpu(bare_argv, ws, node_env, "devnull"))
+        if default_env is not None:
+            default.append(_bare_cpu(bare_argv, ws, default_env, "file"))
         cpu, wall = cpu_of(cli, cwd=ws, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         through.append(cpu)
         own.append(json.loads(note.read_text())["self_cpu_s"])
@@ -98,23 +125,27 @@ def _intake_case(doc: dict, files: dict[str, str], small_files: dict[str, str], 
     kept = sum(1 for ln in open(log, "rb") if b"\tout\t" in ln)
     shutil.rmtree(ws)
     shutil.rmtree(small_ws)
-    b, t, o, sm = (statistics.median(x) for x in (bare, through, own, small))
-    return {"bare_cpu_s": b, "cli_cpu_s": t, "cli_wall_s": statistics.median(walls), "ratio": t / b,
-            "cli_one_line_cpu_s": sm, "intake_ratio": (t - sm) / b,
-            "pipeloom_self_cpu_s": o, "program_through_pipe_cpu_s": t - o,
-            "lines_in_log": kept}
+    b, d, t, o, sm = (statistics.median(x) for x in (bare, devnull, through, own, small))
+    out = {"bare_cpu_s": b, "bare_devnull_cpu_s": d, "cli_cpu_s": t, "cli_wall_s": statistics.median(walls),
+           "ratio": t / b, "ratio_vs_devnull": t / d, "cli_one_line_cpu_s": sm, "intake_ratio": (t - sm) / b,
+           "pipeloom_self_cpu_s": o, "program_through_pipe_cpu_s": t - o, "lines_in_log": kept}
+    if default:
+        out["alone_default_buffering_cpu_s"] = statistics.median(default)
+    return out
 
 
 def log_intake(lines: int, repeat: int) -> dict:
-    """CPU of `lines` short lines bare vs through the CLI, for a Python node (Pipeloom runs it unbuffered,
-    one write per line) and for awk (block-buffered); plus the CLI's cost for a 1-line run of the same node."""
+    """CPU of `lines` short lines alone vs through the CLI, for a Python node (Pipeloom runs it unbuffered, one
+    write per piece it prints) and for awk (block-buffered); plus the CLI's cost for a 1-line run of the same
+    node."""
     out: dict = {"lines": lines}
     doc = {"version": 1, "name": "talk", "nodes": [
         {"id": "talk", "runtime": "python", "source": "talk.py", "outputs": [{"name": "out"}], "cache": "never"}]}
     # the node's own environment: Pipeloom's Python runtime runs it unbuffered, so bare does too
+    alone = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     out["python_print"] = _intake_case(doc, {"talk.py": TALK_PY.format(lines=lines)},
                                        {"talk.py": TALK_PY.format(lines=1)}, [sys.executable, "talk.py"],
-                                       {**os.environ, "PYTHONUNBUFFERED": "1"}, repeat)
+                                       {**alone, "PYTHONUNBUFFERED": "1"}, repeat, default_env=alone)
     awk = shutil.which("awk")
     if awk:
         doc = {"version": 1, "name": "talk", "nodes": [
@@ -123,7 +154,7 @@ def log_intake(lines: int, repeat: int) -> dict:
                   "echo '[]' > out.json\n")
         out["awk_print"] = _intake_case(doc, {"talk.sh": script.replace("{n}", str(lines))},
                                         {"talk.sh": script.replace("{n}", "1")}, ["bash", "talk.sh"],
-                                        dict(os.environ), repeat)
+                                        {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, repeat)
     else:
         out["awk_print"] = {"skipped": "awk is not installed"}
     return out
@@ -164,21 +195,32 @@ def intake_in_process(lines: int, repeat: int) -> dict:
 
 def _paired(path: Path, ws: Path, store, argv: list[str], repeat: int, n: int = 1) -> tuple[list[float], list[float]]:
     """Alternating Runner(...).run() of the pipeline and `n` raw spawns of `argv`, so load from elsewhere on
-    the machine falls on both alike; the first of each is a warm-up (imports, interpreter lookup)."""
+    the machine falls on both alike; the first of each is a warm-up (imports, interpreter lookup).
+
+    Each raw spawn runs in an empty folder of its own, made beforehand, as each node does: the program then
+    creates its output file there, as it does under Pipeloom, instead of overwriting one it made before."""
     from server.engine.model import load_pipeline
     from server.engine.runner import RunOptions, Runner
 
     pipeline = load_pipeline(path, workspace=ws)
     env = dict(os.environ)
+    argv = [argv[0], str(ws / argv[1]), *argv[2:]]
     runs, spawns = [], []
-    for _ in range(repeat + 1):
+    for k in range(repeat + 1):
         t0 = time.perf_counter()
-        res = Runner(pipeline, store=store, workspace=ws, options=RunOptions(jobs=1, origin={"by": "trigger"})).run()
+        runner = Runner(pipeline, store=store, workspace=ws, options=RunOptions(jobs=1, origin={"by": "trigger"}))
+        driver = threading.Thread(target=runner.run)  # as the studio and triggers run it: a thread of its own
+        driver.start()
+        driver.join()
         runs.append(time.perf_counter() - t0)
+        res = runner.result()
         assert res.ok, res.to_dict()
+        folders = [ws / "_spawns" / f"{k}-{i}" for i in range(n)]
+        for f in folders:
+            f.mkdir(parents=True)
         t0 = time.perf_counter()
-        for _ in range(n):
-            subprocess.run(argv, cwd=ws, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True)
+        for f in folders:
+            subprocess.run(argv, cwd=f, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=True)
         spawns.append(time.perf_counter() - t0)
     return runs[1:], spawns[1:]
 
@@ -244,6 +286,7 @@ def main() -> None:
     ap.add_argument("--skip-logs", action="store_true")
     ap.add_argument("--json", type=Path, help="also write the figures here")
     args = ap.parse_args()
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(REPO / "server")], env=CLI_ENV, check=True)
     out: dict = {"machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                              "platform": platform.platform(), "load": os.getloadavg()}}
     out["per_run"] = per_run(args.repeat, args.chain)
@@ -266,8 +309,12 @@ def main() -> None:
             if "skipped" in c:
                 print(f"{name}: skipped, {c['skipped']}")
                 continue
-            print(f"{li['lines']:,} log lines ({name}): CLI {c['cli_cpu_s']:.2f} s CPU vs bare {c['bare_cpu_s']:.2f} s "
-                  f"-> {c['ratio']:.2f}x (target <= 1.3); less the CLI's start-up ({c['cli_one_line_cpu_s']:.2f} s): "
+            print(f"{li['lines']:,} log lines ({name}): CLI {c['cli_cpu_s']:.2f} s CPU vs the program alone into a "
+                  f"file {c['bare_cpu_s']:.2f} s -> {c['ratio']:.2f}x (target <= 1.3); vs alone into /dev/null "
+                  f"{c['bare_devnull_cpu_s']:.2f} s: {c['ratio_vs_devnull']:.2f}x"
+                  + (f"; alone with its default buffering {c['alone_default_buffering_cpu_s']:.2f} s"
+                     if "alone_default_buffering_cpu_s" in c else "")
+                  + f"; less the CLI's start-up ({c['cli_one_line_cpu_s']:.2f} s): "
                   f"{c['intake_ratio']:.2f}x; Pipeloom's own CPU {c['pipeloom_self_cpu_s']:.2f} s, the program's "
                   f"through the pipe {c['program_through_pipe_cpu_s']:.2f} s; {c['lines_in_log']:,} lines in the log")
         for name, c in li["in_process"].items():

@@ -192,12 +192,19 @@ def run(file: Path, jobs: int | None, force: bool, only: str | None, from_node: 
         return
     if display:
         display.start(runner)
-    previous = signal.getsignal(signal.SIGTERM)
-    signal.signal(signal.SIGTERM, lambda *_: runner.cancel())
+
+    def cancel(*_) -> None:
+        # from a thread of its own: the handler may interrupt this thread inside the runner's lock
+        threading.Thread(target=runner.cancel, name="cancel", daemon=True).start()
+
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:  # Ctrl-C and SIGTERM cancel the run: its nodes stop and the run ends `cancelled`
+        signal.signal(sig, cancel)
     try:
         result = runner.run()
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
         if display:
             display.stop()
     if as_json:

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 DEFAULT_CAP = 64 * 1024 * 1024
 LIVE_INTERVAL = 0.05  # at most ~20 live batches a second per node
@@ -33,17 +33,31 @@ def default_cap() -> int:
 
 
 class LogWriter:
-    """Appends lines for one node; stops at the cap with one truncation marker."""
+    """Appends lines for one node; stops at the cap with one truncation marker.
+
+    The file is made when the first line comes: a node that prints nothing costs no file (creating one is the
+    dearest thing a quiet node's run does here), and readers treat a missing log as an empty one."""
 
     def __init__(self, path: Path, cap: int | None = None):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.cap = cap if cap is not None else default_cap()
-        self._fh = open(self.path, "ab", buffering=256 * 1024)
-        self._written = self._fh.tell()
+        self._fh: BinaryIO | None = None
+        self._written = 0
         self._dropped = 0
+        self._closed = False
         self._lock = threading.Lock()
         self.lines = 0
+
+    def _file(self) -> BinaryIO:
+        """The open log file, made on first use (called with the lock held)."""
+        if self._fh is None:
+            try:
+                self._fh = open(self.path, "ab", buffering=256 * 1024)
+            except FileNotFoundError:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fh = open(self.path, "ab", buffering=256 * 1024)
+            self._written = self._fh.tell()
+        return self._fh
 
     @property
     def full(self) -> bool:
@@ -82,21 +96,22 @@ class LogWriter:
             if self._dropped:
                 self._dropped += n
                 return 0
+            fh = self._file()
             if self._written + len(body) > self.cap:
                 cut = body.rfind(b"\n", 0, max(0, self.cap - self._written)) + 1
                 kept = body.count(b"\n", 0, cut)
-                self._fh.write(body[:cut])
+                fh.write(body[:cut])
                 self._written += cut
                 self.lines += kept
                 self._dropped = n - kept
                 marker = (f"{ts:.3f}\tmeta\t[pipeloom] log truncated at {self.cap:,} bytes; later lines were not "
                           f"kept (raise PIPELOOM_LOG_CAP to keep more)\n")
-                self._fh.write(marker.encode())
-                self._fh.flush()
+                fh.write(marker.encode())
+                fh.flush()
                 self._written += len(marker)
                 return kept
-            self._fh.write(body)
-            self._fh.flush()  # one flush per block keeps readers of a running node's log current
+            fh.write(body)
+            fh.flush()  # one flush per block keeps readers of a running node's log current
             self._written += len(body)
             self.lines += n
             return n
@@ -105,8 +120,9 @@ class LogWriter:
         """A line from Pipeloom itself (retries, build steps); written even past the cap."""
         with self._lock:
             line = f"{time.time():.3f}\tmeta\t{text}\n".encode("utf-8", "replace")
-            self._fh.write(line)
-            self._fh.flush()
+            fh = self._file()
+            fh.write(line)
+            fh.flush()
             self._written += len(line)
 
     @property
@@ -115,12 +131,14 @@ class LogWriter:
 
     def close(self) -> None:
         with self._lock:
-            if self._fh.closed:
+            if self._closed:
                 return
+            self._closed = True
             if self._dropped:
                 line = f"{time.time():.3f}\tmeta\t[pipeloom] {self._dropped:,} lines were not kept\n"
-                self._fh.write(line.encode())
-            self._fh.close()
+                self._file().write(line.encode())
+            if self._fh is not None:
+                self._fh.close()
 
 
 LiveEmit = Callable[[list[dict], int], None]
@@ -129,13 +147,15 @@ LiveEmit = Callable[[list[dict], int], None]
 class LiveLog:
     """What a live view is sent of one node's output: every line of a trickle, and of a fast burst only the
     last `keep` lines per `interval` seconds plus the count of lines passed over (all of them are in the log
-    file). Lines become dicts only when they are sent."""
+    file). The newest lines of each stream are among them, so a step's closing line on stdout arrives even
+    when stderr was read last in bulk. Lines become dicts only when they are sent."""
 
     def __init__(self, emit: LiveEmit, *, interval: float = LIVE_INTERVAL, keep: int = LIVE_KEEP):
         self.emit = emit
         self.interval = interval
         self.keep = keep
         self._held: deque[tuple[str, bytes, int, float]] = deque()  # (stream, whole lines, count, ts), oldest first
+        self._newest: dict[str, tuple[str, bytes, int, float]] = {}  # each stream's newest block since a flush
         self._held_lines = 0
         self._skipped = 0
         self._next = 0.0
@@ -147,7 +167,9 @@ class LiveLog:
         if not n:
             return
         with self._lock:
-            self._held.append((stream, data, n, ts))
+            block = (stream, data, n, ts)
+            self._held.append(block)
+            self._newest[stream] = block
             self._held_lines += n
             while self._held_lines - self._held[0][2] >= self.keep:  # an older block nobody will see
                 old = self._held.popleft()
@@ -167,24 +189,37 @@ class LiveLog:
     def flush(self) -> None:
         """Send what is held: the newest `keep` lines, after the number of lines passed over."""
         with self._lock:
-            held, self._held = self._held, deque()
+            held, self._held = list(self._held), deque()
+            newest, self._newest = self._newest, {}
             skipped, self._skipped = self._skipped, 0
             self._held_lines = 0
             self._next = time.monotonic() + self.interval
             if not held and not skipped:
                 return
+            kept = {id(b) for b in held}
+            for block in sorted(newest.values(), key=lambda b: b[3], reverse=True):
+                if id(block) not in kept:  # a stream's newest block, passed over for another's newer lines
+                    held.insert(0, block)
+                    skipped -= block[2]
+            take = [0] * len(held)
             room = self.keep
-            batches = []
-            for stream, data, n, ts in reversed(held):
-                if room <= 0:
-                    skipped += n
-                    continue
-                parts = data[:-1].split(b"\n") if n <= room else data[:-1].rsplit(b"\n", room)[1:]
-                skipped += n - len(parts)
-                room -= len(parts)
-                batches.append([{"stream": stream, "text": p.decode("utf-8", "replace").rstrip("\r"), "ts": ts}
-                                for p in parts])
-            lines = [ln for batch in reversed(batches) for ln in batch]
+            if len(newest) > 1:  # first a share for the end of each stream
+                share = max(1, self.keep // (2 * len(newest)))
+                last = {b[0]: i for i, b in enumerate(held)}
+                for i in last.values():
+                    take[i] = min(held[i][2], share, room)
+                    room -= take[i]
+            for i in range(len(held) - 1, -1, -1):  # then the newest lines, whichever stream they are on
+                more = min(held[i][2] - take[i], room)
+                take[i] += more
+                room -= more
+            lines = []
+            for (stream, data, n, ts), t in zip(held, take):
+                skipped += n - t
+                if t:
+                    parts = data[:-1].split(b"\n") if t >= n else data[:-1].rsplit(b"\n", t)[1:]
+                    lines += [{"stream": stream, "text": p.decode("utf-8", "replace").rstrip("\r"), "ts": ts}
+                              for p in parts]
             self.emit(lines, skipped)  # under the lock, so two readers never send out of order
 
 

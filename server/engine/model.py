@@ -13,10 +13,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from .errors import Problem, ValidationError
 from .paths import BadPathError, check_path_text
+
+
+class _Yaml:
+    """PyYAML, imported on first use: a run of a .pipeline.json file never pays the ~8 ms it costs."""
+
+    def __getattr__(self, name: str):
+        import yaml as real
+
+        globals()["yaml"] = real
+        return getattr(real, name)
+
+
+yaml: Any = _Yaml()
 
 ID_RE = re.compile(r"^[a-z0-9_-]+$")
 PORT_RE = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -144,7 +155,13 @@ class Pipeline:
     notes: list[Note] = field(default_factory=list)  # sticky notes, in file order
 
     def node(self, node_id: str) -> Node | None:
-        return next((n for n in self.nodes if n.id == node_id), None)
+        index = self.__dict__.get("_by_id")
+        if index is None or index[0] is not self.nodes or index[1] != len(self.nodes):
+            index = self.__dict__["_by_id"] = (self.nodes, len(self.nodes), {n.id: n for n in reversed(self.nodes)})
+        found = index[2].get(node_id)
+        if found is not None and found.id == node_id:
+            return found
+        return next((n for n in self.nodes if n.id == node_id), None)  # renamed since the index was made
 
     @property
     def node_ids(self) -> list[str]:
@@ -157,7 +174,7 @@ class Pipeline:
         return [e for e in self.edges if e.src_node == node_id]
 
     def predecessors(self, node_id: str) -> set[str]:
-        return {e.src_node for e in self.edges if e.dst_node == node_id}
+        return set(self._steps()[1].get(node_id, ()))
 
     def downstream_of(self, node_id: str) -> set[str]:
         """`node_id` and every node reachable from it."""
@@ -167,14 +184,25 @@ class Pipeline:
         """Every node that `node_id` depends on, directly or not (excluding itself)."""
         return self._reach(node_id, forward=False)
 
+    def _steps(self) -> tuple[dict[str, set[str]], dict[str, set[str]]]:
+        """(node -> the nodes it feeds, node -> the nodes feeding it), remade when the edge list changes."""
+        made = self.__dict__.get("_adjacency")
+        if made is None or made[0] is not self.edges or made[1] != len(self.edges):
+            fwd: dict[str, set[str]] = {}
+            back: dict[str, set[str]] = {}
+            for e in self.edges:
+                fwd.setdefault(e.src_node, set()).add(e.dst_node)
+                back.setdefault(e.dst_node, set()).add(e.src_node)
+            made = self.__dict__["_adjacency"] = (self.edges, len(self.edges), fwd, back)
+        return made[2], made[3]
+
     def _reach(self, node_id: str, *, forward: bool) -> set[str]:
+        step = self._steps()[0 if forward else 1]
         seen: set[str] = set()
         stack = [node_id]
         while stack:
-            cur = stack.pop()
-            for e in self.edges:
-                here, there = (e.src_node, e.dst_node) if forward else (e.dst_node, e.src_node)
-                if here == cur and there not in seen:
+            for there in step.get(stack.pop(), ()):
+                if there not in seen:
                     seen.add(there)
                     stack.append(there)
         return seen
@@ -392,10 +420,12 @@ def build_pipeline(doc: dict, lines: dict[tuple, int], *, base_dir: Path) -> tup
         if len(ends) == 2:
             edges.append(Edge(ends[0][0], ends[0][1], ends[1][0], ends[1][1], line))
 
-    from .triggerspec import parse_triggers
+    triggers: list = []
+    if doc.get("triggers") is not None:  # most pipelines have none: no need to load the trigger rules
+        from .triggerspec import parse_triggers
 
-    triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
-    problems += trigger_problems
+        triggers, trigger_problems = parse_triggers(doc.get("triggers"), lines)
+        problems += trigger_problems
     retention = _build_retention(doc.get("retention"), problems)
     notes = _build_notes(doc.get("notes"), lines, problems)
     executor = doc.get("executor")
@@ -766,15 +796,11 @@ class _FlowList(list):
     pass
 
 
-class _Dumper(yaml.SafeDumper):
-    pass
-
-
-def _flow_list(dumper: yaml.SafeDumper, data: _FlowList):
+def _flow_list(dumper, data: _FlowList):
     return dumper.represent_sequence("tag:yaml.org,2002:seq", data, flow_style=True)
 
 
-def _flow_map(dumper: yaml.SafeDumper, data: "_FlowMap"):
+def _flow_map(dumper, data: "_FlowMap"):
     return dumper.represent_mapping("tag:yaml.org,2002:map", data.items(), flow_style=True)
 
 
@@ -786,13 +812,8 @@ class _Block(str):
     pass
 
 
-def _block(dumper: yaml.SafeDumper, data: "_Block"):
+def _block(dumper, data: "_Block"):
     return dumper.represent_scalar("tag:yaml.org,2002:str", str(data), style="|")
-
-
-_Dumper.add_representer(_FlowList, _flow_list)
-_Dumper.add_representer(_FlowMap, _flow_map)
-_Dumper.add_representer(_Block, _block)
 
 
 def _note_text(text: Any) -> Any:
@@ -803,12 +824,30 @@ def _note_text(text: Any) -> Any:
     return text
 
 
+_Dumper: Any = None
+
+
+def _make_dumper() -> None:
+    """The YAML dumper with compact one-line ports, edges and commands, and notes as blocks (made on first use,
+    with PyYAML)."""
+    global _Dumper
+    if _Dumper is None:
+        class Dumper(yaml.SafeDumper):
+            pass
+
+        Dumper.add_representer(_FlowList, _flow_list)
+        Dumper.add_representer(_FlowMap, _flow_map)
+        Dumper.add_representer(_Block, _block)
+        _Dumper = Dumper
+
+
 def dump_document(doc: dict, *, json_syntax: bool) -> str:
     """Serialise a document with canonical key order; ports, edges, commands
     and positions use compact one-line forms so reviews stay readable."""
     doc = canonical(doc)
     if json_syntax:
         return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+    _make_dumper()
     pretty = dict(doc)
     if isinstance(pretty.get("nodes"), list):
         nodes = []

@@ -14,9 +14,7 @@ import fcntl
 import logging
 import os
 import select
-import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -49,7 +47,7 @@ class OutputSink(Protocol):
 
 def new_token(run_id: str, node_id: str) -> str:
     """The marker every process of one node attempt inherits: <run>/<node>/<random>."""
-    return f"{run_id}/{node_id}/{secrets.token_hex(4)}"
+    return f"{run_id}/{node_id}/{os.urandom(4).hex()}"
 
 
 def find_marked(value: str, *, prefix: bool = False) -> list[int]:
@@ -213,9 +211,13 @@ class NodeProcess:
         self.guard = guard
         self.sink = sink
         env = {**env, TOKEN_VAR: self.token}
+        before = boot_ticks()
         self.proc = subprocess.Popen(argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
         self.pgid = self.proc.pid
+        # The kernel's start time of the program lies between these two readings: a note of it costs nothing,
+        # where reading /proc/<pid>/stat now would wait for the new program to finish loading (~0.5 ms).
+        self.started = _tick_range(before, boot_ticks())
         self._pipes = {self.proc.stdout.fileno(): self.proc.stdout, self.proc.stderr.fileno(): self.proc.stderr}
         self._streams = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
         self._rest = dict.fromkeys(self._streams, b"")
@@ -375,23 +377,32 @@ def _group_alive(pgid: int) -> bool:
         return False
 
 
-GROUP_NOTES = "groups.txt"
+GROUP_NOTES = "groups.txt"  # inside a run's `_groups` folder: where runs before `_groups.txt` kept them
 
 
-def record_group(folder, node_id: str, pgid: int, token: str = "") -> None:
+def group_notes(folder) -> Path:
+    """The file a run's group notes go to: `_groups.txt` beside the `_groups` folder callers name (a file in
+    the run's folder, so noting the first group makes no folder)."""
+    folder = Path(folder)
+    return folder.with_name(folder.name + ".txt")
+
+
+def record_group(folder, node_id: str, pgid: int, token: str = "", started: str | None = None) -> None:
     """Note a running node's process group and marker, so a later recovery can stop it if this process dies.
 
+    `started` is the leader's start time as `NodeProcess.started` gives it (read from /proc when not given).
     Lines are appended to one file per run (`forget_group` appends `- <node>`): appending costs a few
     microseconds where creating and removing a file per node costs a few hundred."""
-    _append_note(folder, f"{node_id} {pgid} {process_start_time(pgid) or '-'} {token}\n".encode())
+    start = started or process_start_time(pgid) or "-"
+    _append_note(folder, f"{node_id} {pgid} {start} {token}\n".encode())
 
 
 def _append_note(folder, line: bytes) -> None:
-    path = Path(folder) / GROUP_NOTES
+    path = group_notes(folder)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     except FileNotFoundError:
-        Path(folder).mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
         os.write(fd, line)  # one short O_APPEND write: whole, even if this process is killed right after
@@ -408,12 +419,14 @@ def forget_group(folder, node_id: str) -> None:
 
 
 def _noted_groups(folder: Path) -> list[tuple[int, str]]:
-    """(pgid, start time) of every group noted in a run's `_groups` folder, in either format."""
+    """(pgid, start time) of every group noted for a run (`folder` is its `_groups`), in any of the formats."""
     live: dict[str, tuple[int, str]] = {}
-    try:
-        text = (folder / GROUP_NOTES).read_text(errors="replace")
-    except OSError:
-        text = ""
+    text = ""
+    for path in (folder / GROUP_NOTES, group_notes(folder)):
+        try:
+            text += path.read_text(errors="replace")
+        except OSError:
+            pass
     for line in text.splitlines():
         parts = line.split()
         if len(parts) == 2 and parts[0] == "-":
@@ -421,7 +434,7 @@ def _noted_groups(folder: Path) -> list[tuple[int, str]]:
         elif len(parts) >= 3 and parts[1].isdigit():
             live[parts[0]] = (int(parts[1]), parts[2])
     notes = list(live.values())
-    for note in folder.glob("*.pgid"):
+    for note in (folder.glob("*.pgid") if folder.is_dir() else ()):
         try:
             pgid_s, start, *_ = note.read_text().split() + ["-"]
             notes.append((int(pgid_s), start))
@@ -435,21 +448,53 @@ def stop_orphans(folder) -> int:
     marked with the run's id (`folder` is the run's `_groups` folder); returns how many were found."""
     folder = Path(folder)
     stopped = 0
+    for pgid, start in dict(_noted_groups(folder)).items():
+        now = process_start_time(pgid)
+        if now is not None and not _same_start(start, now):
+            continue  # that pid now belongs to someone else
+        if _group_alive(pgid):
+            _signal_group(pgid, signal.SIGKILL)
+            stopped += 1
     if folder.is_dir():
-        for pgid, start in dict(_noted_groups(folder)).items():
-            now = process_start_time(pgid)
-            if now is not None and start != "-" and now != start:
-                continue  # that pid now belongs to someone else
-            if _group_alive(pgid):
-                _signal_group(pgid, signal.SIGKILL)
-                stopped += 1
         for note in folder.glob("*.pgid"):
             note.unlink(missing_ok=True)
         (folder / GROUP_NOTES).unlink(missing_ok=True)
+    group_notes(folder).unlink(missing_ok=True)
     run_id = folder.parent.name
     if run_id:
         stopped += stop_marked(run_id + "/", prefix=True)
     return stopped
+
+
+_TICK_NS = 10 ** 9 // (os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100)
+
+
+def boot_ticks() -> int | None:
+    """Now, in the units and clock of the start time in /proc/<pid>/stat (clock ticks since boot)."""
+    try:
+        return time.clock_gettime_ns(time.CLOCK_BOOTTIME) // _TICK_NS
+    except (AttributeError, OSError):
+        return None
+
+
+def _tick_range(lo: int | None, hi: int | None) -> str | None:
+    if lo is None or hi is None:
+        return None
+    return str(lo) if lo == hi else f"{lo}~{hi}"
+
+
+def _same_start(noted: str, now: str) -> bool:
+    """Whether a process's start time `now` is the one a note recorded: a tick, a `lo~hi` range of ticks,
+    or `-` (unknown, which matches)."""
+    if noted == "-" or noted == now:
+        return True
+    lo, sep, hi = noted.partition("~")
+    if not sep:
+        return False
+    try:
+        return int(lo) <= int(now) <= int(hi)
+    except ValueError:
+        return False
 
 
 def process_start_time(pid: int) -> str | None:
@@ -462,11 +507,16 @@ def process_start_time(pid: int) -> str | None:
         return None
 
 
+def hostname() -> str:
+    """This machine's name, as socket.gethostname() gives it (without importing socket)."""
+    return os.uname().nodename
+
+
 def process_alive(pid: int | None, start: str | None, host: str | None) -> bool:
     """Whether the process that wrote a record (pid, its start time, its host) still runs."""
     if not pid:
         return False
-    if host and host != socket.gethostname():
+    if host and host != hostname():
         return True  # cannot tell from here; leave it alone
     try:
         os.kill(pid, 0)

@@ -15,6 +15,7 @@ import graphlib
 import logging
 import os
 import secrets
+import signal
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -363,6 +364,7 @@ class Runner:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}") as pool:
             while ts.is_active():
                 progressed = False
+                ready = []
                 for nid in ts.get_ready():
                     progressed = True
                     preds = graph[nid]
@@ -376,8 +378,16 @@ class Runner:
                         bad = [p for p in sorted(preds) if self.states[p].status not in DONE_OK]
                         self._finish(nid, "skipped", message=f"not run: upstream `{bad[0]}` {self.states[bad[0]].status}")
                         ts.done(nid)
+                    elif self._settled_from_cache(nid):  # here, not in the pool: a cache hit costs no hand-off
+                        ts.done(nid)
                     else:
-                        futures[pool.submit(self._execute, nid)] = nid
+                        ready.append(nid)
+                if len(ready) == 1 and not futures and self._may_run_here():
+                    self._execute_here(ready[0])  # the only node that can run: no hand-off to a pool thread and back
+                    ts.done(ready[0])
+                    continue
+                for nid in ready:
+                    futures[pool.submit(self._execute, nid)] = nid
                 if not futures:
                     if not progressed:
                         break
@@ -395,9 +405,27 @@ class Runner:
                         self._finish(nid, "failed", message=f"internal error: {describe_error(exc)}")
                     ts.done(nid)
 
+    @staticmethod
+    def _may_run_here() -> bool:
+        """Whether a node may run in the thread driving the run: not in a main thread where Ctrl-C raises
+        KeyboardInterrupt, which must find the scheduler waiting, not a node half-started (the CLI cancels the
+        run on SIGINT instead)."""
+        return (threading.current_thread() is not threading.main_thread()
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler)
+
+    def _execute_here(self, nid: str) -> None:
+        try:
+            self._execute(nid)
+        except Exception as exc:  # as for a node run in the pool: it fails, saying what happened
+            if self.states[nid].status not in ("failed", "timed_out", "cancelled"):
+                logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
+                self._finish(nid, "failed", message=f"internal error: {describe_error(exc)}")
+
     # ------------------------------------------------------------ one node
 
-    def _execute(self, nid: str) -> None:
+    def _settled_from_cache(self, nid: str) -> bool:
+        """Compute the node's cache key (once per run) and finish it from the cache when it may be; whether the
+        node is done (cached, or failed because its key could not be computed)."""
         node = self.pipeline.node(nid)
         st = self.states[nid]
         try:
@@ -405,14 +433,19 @@ class Runner:
         except (OSError, PipeloomError) as exc:
             st.started_at = st.finished_at = time.time()
             self._finish(nid, "failed", message=describe_error(exc))
-            return
+            return True
         st.cache_key = key
         use_cache = not self.options.force and not self.options.only and not self.options.from_node
         if use_cache and may_reuse(node):
             arts = self._lookup_cache(nid, key)
             if arts is not None:
                 self._publish_cached(nid, arts)
-                return
+                return True
+        return False
+
+    def _execute(self, nid: str) -> None:
+        node = self.pipeline.node(nid)
+        st = self.states[nid]
         log = LogWriter(self.layout.log_path(self.run_id, nid), cap=self.options.log_cap)
         try:
             outcome = self.executor.run(self._task(node), self._cancel, _DriverLog(self, nid, log))

@@ -25,6 +25,8 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
     for n in pipeline.nodes:
         nodes.setdefault(n.id, n)
     base = Path(pipeline.base_dir or workspace)
+    files: dict[tuple[str, str], str | None] = {}  # many nodes often share one source file: check it once
+    known_formats = set(_format_names())
 
     for n in pipeline.nodes:
         where = f"node `{n.id}`"
@@ -44,7 +46,7 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
                 if n.source:
                     problems.append(Problem(where, "runtime `command` takes no `source`; put the program in `command`", n.line))
         if n.source:
-            _check_file(problems, where, "source", n.source, base, workspace, n.line)
+            _check_file(problems, where, "source", n.source, base, workspace, n.line, files)
         if check_env and rt is not None:
             missing = rt.missing_toolchain()
             if rt.name == "command":
@@ -59,10 +61,10 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
                     problems.append(Problem(pw, f"file `{p.file}` is also used by {files_seen[p.file]}; each port needs its own file", n.line))
                 else:
                     files_seen[p.file] = f"{kind} `{p.name}`"
-                if not _known_format(p.format):
+                if p.format not in known_formats:
                     problems.append(Problem(pw, f"unknown format `{p.format}` (known: {', '.join(_format_names())})", n.line))
                 if p.path:
-                    _check_file(problems, pw, "path", p.path, base, workspace, n.line)
+                    _check_file(problems, pw, "path", p.path, base, workspace, n.line, files)
 
     fed: dict[tuple[str, str], list[str]] = defaultdict(list)
     for n in pipeline.nodes:
@@ -78,14 +80,16 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
             continue
         fed[(e.dst_node, e.dst_port)].append(f"`{e.src_node}.{e.src_port}`")
         sfmt, dfmt = src.output(e.src_port).format, dst.input(e.dst_port).format
-        if sfmt != dfmt and _known_format(sfmt) and _known_format(dfmt):
+        if sfmt != dfmt and sfmt in known_formats and dfmt in known_formats:
             okc, why = _can_convert(sfmt, dfmt)
             if not okc:
                 problems.append(Problem(where, why or f"no conversion from {sfmt} to {dfmt}", e.line))
 
-    from .triggerspec import check_triggers, entry_inputs
+    by_trigger: set[tuple[str, str]] = set()
+    if pipeline.triggers:
+        from .triggerspec import entry_inputs
 
-    by_trigger = entry_inputs(pipeline.triggers)
+        by_trigger = entry_inputs(pipeline.triggers)
     for n in pipeline.nodes:
         for p in n.inputs:
             sources = fed.get((n.id, p.name), [])
@@ -95,7 +99,10 @@ def validate(pipeline: Pipeline, workspace: Path, *, check_env: bool = True,
             elif not sources and (n.id, p.name) not in by_trigger:
                 problems.append(Problem(pw, "fed by nothing: connect an edge to it, give it a `path`, "
                                             "or feed it from a trigger", n.line))
-    problems += check_triggers(pipeline.triggers, pipeline, workspace)
+    if pipeline.triggers:
+        from .triggerspec import check_triggers
+
+        problems += check_triggers(pipeline.triggers, pipeline, workspace)
 
     cycle = find_cycle(pipeline)
     if cycle:
@@ -121,17 +128,24 @@ def _check_end(problems: list[Problem], where: str, line: int | None, node, node
 
 
 def _check_file(problems: list[Problem], where: str, field: str, rel: str, base: Path, workspace: Path,
-                line: int | None) -> None:
+                line: int | None, seen: dict[tuple[str, str], str | None]) -> None:
+    if (field, rel) not in seen:
+        seen[(field, rel)] = _file_problem(field, rel, base, workspace)
+    if seen[(field, rel)]:
+        problems.append(Problem(where, seen[(field, rel)], line))
+
+
+def _file_problem(field: str, rel: str, base: Path, workspace: Path) -> str | None:
+    """What is wrong with a file a node names (its `source`, an input's `path`), or None."""
     try:
         resolved = safe_path(workspace, base / rel, what=f"`{field}`")
     except BadPathError as exc:
-        problems.append(Problem(where, str(exc), line))
-        return
+        return str(exc)
     except UnsafePathError:
-        problems.append(Problem(where, f"`{field}` {rel} is outside the workspace {Path(workspace).resolve()} (symlinks are followed)", line))
-        return
+        return f"`{field}` {rel} is outside the workspace {Path(workspace).resolve()} (symlinks are followed)"
     if not resolved.is_file():
-        problems.append(Problem(where, f"`{field}` {rel} not found (looked in {base})", line))
+        return f"`{field}` {rel} not found (looked in {base})"
+    return None
 
 
 def find_cycle(pipeline: Pipeline) -> list[str] | None:
@@ -168,10 +182,6 @@ def _format_names() -> list[str]:
     from . import formats
 
     return list(formats.FORMATS)
-
-
-def _known_format(name: str) -> bool:
-    return name in _format_names()
 
 
 def _can_convert(src: str, dst: str) -> tuple[bool, str | None]:

@@ -169,3 +169,65 @@ def test_cache_always_and_never(workspace, tmp_path):
     second = go(path, workspace)
     assert second.ok and ran(tmp_path) == ["make"], "make (never) runs again; notify (always) is reused"
     assert second.nodes["notify"].status == "cached"
+
+
+def test_a_cached_node_is_settled_by_the_scheduler_and_its_key_computed_once(workspace, tmp_path):
+    """An unchanged node is finished by the thread driving the run, not handed to a pool thread, and each
+    node's code fingerprint is taken once per run."""
+    import threading
+
+    from server.engine.runtimes import RUNTIMES, register
+    from server.engine.runtimes.simple import ShellRuntime
+
+    taken: list[str] = []
+
+    class CountedShell(ShellRuntime):
+        name = "counted-shell"
+
+        def fingerprint(self, node, pipeline):
+            taken.append(node.id)
+            return super().fingerprint(node, pipeline)
+
+    register(CountedShell())
+    try:
+        path = three_step(workspace, tmp_path)
+        path.write_text(path.read_text().replace("runtime: shell", "runtime: counted-shell"))
+        assert go(path, workspace).ok and ran(tmp_path) == ["ingest", "filter", "report"]
+        assert sorted(taken) == ["filter", "ingest", "report"], "one fingerprint per node in a run"
+        taken.clear()
+        settled_in: dict[str, str] = {}
+
+        def listen(e):
+            if e.kind == "node_status" and e.status == "cached":
+                settled_in[e.node_id] = threading.current_thread().name
+
+        store = Store.open(workspace)
+        runner = Runner(load_pipeline(path, workspace=workspace), store=store, workspace=workspace, listener=listen)
+        driver = threading.Thread(target=runner.run, name="the-driver")
+        driver.start()
+        driver.join(60)
+        store.close()
+        assert {s.status for s in runner.result().nodes.values()} == {"cached"} and ran(tmp_path) == []
+        assert settled_in == dict.fromkeys(("ingest", "filter", "report"), "the-driver")
+        assert sorted(taken) == ["filter", "ingest", "report"]
+    finally:
+        RUNTIMES._specs.pop("counted-shell", None)
+        RUNTIMES._made.pop("counted-shell", None)
+
+
+def test_a_source_rewritten_within_its_timestamp_is_hashed_again(tmp_path):
+    """Same size, same mtime (a rewrite within one timestamp tick, or a tool that restores the mtime): the
+    hash must still be of the new bytes, so the cache key changes."""
+    import hashlib
+    import os
+
+    from server.engine.hashing import file_sha256
+
+    src = tmp_path / "step.sh"
+    src.write_text("echo 1\n")
+    before = os.stat(src)
+    assert file_sha256(src) == hashlib.sha256(b"echo 1\n").hexdigest()
+    src.write_text("echo 2\n")
+    os.utime(src, ns=(before.st_atime_ns, before.st_mtime_ns))
+    assert os.stat(src).st_size == before.st_size and os.stat(src).st_mtime_ns == before.st_mtime_ns
+    assert file_sha256(src) == hashlib.sha256(b"echo 2\n").hexdigest()

@@ -34,10 +34,16 @@ os.write(int(os.environ["REPORT_FD"]), json.dumps({"code": code, "modules": mods
 
 
 def imported_by(ws: Path, *args: str) -> dict:
+    return imported_by_any(ws, HEAVY, *args)
+
+
+def imported_by_any(ws: Path, packages: tuple[str, ...], *args: str) -> dict:
+    """Run the CLI with `args`; its exit code, output, and which modules of `packages` (or runtimes) it loaded."""
     r, w = os.pipe()
     env = {**os.environ, "PYTHONPATH": str(REPO), "REPORT_FD": str(w)}
     env.pop("PIPELOOM_DATABASE_URL", None)
-    proc = subprocess.Popen([sys.executable, "-c", WRAPPER, *args], cwd=ws, env=env, pass_fds=(w,),
+    wrapper = WRAPPER.replace(repr(HEAVY), repr(tuple(packages)))
+    proc = subprocess.Popen([sys.executable, "-c", wrapper, *args], cwd=ws, env=env, pass_fds=(w,),
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     os.close(w)
     with os.fdopen(r, "rb") as fh:
@@ -268,3 +274,52 @@ def test_runs_recorded_before_journals_get_journals_once_and_stay_listed_and_reu
     again = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
     assert {n["status"] for n in again["nodes"].values()} == {"cached"}
     assert (layout.state / "journal").is_dir()
+
+
+def test_a_run_start_is_an_appended_line_and_a_final_run_json_wins_over_it(workspace):
+    layout = Layout(workspace)
+    j = RunJournal(layout, "20260105-000000-line")
+    j.create("p", "p", "", {})
+    written = (layout.run_dir(j.run_id) / "run.json").stat().st_mtime_ns
+    j.update(status="running", started_at=123.0)
+    run_json = json.loads((layout.run_dir(j.run_id) / "run.json").read_text())
+    assert run_json["status"] == "pending", "starting appends a line; run.json is not rewritten"
+    assert (layout.run_dir(j.run_id) / "run.json").stat().st_mtime_ns == written
+    doc = Journals(workspace).read(j.run_id, recover=False)
+    assert doc["status"] == "running" and doc["started_at"] == 123.0
+    line = json.loads((layout.run_dir(j.run_id) / "nodes.ndjson").read_text().splitlines()[0])
+    assert line == {"run": {"status": "running", "started_at": 123.0}}, "only what changed is appended"
+    j.finish(status="succeeded", finished_at=124.0)
+    for doc in (json.loads((layout.run_dir(j.run_id) / "run.json").read_text()),
+                Journals(workspace).read(j.run_id)):
+        assert (doc["status"], doc["started_at"], doc["finished_at"]) == ("succeeded", 123.0, 124.0)
+
+
+def test_running_a_json_pipeline_does_not_load_yaml(workspace):
+    node, files = shell_node("a", "echo '[1]' > out.json\n")
+    write_pipeline(workspace, {"version": 1, "name": "j", "nodes": [node]}, files, name="j.pipeline.json")
+    for args in (("run", "j.pipeline.json"), ("validate", "j.pipeline.json")):
+        got = imported_by_any(workspace, ("yaml", "_yaml"), *args)
+        assert got["code"] == 0, got["stderr"]
+        yaml_mods = [m for m in got["modules"] if m.split(".")[0] in ("yaml", "_yaml")]
+        assert yaml_mods == [], f"`pipeloom {args[0]}` of a JSON file imported {yaml_mods}"
+
+
+def test_unchanged_reruns_keep_two_results_per_key_and_a_revert_still_reuses(workspace):
+    """The cache file does not grow with re-runs that change nothing (two results per node and key), and an
+    older key stays there for a revert."""
+    path = chain(workspace, [("a", "echo '[1]' > out.json\n")])
+    runs = [json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout) for _ in range(4)]
+    assert [r["nodes"]["a"]["status"] for r in runs] == ["succeeded", "cached", "cached", "cached"]
+    cache = CacheFile(Layout(workspace), "test")
+    entries = json.loads(cache.path.read_text())["nodes"]["a"]
+    assert [e["run_id"] for e in entries] == [runs[3]["run_id"], runs[2]["run_id"]]
+    script = workspace / "a.sh"
+    script.write_text("echo '[2]' > out.json\n")
+    changed = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert changed["nodes"]["a"]["status"] == "succeeded"
+    script.write_text("echo '[1]' > out.json\n")
+    reverted = json.loads(pipeloom_cmd("run", path.name, "--json", cwd=workspace).stdout)
+    assert reverted["nodes"]["a"]["status"] == "cached" and reverted["nodes"]["a"]["source_run"] == runs[0]["run_id"]
+    entries = json.loads(cache.path.read_text())["nodes"]["a"]
+    assert [e["run_id"] for e in entries] == [reverted["run_id"], changed["run_id"], runs[3]["run_id"]]

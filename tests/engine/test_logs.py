@@ -16,6 +16,7 @@ from server.engine.model import load_pipeline
 from server.engine.process import forget_group, record_group, stop_orphans
 from server.engine.runner import RunOptions, Runner
 from server.engine.store import Store
+from tests.conftest import REPO
 from tests.engine.util import shell_node, write_pipeline
 
 
@@ -219,3 +220,80 @@ def _alive(pid: int) -> bool:
             return fh.read().rsplit(b")", 1)[1].split()[0] != b"Z"
     except OSError:
         return False
+
+
+def test_a_node_that_prints_nothing_has_no_log_file_and_reads_as_empty(workspace):
+    quiet, f1 = shell_node("quiet", "echo '[]' > out.json\n")
+    loud, f2 = shell_node("loud", "echo one\necho '[]' > out.json\n")
+    broke, f3 = shell_node("broke", "exit 3\n")
+    path = write_pipeline(workspace, {"version": 1, "name": "q", "nodes": [quiet, loud, broke]}, {**f1, **f2, **f3})
+    store = Store.open(workspace)
+    result = Runner(load_pipeline(path, workspace=workspace), store=store, workspace=workspace).run()
+    logs = {n: Path(store.log_path(result.run_id, n)) for n in ("quiet", "loud", "broke")}
+    store.close()
+    assert not logs["quiet"].exists() and read_log(logs["quiet"]) == ([], 0)
+    assert log_lines(logs["loud"]) == [("out", "one")]
+    assert "exited with code 3" in logs["broke"].read_text(), "Pipeloom's own lines still make the file"
+    shown = subprocess.run([sys.executable, "-m", "server.cli", "logs", result.run_id, "quiet"], cwd=workspace,
+                           capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert shown.returncode == 0 and shown.stdout == ""
+
+
+def test_a_group_noted_with_the_spawn_clock_is_stopped_and_a_reused_pid_is_not(workspace, tmp_path):
+    """The start time a node's note carries comes from the clock around the spawn, not from /proc; recovery
+    still tells the node's group from a process that later got the same pid."""
+    from server.engine.logs import NodeOutput
+    from server.engine.process import NodeProcess, process_start_time
+
+    groups = tmp_path / "runs" / "20260101-000000-gone" / "_groups"
+    env = {**os.environ, "PIPELOOM_RUN_ID": "20260101-000000-gone", "PIPELOOM_NODE_ID": "a"}
+    node = NodeProcess(["env", "-i", "sleep", "300"], cwd=str(tmp_path), env=env,
+                       sink=NodeOutput(LogWriter(tmp_path / "a.log")))
+    other = subprocess.Popen(["env", "-i", "sleep", "300"], start_new_session=True)
+    try:
+        first, _, last = node.started.partition("~")
+        assert int(first) <= int(process_start_time(node.pgid)) <= int(last or first)
+        record_group(groups, "a", node.pgid, node.token, node.started)
+        earlier = int(process_start_time(other.pid)) - 500  # as if noted for an older process with that pid
+        record_group(groups, "b", other.pid, "20260101-000000-gone/b/1", f"{earlier}~{earlier + 1}")
+        assert stop_orphans(groups) >= 1
+        assert node.proc.wait(5) == -signal.SIGKILL
+        time.sleep(0.2)
+        assert other.poll() is None, "a process whose start time is not the noted one is left alone"
+    finally:
+        for p in (node.proc, other):
+            p.kill()
+            p.wait()
+        node.finish_reading()
+
+
+def test_recovery_reads_group_notes_in_the_older_layout_too(workspace, tmp_path):
+    """Runs noted before `_groups.txt` kept their notes in `_groups/groups.txt`; recovery still stops them."""
+    groups = tmp_path / "runs" / "20260101-000000-old" / "_groups"
+    groups.mkdir(parents=True)
+    leftover = subprocess.Popen(["env", "-i", "sleep", "300"], start_new_session=True)
+    try:
+        from server.engine.process import process_start_time
+
+        (groups / "groups.txt").write_text(f"a {leftover.pid} {process_start_time(leftover.pid)} tok\n")
+        assert stop_orphans(groups) >= 1
+        assert leftover.wait(5) == -signal.SIGKILL
+        assert not (groups / "groups.txt").exists()
+    finally:
+        leftover.kill()
+        leftover.wait()
+
+
+def test_the_live_view_ends_with_the_last_lines_of_each_stream():
+    """stderr read last in bulk does not crowd out stdout's closing line; every line is shown or counted."""
+    sent = []
+    live = LiveLog(lambda lines, skipped: sent.append(([(ln["stream"], ln["text"]) for ln in lines], skipped)),
+                   interval=3600, keep=4)
+    live.add("out", b"start\n", 1.0)
+    live.add("out", b"o1\no2\nsummary\n", 2.0)
+    live.add("err", b"".join(b"e%d\n" % i for i in range(10)), 3.0)
+    live.flush()
+    lines, skipped = sent[-1]
+    assert ("out", "summary") in lines and lines[-1] == ("err", "e9")
+    assert len(lines) == 4 and len(lines) + skipped == 13
+    assert lines.index(("out", "summary")) < lines.index(("err", "e9")), "the order they were read in"

@@ -202,3 +202,46 @@ def test_engine_fault_never_shows_an_empty_message(workspace, monkeypatch, error
     assert msg.startswith("internal error: ") and all(w in msg for w in words), msg
     assert store.get_run(result.run_id)["nodes"]["a"]["message"] == msg
     assert msg in store.log_path(result.run_id, "a").read_text()
+
+
+def test_a_lone_ready_node_runs_in_the_driving_thread_and_parallel_ones_in_the_pool(workspace):
+    """a -> (b, c) -> d with two slots: a and d are each the only node that can run, so the thread driving the
+    run (a trigger's or the studio's) runs them itself; b and c run side by side in pool threads. In a main
+    thread where Ctrl-C raises KeyboardInterrupt, every node runs in the pool."""
+    import signal
+    import threading
+
+    a, fa = shell_node("a", "echo '[1]' > out.json\n")
+    b, fb = shell_node("b", "cp in.json out.json\n", inputs=("in",))
+    c, fc = shell_node("c", "cp in.json out.json\n", inputs=("in",))
+    d, fd = shell_node("d", "cat x.json y.json > /dev/null\necho '[2]' > out.json\n",
+                       inputs=({"name": "x", "file": "x.json"}, {"name": "y", "file": "y.json"}))
+    path = write_pipeline(workspace, {"version": 1, "name": "diamond", "nodes": [a, b, c, d], "edges": [
+        {"from": "a.out", "to": "b.in"}, {"from": "a.out", "to": "c.in"},
+        {"from": "b.out", "to": "d.x"}, {"from": "c.out", "to": "d.y"}]}, {**fa, **fb, **fc, **fd})
+
+    def ran_in(driver: str | None) -> dict[str, str]:
+        threads: dict[str, str] = {}
+
+        def listen(e):
+            if e.kind == "node_status" and e.status == "running":
+                threads[e.node_id] = threading.current_thread().name
+
+        runner = Runner(load_pipeline(path, workspace=workspace), workspace=workspace,
+                        options=RunOptions(jobs=2, force=True), listener=listen)
+        if driver is None:
+            runner.run()
+        else:
+            th = threading.Thread(target=runner.run, name=driver)
+            th.start()
+            th.join(60)
+        assert runner.result().ok
+        return threads
+
+    threads = ran_in("the-driver")
+    assert threads["a"] == threads["d"] == "the-driver"
+    assert {threads["b"], threads["c"]}.isdisjoint({"the-driver"})
+    if threading.current_thread() is threading.main_thread() \
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        main = threading.main_thread().name
+        assert main not in ran_in(None).values()

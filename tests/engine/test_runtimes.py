@@ -19,9 +19,14 @@ def run_one(ws: Path, node: dict, files: dict[str, str], extra_nodes=(), edges=(
                           files)
     store = Store.open(ws)
     res = Runner(load_pipeline(path, workspace=ws), store=store, workspace=ws).run()
-    logs = {n: store.log_path(res.run_id, n).read_text() for n in res.nodes
+    logs = {n: _text(store.log_path(res.run_id, n)) for n in res.nodes
             if res.nodes[n].status not in ("cached", "skipped")}
     return res, logs, path, store
+
+
+def _text(log: Path) -> str:
+    """A node's log; one that printed nothing has no file."""
+    return log.read_text() if log.exists() else ""
 
 
 def out_json(res, node: str, port: str = "out"):

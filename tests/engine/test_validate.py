@@ -212,3 +212,45 @@ def test_categories_on_a_port_are_checked_and_kept():
         assert any("categories" in p and words in p for p in problems), (bad, problems)
     _, problems = port(["label"], fmt="text")
     assert any("`categories` is for records formats" in p for p in problems)
+
+
+def test_nodes_sharing_a_missing_source_each_get_their_problem(workspace):
+    nodes = [{"id": n, "runtime": "shell", "source": "gone.sh"} for n in ("a", "b", "c")]
+    path = write_pipeline(workspace, {"version": 1, "name": "shared", "nodes": nodes})
+    found = [p for p in problems_of(path, workspace) if "gone.sh" in p]
+    assert len(found) == 3 and all(f"node `{n}`" in p for n, p in zip("abc", found))
+
+
+def test_graph_queries_answer_as_a_walk_over_every_edge_does(workspace):
+    """Lookups by id and the up- and downstream sets, on a graph with fan-out, fan-in and a diamond; and again
+    after the edge list is replaced."""
+    from server.engine.model import Edge
+
+    ids = [f"n{i}" for i in range(12)]
+    pairs = [(0, 1), (0, 2), (1, 3), (2, 3), (3, 4), (4, 5), (4, 6), (5, 7), (6, 7), (8, 9), (9, 7), (10, 11)]
+    nodes = [{"id": n, "runtime": "shell", "source": "x.sh", "inputs": [{"name": f"i{j}"} for j, (_, b) in
+             enumerate(pairs) if ids[b] == n], "outputs": [{"name": "out"}]} for n in ids]
+    edges = [{"from": f"{ids[a]}.out", "to": f"{ids[b]}.i{j}"} for j, (a, b) in enumerate(pairs)]
+    path = write_pipeline(workspace, {"version": 1, "name": "g", "nodes": nodes, "edges": edges},
+                          {"x.sh": "true\n"})
+    p = load_pipeline(path, workspace=workspace)
+
+    def walk(start, forward):
+        seen, todo = set(), [start]
+        while todo:
+            cur = todo.pop()
+            for e in p.edges:
+                here, there = (e.src_node, e.dst_node) if forward else (e.dst_node, e.src_node)
+                if here == cur and there not in seen:
+                    seen.add(there)
+                    todo.append(there)
+        return seen
+
+    for _ in range(2):
+        for n in ids:
+            assert p.node(n).id == n
+            assert p.predecessors(n) == {e.src_node for e in p.edges if e.dst_node == n}
+            assert p.upstream_of(n) == walk(n, False)
+            assert p.downstream_of(n) == walk(n, True) | {n}
+        p.edges = [e for e in p.edges if e.src_node != "n4"] + [Edge("n11", "out", "n0", "x")]
+    assert p.node("nope") is None

@@ -106,7 +106,7 @@ def _attempt(task: NodeTask, attempt: int, out: NodeOutcome, cancel: Cancel, log
     except OSError as exc:
         return _end(out, "failed", f"could not start `{prepared.argv[0]}`: {describe_error(exc)}")
     if groups is not None:
-        record_group(groups, node.id, proc.pgid, token)
+        record_group(groups, node.id, proc.pgid, token, proc.started)
     if cancel.attach(node.id, proc):  # cancelled between the check above and now
         proc.kill_group()
     timed_out = False

@@ -22,6 +22,7 @@ from .journal import ACTIVE, DONE_NODE, Journals, intact, write_atomic
 
 CACHE_FILE_VERSION = 1
 PER_NODE = 10  # results kept per node: the newest key's, and older ones a revert can reuse
+PER_KEY = 2  # results kept per node and key: a re-run with nothing changed adds one, and drops the oldest
 RUNS_KEPT = 200  # run ids remembered as merged, so merging a run twice adds nothing
 
 
@@ -40,6 +41,7 @@ class CacheFile:
         folder = layout.state / "cache"
         self.path = folder / f"{_file_name(pipeline_id)}.json"
         self.lock_path = folder / f"{_file_name(pipeline_id)}.lock"
+        self._seen: tuple[bytes, dict] | None = None  # (the file's bytes, what they hold) when last read
 
     # ------------------------------------------------------------ reading
 
@@ -51,7 +53,8 @@ class CacheFile:
                 data = self._read()
                 if data is None:
                     data = self._rebuild()
-                    self._write(data)
+                    if data["runs"]:  # an empty index is not worth a file: the first merge writes one
+                        self._write(data)
         return data
 
     def cache_index(self, data: dict | None = None) -> dict[tuple[str, str], list[list[dict]]]:
@@ -74,9 +77,10 @@ class CacheFile:
     # ------------------------------------------------------------ writing
 
     def merge(self, doc: dict) -> None:
-        """Add one run's successful nodes (a journal), under the lock."""
+        """Add one run's successful nodes (a journal), under the lock. The index this object read before is
+        used again when the file has not changed since (a run's own load, then its merge: one parse, not two)."""
         with self._locked():
-            data = self._read() or self._rebuild(skip=doc["run_id"])
+            data = self._read(reuse=True) or self._rebuild(skip=doc["run_id"])
             _add(data, doc)
             self._write(data)
 
@@ -89,19 +93,26 @@ class CacheFile:
             _add(data, d)
         return data
 
-    def _read(self) -> dict | None:
+    def _read(self, reuse: bool = False) -> dict | None:
         try:
             with open(self.path, "rb") as fh:
-                data = json.loads(fh.read())
+                raw = fh.read()
+            if reuse and self._seen is not None and self._seen[0] == raw:
+                data = self._seen[1]
+                self._seen = None  # handed over: the caller changes it
+                return data
+            data = json.loads(raw)
         except (OSError, ValueError):
             return None
         if (not isinstance(data, dict) or data.get("v") != CACHE_FILE_VERSION
                 or not isinstance(data.get("nodes"), dict) or not isinstance(data.get("runs"), list)):
             return None
+        self._seen = (raw, data)
         return data
 
     def _write(self, data: dict) -> None:
         write_atomic(self.path, json.dumps(data, separators=(",", ":")).encode())
+        self._seen = None
 
     @contextmanager
     def _locked(self) -> Iterator[None]:
@@ -125,4 +136,12 @@ def _add(data: dict, doc: dict) -> None:
         entry = {"cache_key": n["cache_key"], "run_id": rid, "source_run": n.get("source_run") or rid,
                  "artifacts": [{k: a.get(k) for k in ("port", "path", "format", "size", "sha256", "mtime_ns",
                                                        "records")} for a in n.get("artifacts", [])]}
-        data["nodes"][nid] = [entry, *data["nodes"].get(nid, [])][:PER_NODE]
+        same = 1
+        kept = [entry]
+        for old in data["nodes"].get(nid, []):
+            if old.get("cache_key") == entry["cache_key"]:
+                same += 1
+                if same > PER_KEY:
+                    continue
+            kept.append(old)
+        data["nodes"][nid] = kept[:PER_NODE]

@@ -1,10 +1,11 @@
 """Run journals: the record of a run, on disk, in the run's own folder (stdlib only).
 
 A run's journal is `.pipeloom/runs/<run_id>/run.json` (the run, written
-atomically when it is created, starts and ends) plus `nodes.ndjson` beside it
-(one line appended per finished node, so a run of 100 nodes writes 100 short
-lines, not 100 copies of itself). Read together they are the source of truth
-for a run; the final run.json holds every node as well. The SQLModel database
+atomically when it is created and when it ends) plus `nodes.ndjson` beside it
+(one line appended when the run starts and per finished node, so a run of 100
+nodes writes 100 short lines, not 100 copies of itself). Read together they
+are the source of truth for a run; the final run.json holds every node as
+well, and its own fields win over the lines once it is final. The SQLModel database
 (index.py) is an index of journals that its readers bring up to date.
 
 Two small files let readers find work without reading every journal:
@@ -19,7 +20,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -113,14 +113,19 @@ def _node_entry(node_row: dict, art_rows: list[dict]) -> dict:
 
 
 def fold(doc: dict, lines: Iterable[bytes]) -> dict:
-    """Apply a run's appended lines (finished nodes, record counts) to its run.json; a torn last line is skipped."""
+    """Apply a run's appended lines (its start, finished nodes, record counts) to its run.json; a torn last line
+    is skipped. A run.json that is final (written at the end, or by recovery) keeps its own fields."""
     nodes = doc.setdefault("nodes", {})
+    open_run = doc.get("status") in ACTIVE
     for raw in lines:
         try:
             item = json.loads(raw)
         except ValueError:
             continue
-        if "node" in item:
+        if "run" in item:
+            if open_run and isinstance(item["run"], dict):
+                doc.update({k: v for k, v in item["run"].items() if k not in ("nodes", "run_id", "journal")})
+        elif "node" in item:
             nodes[item["node"]["node_id"]] = item["node"]
         elif "records" in item:
             nid, port, count = item["records"]
@@ -138,28 +143,41 @@ class RunJournal:
         self.run_id = run_id
         self.dir = layout.run_dir(run_id)
         self.doc: dict = {}
+        self._said: dict = {}  # the run's own fields as its journal on disk has them
 
     def create(self, pipeline_id: str, name: str, path: str, options: dict, document: dict | None = None) -> None:
         """The run exists, pending: run.json, the active marker, a change note.
 
         `document` is the pipeline as this run ran it (normalized), so the run can be drawn as it was."""
-        from ..process import process_start_time
+        from ..process import hostname, process_start_time
 
         self.dir.mkdir(parents=True, exist_ok=True)
         self.doc = {"journal": JOURNAL_VERSION, "run_id": self.run_id, "pipeline_id": pipeline_id,
                     "pipeline_name": name, "pipeline_path": path, "status": "pending", "created_at": time.time(),
                     "started_at": None, "finished_at": None, "pid": os.getpid(),
-                    "pid_start": process_start_time(os.getpid()), "host": socket.gethostname(),
+                    "pid_start": process_start_time(os.getpid()), "host": hostname(),
                     "options": options, "message": None, "document": document, "nodes": {}}
-        active = self.layout.state / "journal" / "active"
-        active.mkdir(parents=True, exist_ok=True)
-        (active / self.run_id).touch()
         self._write()
+        # The marker is a second name for this first run.json: a link costs microseconds where a new file costs
+        # a few hundred here. Only its name is read; finish() and recovery remove it.
+        marker = self.layout.state / "journal" / "active" / self.run_id
+        try:
+            os.link(self.dir / JOURNAL, marker)
+        except FileNotFoundError:
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            os.link(self.dir / JOURNAL, marker)
+        except OSError:  # a file system without hard links
+            marker.touch()
 
     def update(self, **fields) -> None:
-        """Change the run's own fields (status, started_at, message) and rewrite run.json."""
+        """Change the run's own fields (status, started_at, message) while it is going: one line appended
+        beside run.json, which every reader folds in, instead of a rewrite of run.json."""
         self.doc.update(fields)
-        self._write()
+        changed = {k: v for k, v in self.doc.items()
+                   if k != "nodes" and (k not in self._said or self._said[k] != v)}
+        _append(self.dir / NODES, json.dumps({"run": changed}, separators=(",", ":")).encode() + b"\n")
+        self._said.update(changed)
+        note_change(self.layout, self.run_id)
 
     def add_nodes(self, records: list[tuple[dict, list[dict]]]) -> None:
         """Append finished node runs (from `node_record`), one line each, in one write."""
@@ -179,6 +197,7 @@ class RunJournal:
         run as finished."""
         self.doc.update(fields)
         doc = fold(dict(self.doc, nodes={}), _lines(self.dir / NODES))
+        doc.update({k: v for k, v in self.doc.items() if k != "nodes"})  # this writer's fields are the newest
         self.doc = doc
         self._write()
         try:
@@ -189,6 +208,7 @@ class RunJournal:
 
     def _write(self, fsync: bool = False) -> None:
         write_atomic(self.dir / JOURNAL, (json.dumps(self.doc, separators=(",", ":")) + "\n").encode(), fsync=fsync)
+        self._said = {k: v for k, v in self.doc.items() if k != "nodes"}
         note_change(self.layout, self.run_id)
 
 
