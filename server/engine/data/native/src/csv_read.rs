@@ -10,7 +10,7 @@ use crate::reader::{Reader, Src};
 /// One row of csv at s[*i]: its fields unquoted into `arena`, their spans in `fields`; an empty line gives no
 /// fields. Strict as the csv module in strict mode; anything it reads in a way of its own (a quote inside an
 /// unquoted field, a bare CR, a NUL) is left to Python.
-pub(crate) fn csv_row_in(s: &[u8], i: &mut usize, arena: &mut Vec<u8>, fields: &mut Vec<(usize, usize)>) -> R<()> {
+fn csv_row_in(s: &[u8], i: &mut usize, arena: &mut Vec<u8>, fields: &mut Vec<(usize, usize)>) -> R<()> {
     arena.clear();
     fields.clear();
     let mut k = *i;
@@ -103,7 +103,7 @@ pub(crate) fn csv_row_in(s: &[u8], i: &mut usize, arena: &mut Vec<u8>, fields: &
 }
 
 /// Text as Python's json module writes a str (no ASCII escaping).
-pub(crate) fn json_str(text: &[u8], out: &mut Vec<u8>) {
+fn json_str(text: &[u8], out: &mut Vec<u8>) {
     out.push(b'"');
     let mut from = 0;
     for (k, &c) in text.iter().enumerate() {
@@ -223,6 +223,6 @@ pub(crate) fn convert_csv(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
     Ok(count)
 }
 
-pub(crate) fn rd_short_bom(head: &[u8]) -> bool {
+fn rd_short_bom(head: &[u8]) -> bool {
     !head.is_empty() && b"\xef\xbb\xbf".starts_with(head)
 }

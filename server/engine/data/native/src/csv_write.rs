@@ -7,7 +7,7 @@ use std::io::{BufWriter, Read, Write};
 
 use crate::scan;
 
-pub(crate) fn csv_cell(cell: &[u8], out: &mut Vec<u8>) {
+fn csv_cell(cell: &[u8], out: &mut Vec<u8>) {
     if scan::find4(cell, b',', b'"', b'\n', b'\r').is_some() {
         out.push(b'"');
         for &b in cell {
@@ -22,7 +22,7 @@ pub(crate) fn csv_cell(cell: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-pub(crate) fn csv_row<'a>(cells: impl Iterator<Item = &'a [u8]>, width: usize, out: &mut Vec<u8>) {
+fn csv_row<'a>(cells: impl Iterator<Item = &'a [u8]>, width: usize, out: &mut Vec<u8>) {
     let mut first = true;
     let mut empty = true;
     for c in cells {
@@ -107,7 +107,7 @@ pub(crate) fn header(columns: &[Vec<u8>]) -> Vec<u8> {
 }
 
 /// One csv row of `line` (without its LF) padded from `ncols` to `width` cells.
-pub(crate) fn pad_row(line: &[u8], ncols: usize, width: usize, out: &mut Vec<u8>) {
+fn pad_row(line: &[u8], ncols: usize, width: usize, out: &mut Vec<u8>) {
     let empty = ncols == 0 || (ncols == 1 && line == b"\"\"");
     if empty {
         if width == 1 {

@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Read;
 
 pub(crate) const BUF: usize = 8 << 20;
-pub(crate) const MAX_BUF: usize = 256 << 20;
+const MAX_BUF: usize = 256 << 20;
 
 pub(crate) enum Stop {
     More,

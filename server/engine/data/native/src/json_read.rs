@@ -5,7 +5,7 @@ use crate::float_repr::py_repr;
 use crate::input::{fb, Stop, R};
 use crate::scan;
 
-pub(crate) const MAX_NEST: usize = 500;
+const MAX_NEST: usize = 500;
 
 #[derive(Clone, Copy, PartialEq)]
 pub(crate) enum Style {
@@ -20,7 +20,7 @@ pub(crate) struct Parser {
 }
 
 #[inline]
-pub(crate) fn hash(bytes: &[u8]) -> u64 {
+fn hash(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf29ce484222325;
     for &b in bytes {
         h = (h ^ b as u64).wrapping_mul(0x100000001b3);
@@ -31,7 +31,7 @@ pub(crate) fn hash(bytes: &[u8]) -> u64 {
 /// The first byte from `start` that ends a run of plain string text (a quote, a backslash, a control
 /// character), eight bytes at a time, and whether the run holds non-ASCII bytes.
 #[inline]
-pub(crate) fn string_end(s: &[u8], start: usize) -> (usize, bool) {
+fn string_end(s: &[u8], start: usize) -> (usize, bool) {
     use scan::{has, HI, LO};
     let mut k = start;
     let mut wide = 0u64;
@@ -81,7 +81,7 @@ impl Parser {
 
     /// A string at s[*i] == '"': its text unescaped into `raw` (when given) and, JSON-escaped as Python
     /// writes it, into `json` (when given).
-    pub(crate) fn string(&self, s: &[u8], i: &mut usize, mut raw: Option<&mut Vec<u8>>, mut json: Option<&mut Vec<u8>>) -> R<()> {
+    fn string(&self, s: &[u8], i: &mut usize, mut raw: Option<&mut Vec<u8>>, mut json: Option<&mut Vec<u8>>) -> R<()> {
         *i += 1;
         if let Some(j) = json.as_deref_mut() {
             j.push(b'"');
@@ -246,7 +246,7 @@ impl Parser {
         Ok(())
     }
 
-    pub(crate) fn literal(&self, s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
+    fn literal(&self, s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
         if s.len() < *i + word.len() {
             if word.starts_with(&s[*i..]) {
                 return Err(Stop::More);
@@ -316,7 +316,7 @@ impl Parser {
     }
 
     /// Note a key of the object whose keys start at keys[base]; false when it is already there.
-    pub(crate) fn new_key(&mut self, base: usize, h: u64) -> bool {
+    fn new_key(&mut self, base: usize, h: u64) -> bool {
         let n = self.keys.len() - base;
         if n < 64 {
             if self.keys[base..].contains(&h) {
@@ -453,7 +453,7 @@ impl Parser {
     }
 }
 
-pub(crate) fn hex4(s: &[u8], at: usize) -> R<u32> {
+fn hex4(s: &[u8], at: usize) -> R<u32> {
     if s.len() < at + 4 {
         return Err(Stop::More);
     }
