@@ -323,6 +323,26 @@ def test_a_converter_that_does_not_build_leaves_conversions_to_python(tmp_path, 
     assert convert(src, "json", tmp_path / "got.ndjson", "ndjson") == len(TRICKY) * 4000
 
 
+def test_the_build_key_covers_every_source_file_under_src(tmp_path, monkeypatch):
+    # a change to any module, one in a folder of its own too, makes a new converter
+    require(shutil.which("cargo") is not None, "needs cargo")
+    copy = tmp_path / "native"
+    shutil.copytree(native.SOURCE, copy, ignore=shutil.ignore_patterns("target", "Cargo.lock"))
+    monkeypatch.setattr(native, "SOURCE", copy)
+    monkeypatch.setenv("PIPELOOM_CACHE_DIR", str(tmp_path / "cache"))
+    assert len(list((copy / "src").glob("*.rs"))) > 1
+    assert native.binary() is not None
+    assert native.binary(build=False) is not None
+    module = copy / "src" / "csv_write.rs"
+    module.write_text(module.read_text() + "// changed\n")
+    assert native.binary(build=False) is None
+    module.write_text(module.read_text().removesuffix("// changed\n"))
+    assert native.binary(build=False) is not None
+    (copy / "src" / "more").mkdir()
+    (copy / "src" / "more" / "mod.rs").write_text("// a module in a folder\n")
+    assert native.binary(build=False) is None
+
+
 def test_records_longer_than_the_read_buffer(tmp_path, exe):
     # the converter reads 8 MB at a time: a record of 10 MB makes it grow its buffer, and records cross reads.
     # The reference is the batch path (fast.py; equal to the record-by-record path, see test_convert_exact.py),

@@ -54,7 +54,8 @@ def supports(src_fmt: str, dst_fmt: str) -> bool:
 
 
 def _sources() -> list[Path]:
-    return [SOURCE / "Cargo.toml", *sorted((SOURCE / "src").glob("*.rs"))]
+    # every Rust file under src/, modules in folders too: each one is part of the build and of its cache key
+    return [SOURCE / "Cargo.toml", *sorted((SOURCE / "src").rglob("*.rs"))]
 
 
 def binary(build: bool = True) -> str | None:
@@ -64,7 +65,7 @@ def binary(build: bool = True) -> str | None:
     cargo = toolchains.resolve("cargo")
     if not cargo:
         return None
-    key = json_sha256({"files": {p.name: file_sha256(p) for p in _sources()},
+    key = json_sha256({"files": {p.relative_to(SOURCE).as_posix(): file_sha256(p) for p in _sources()},
                        "cargo": toolchains.version_of("cargo")})[:24]
     with _lock:
         if key in _built:
