@@ -184,7 +184,7 @@ def test_the_demo_shows_what_came_in_and_labels_classify_output(studio, workspac
     page.wait_for_function("() => document.body.dataset.runStatus === 'succeeded'", timeout=600_000)
     select_node(page, "classify")
     came = page.locator('[data-testid="came-in"]')
-    came.locator("tbody tr").first.wait_for()
+    came.locator("tbody tr").first.wait_for(timeout=60_000)
     assert "991 records" in page.locator('[data-testid="came-in-count"]').inner_text()
     assert "From “Keep sensible readings” (its output events)" in came.inner_text()
     went = page.locator('[data-testid="went-out"]')

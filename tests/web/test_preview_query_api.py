@@ -222,6 +222,12 @@ def test_an_entry_input_shows_the_sample_file_or_the_batch_a_trigger_fed(workspa
     assert inp["fed_by"] == "path" and inp["path"] == "sample.json" and inp["records"] == 1
     assert server.request("GET", f"/api/runs/{by_hand}/nodes/echo/inputs/events")[2]["items"] == [
         {"n": 1, "from": "sample"}]
+    # the pipeline file was written while the server ran: its trigger starts once the server has noticed the file
+    deadline = time.monotonic() + 30
+    while not any(t["trigger_id"] == "call" and t["state"] == "running"
+                  for t in server.request("GET", "/api/triggers?pipeline=svc")[2].get("triggers", [])):
+        assert time.monotonic() < deadline, "the http trigger never started"
+        time.sleep(0.1)
     status, headers, _ = server.request("POST", "/invoke/svc/call", [{"n": 7, "from": "call"}, {"n": 8}])
     assert status == 200
     fed = headers["X-Pipeloom-Run"]
