@@ -377,18 +377,25 @@ def _artifact_path(run_id: str, node_id: str, port: str) -> tuple[dict, Path]:
     return art, path
 
 
-def _page_index(run_id: str, node_id: str, port: str, art: dict, path: Path, offset: int):
-    """The output's page index, as far as it goes once its scan has passed `offset` (a first page does
-    not wait; a far one waits up to PAGE_WAIT_S while the index is built); None for small or other files."""
+def page_index_for(path: Path, fmt: str, offset: int, get):
+    """A file's page index, as far as it goes once its scan has passed `offset` (a first page does not
+    wait; a far one waits up to PAGE_WAIT_S while the index is built); None for small or other files.
+    `get()` returns the index or the build under way."""
     from server.engine.data.pageindex import INDEXED_FORMATS, Build
 
-    fmt = art.get("format") or "binary"
     if fmt not in INDEXED_FORMATS or path.stat().st_size <= INDEX_MIN_BYTES:
         return None
-    got = _state().runs.index_output(run_id, node_id, port, path, art, fmt)
+    got = get()
     if isinstance(got, Build):
         return got.wait_for(offset, PAGE_WAIT_S if offset > NEAR_RECORDS else 0)
     return got
+
+
+def _page_index(run_id: str, node_id: str, port: str, art: dict, path: Path, offset: int):
+    """An output's page index (see `page_index_for`)."""
+    fmt = art.get("format") or "binary"
+    return page_index_for(path, fmt, offset,
+                          lambda: _state().runs.index_output(run_id, node_id, port, path, art, fmt))
 
 
 @api.get("/runs/<run_id>/nodes/<node_id>/outputs/<port>")

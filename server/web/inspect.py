@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify, request, send_file
 
 from server.engine.errors import NotFoundError, PipeloomError
 
-from .api import NEAR_RECORDS, PAGE_WAIT_S, PREVIEW_MAX_LIMIT, _state, int_arg
+from .api import PREVIEW_MAX_LIMIT, _state, int_arg, page_index_for
 
 inspect = Blueprint("inspect", __name__, url_prefix="/api")
 
@@ -134,16 +134,7 @@ def _key(info: dict, path: Path) -> str:
 
 
 def _index(info: dict, path: Path, fmt: str, offset: int):
-    from server.engine.data.pageindex import INDEXED_FORMATS, Build
-
-    from .api import INDEX_MIN_BYTES
-
-    if fmt not in INDEXED_FORMATS or path.stat().st_size <= INDEX_MIN_BYTES:
-        return None
-    got = _state().previews.get(path, fmt, _key(info, path))
-    if isinstance(got, Build):
-        return got.wait_for(offset, PAGE_WAIT_S if offset > NEAR_RECORDS else 0)
-    return got
+    return page_index_for(path, fmt, offset, lambda: _state().previews.get(path, fmt, _key(info, path)))
 
 
 @inspect.get("/runs/<run_id>/nodes/<node_id>/inputs/<port>")
