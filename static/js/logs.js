@@ -204,7 +204,8 @@ export class LogDrawer {
       const page = await get(`/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/logs?offset=0&limit=${PAGE}`);
       if (this.scope !== nodeId || this.studio.run.run_id !== shownRun || this.full) return;
       const buf = this.buffer(nodeId);
-      if (buf.lines.length && !from) return; // live lines arrived meanwhile
+      // live lines of the run on show arrived meanwhile: the step runs again, and its own log wins
+      if (buf.lines.length) return;
       const lines = page.lines || [];
       this.view.setLines(lines, { follow: false });
       this.view.jumpToStart();
