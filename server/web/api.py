@@ -403,8 +403,6 @@ def output_preview(run_id: str, node_id: str, port: str):
     offset = int_arg("offset", 0)
     limit = int_arg("limit", 50, low=1, high=PREVIEW_MAX_LIMIT)
     art, path = _artifact_path(run_id, node_id, port)
-    from server.engine.preview import preview_file
-
     from server.engine.data.pageindex import index_key
 
     from .inspect import query_page
@@ -415,14 +413,21 @@ def output_preview(run_id: str, node_id: str, port: str):
     if queried is not None:
         return jsonify(queried)
     index = _page_index(run_id, node_id, port, art, path, offset)
+    return jsonify(indexed_page(path, fmt, offset, limit, index, art.get("records")))
+
+
+def indexed_page(path: Path, fmt: str, offset: int, limit: int, index, records: int | None) -> dict:
+    """A preview page read through the file's page index (when it has one), with the record count the
+    run gave or the index's exact total, and whether that total is known."""
+    from server.engine.preview import preview_file
+
     page = preview_file(path, fmt, offset=offset, limit=limit, index=index)
-    records = art.get("records")
     if records is None and index is not None and index.complete:
         records = index.total
     page.setdefault("records", records)
     page["total_known"] = page.get("total") is not None
     page.setdefault("counting", False)
-    return jsonify(page)
+    return page
 
 
 @api.get("/runs/<run_id>/nodes/<node_id>/outputs/<port>/raw")

@@ -14,7 +14,7 @@ from flask import Blueprint, jsonify, request, send_file
 
 from server.engine.errors import NotFoundError, PipeloomError
 
-from .api import PREVIEW_MAX_LIMIT, _state, int_arg, page_index_for
+from .api import PREVIEW_MAX_LIMIT, _state, indexed_page, int_arg, page_index_for
 
 inspect = Blueprint("inspect", __name__, url_prefix="/api")
 
@@ -140,22 +140,13 @@ def _index(info: dict, path: Path, fmt: str, offset: int):
 @inspect.get("/runs/<run_id>/nodes/<node_id>/inputs/<port>")
 def input_preview(run_id: str, node_id: str, port: str):
     """A preview page of what the step was given on input `port`: the same shape as an output's."""
-    from server.engine.preview import preview_file
-
     offset = int_arg("offset", 0)
     limit = int_arg("limit", 50, low=1, high=PREVIEW_MAX_LIMIT)
     info, path = _input(run_id, node_id, port)
     fmt = info["format"]
     page = query_page(path, fmt, _key(info, path), offset, limit, info["records"])
     if page is None:
-        index = _index(info, path, fmt, offset)
-        page = preview_file(path, fmt, offset=offset, limit=limit, index=index)
-        records = info["records"]
-        if records is None and index is not None and index.complete:
-            records = index.total
-        page.setdefault("records", records)
-        page["total_known"] = page.get("total") is not None
-        page.setdefault("counting", False)
+        page = indexed_page(path, fmt, offset, limit, _index(info, path, fmt, offset), info["records"])
     return jsonify(page)
 
 
