@@ -21,17 +21,32 @@ import os
 import sys
 from typing import Any, Callable, Iterator
 
-import ijson
-
 from .dataerrors import MalformedDataError
 
-try:
-    _ijson = ijson.get_backend("yajl2_c")
-except ImportError:  # the pure-Python backend still works, just slower
-    _ijson = ijson
-
-JSON_BACKEND: str = getattr(_ijson, "backend", "python")
 MAX_DEPTH = 1000
+
+
+def _load_ijson():
+    """ijson and its fastest backend, imported on first use: most runs never stream a large JSON file."""
+    global ijson, _ijson, JSON_BACKEND
+    if "_ijson" in globals():
+        return ijson, _ijson
+    import ijson as lib
+
+    try:
+        backend = lib.get_backend("yajl2_c")
+    except ImportError:  # the pure-Python backend still works, just slower
+        backend = lib
+    ijson, _ijson, JSON_BACKEND = lib, backend, getattr(backend, "backend", "python")
+    return lib, backend
+
+
+def __getattr__(name: str):
+    if name in ("ijson", "_ijson", "JSON_BACKEND"):
+        _load_ijson()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 READ_CHUNK = 64 * 1024
 BOM = b"\xef\xbb\xbf"
 UTF8_RULE = "JSON must be UTF-8 (RFC 8259); re-save the file as UTF-8"
@@ -184,8 +199,9 @@ def iter_json_values(f: io.BufferedIOBase, path: str | os.PathLike) -> Iterator[
         raise MalformedDataError(path, f"expected a JSON array of objects, found {found}")
     start = f.tell()
     n = 0
-    it = _ijson.items(Scanned(f, DepthScanner()), "item", use_float=True, buf_size=READ_CHUNK)
-    fallback = _ijson is not ijson.get_backend("python")
+    ijson, backend = _load_ijson()
+    it = backend.items(Scanned(f, DepthScanner()), "item", use_float=True, buf_size=READ_CHUNK)
+    fallback = backend is not ijson.get_backend("python")
     while True:
         try:
             value = next(it)
@@ -274,8 +290,9 @@ def loads(data: bytes, path: str | os.PathLike, where: str | None = None, *, all
         raise MalformedDataError(path, f"invalid JSON ({first_line(exc)})", where) from exc
     except RecursionError:
         pass  # within the limit but deeper than the C decoder's recursion allows
+    ijson, backend = _load_ijson()
     try:
-        return build_value(_ijson.basic_parse(io.BytesIO(data), use_float=True))
+        return build_value(backend.basic_parse(io.BytesIO(data), use_float=True))
     except (ijson.JSONError, ValueError) as exc:
         raise MalformedDataError(path, f"invalid JSON ({first_line(exc)})", where) from exc
 

@@ -11,7 +11,6 @@ unfinished runs when Pipeloom dies, even by kill -9.
 from __future__ import annotations
 
 import fcntl
-import logging
 import os
 import select
 import signal
@@ -22,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Callable, Protocol
 
+from .applog import logger as log
+
 CHUNK = 256 * 1024
 PIPE_SIZE = 256 * 1024
 SMALL_READ = 64 * 1024  # a read smaller than this, in a burst of reads, is followed by a nap
@@ -31,7 +32,6 @@ BURST_GAP = 0.02  # reads closer than this (a nap included) make a burst
 TOKEN_VAR = "PIPELOOM_NODE_TOKEN"
 GUARD_SCRIPT = Path(__file__).resolve().parent / "guard.py"
 
-log = logging.getLogger("pipeloom")
 
 
 class OutputSink(Protocol):

@@ -12,17 +12,15 @@ a clean exit with every declared file present) is run/execute.py.
 from __future__ import annotations
 
 import graphlib
-import logging
 import os
-import secrets
 import signal
 import threading
 import time
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from .applog import logger
 from .errors import PipeloomError, UsageError, did_you_mean
 from .events import (DONE_OK, Event, LogEvent, NodeStatusEvent, OutputReadyEvent, RunStatusEvent)
 from .hashing import file_sha256, json_sha256
@@ -36,7 +34,6 @@ from .runtimes import get_runtime
 from .store.cache import CacheFile
 from .store.journal import RunJournal, intact, iso, node_record
 
-logger = logging.getLogger("pipeloom")
 
 CACHE_VERSION = 1
 
@@ -121,7 +118,7 @@ class RunResult:
 
 def new_run_id() -> str:
     """Sortable and readable: 20261126-181530-3fa2."""
-    return datetime.now().strftime("%Y%m%d-%H%M%S-") + secrets.token_hex(2)
+    return datetime.now().strftime("%Y%m%d-%H%M%S-") + os.urandom(2).hex()
 
 
 def topo_order(pipeline: Pipeline, subset: set[str] | None = None) -> list[str]:
@@ -360,8 +357,9 @@ class Runner:
         ts = graphlib.TopologicalSorter(graph)
         ts.prepare()
         jobs = self.executor.slots(self.options.jobs)
-        futures: dict[Future, str] = {}
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}") as pool:
+        futures: dict = {}
+        pool = None  # made when two nodes can run at once: a chain never needs one
+        try:
             while ts.is_active():
                 progressed = False
                 ready = []
@@ -386,12 +384,18 @@ class Runner:
                     self._execute_here(ready[0])  # the only node that can run: no hand-off to a pool thread and back
                     ts.done(ready[0])
                     continue
+                if ready and pool is None:
+                    from concurrent.futures import ThreadPoolExecutor
+
+                    pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}")
                 for nid in ready:
                     futures[pool.submit(self._execute, nid)] = nid
                 if not futures:
                     if not progressed:
                         break
                     continue
+                from concurrent.futures import FIRST_COMPLETED, wait
+
                 try:
                     done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt:
@@ -404,6 +408,9 @@ class Runner:
                         logger.error("node %s of run %s crashed", nid, self.run_id, exc_info=exc)
                         self._finish(nid, "failed", message=f"internal error: {describe_error(exc)}")
                     ts.done(nid)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True)
 
     @staticmethod
     def _may_run_here() -> bool:

@@ -31,7 +31,6 @@ import io
 import json
 import math
 import os
-import secrets
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,10 +39,18 @@ from typing import Any, Callable, Iterable, Iterator
 from ..csvread import CsvReader, open_csv
 from ..dataerrors import ConversionError, FormatError, MalformedDataError
 from ..errors import NotFoundError, PipeloomError
-from ..jsonread import (JSON_BACKEND, MAX_DEPTH, _ijson, dumps_deep, first_line, iter_json_values,  # noqa: F401
+from ..jsonread import (MAX_DEPTH, dumps_deep, first_line, iter_json_values,  # noqa: F401
                        iter_ndjson_lines, parse_ndjson_line, peek_json)
 
 _first_line = first_line
+
+
+def __getattr__(name: str):  # jsonread's ijson names, imported when first asked for
+    if name in ("JSON_BACKEND", "_ijson"):
+        from .. import jsonread
+
+        return getattr(jsonread, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 BATCH_ROWS = 10_000
 NATIVE_MIN_BYTES = 1 << 20  # below this, starting the compiled converter costs more than it saves
@@ -313,7 +320,7 @@ class _AtomicOutput:
 
     def __init__(self, dst: str | os.PathLike):
         self.dst = Path(dst)
-        self.tmp = self.dst.with_name(f".{self.dst.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        self.tmp = self.dst.with_name(f".{self.dst.name}.{os.getpid()}.{os.urandom(4).hex()}.part")
 
     def create(self) -> io.BufferedWriter:
         # os.open with 0o666 honours the umask, unlike mkstemp's 0o600

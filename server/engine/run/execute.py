@@ -5,20 +5,18 @@ worker; it touches nothing of the run but the node's working directory and what 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import shutil
 import time
 from pathlib import Path
 
 from .. import formats
+from ..applog import logger
 from ..errors import BuildError, PipeloomError
 from ..hashing import file_sha256
 from ..process import NodeProcess, RunGuard, forget_group, new_token, record_group
 from ..runtimes import get_runtime
 from .task import Cancel, InputSpec, NodeLog, NodeOutcome, NodeTask
-
-logger = logging.getLogger("pipeloom")
 
 # Counting records means parsing the file; larger outputs are counted lazily by the studio.
 RECORD_COUNT_LIMIT = 4 * 1024 * 1024
