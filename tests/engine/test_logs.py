@@ -297,3 +297,54 @@ def test_the_live_view_ends_with_the_last_lines_of_each_stream():
     assert ("out", "summary") in lines and lines[-1] == ("err", "e9")
     assert len(lines) == 4 and len(lines) + skipped == 13
     assert lines.index(("out", "summary")) < lines.index(("err", "e9")), "the order they were read in"
+
+
+def test_python_output_shows_live_while_the_program_runs_without_running_unbuffered(workspace, monkeypatch):
+    """A Python node's stdout keeps its block buffer (one write per block, not two per print), yet a line
+    printed before a pause reaches the live view during the pause, and stderr does not overtake what stdout
+    held before it wrote."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    code = ("import sys, threading, time\n"
+            "print('buffered' if not sys.stdout.write_through else 'unbuffered')\n"
+            "print('flusher' if any(t.name == 'pipeloom-stdout-flush' for t in threading.enumerate()) else 'none')\n"
+            "print('before the pause')\n"
+            "time.sleep(1.5)\n"
+            "print('o1')\n"
+            "print('e1', file=sys.stderr)\n"
+            "print('o2')\n")
+    seen: list[tuple[float, str]] = []
+    store = Store.open(workspace)
+    events = []
+
+    def listen(e):
+        events.append(e)
+        if e.kind == "log":
+            seen.extend((time.monotonic(), ln["text"]) for ln in e.lines)
+
+    path = python_node(workspace, code)
+    t0 = time.monotonic()
+    result = Runner(load_pipeline(path, workspace=workspace), store=store, workspace=workspace,
+                    listener=listen).run()
+    store.close()
+    assert result.ok, result.nodes["talk"].message
+    ended = time.monotonic() - t0
+    texts = [t for _, t in seen]
+    assert texts[:3] == ["buffered", "flusher", "before the pause"]
+    shown_at = next(at for at, t in seen if t == "before the pause") - t0
+    assert shown_at < ended - 1.0, f"the line came at {shown_at:.2f}s of a {ended:.2f}s run, not during the pause"
+    assert sorted(texts[3:]) == ["e1", "o1", "o2"]
+    assert texts.index("o1") < texts.index("e1"), "what stdout held was flushed before stderr wrote"
+
+
+def test_a_python_node_asking_for_unbuffered_output_gets_it_and_its_own_sitecustomize_still_runs(workspace,
+                                                                                                  monkeypatch):
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    own = workspace / "own_site"
+    own.mkdir()
+    (own / "sitecustomize.py").write_text("import os\nos.environ['OWN_SITE_RAN'] = 'yes'\n")
+    code = ("import os, sys\n"
+            "print('unbuffered' if sys.stdout.write_through else 'buffered', os.environ.get('OWN_SITE_RAN'))\n")
+    path = python_node(workspace, code, env={"PYTHONUNBUFFERED": "1", "PYTHONPATH": str(own)})
+    result, events, log = run(path, workspace)
+    assert result.ok, result.nodes["talk"].message
+    assert ("out", "unbuffered yes") in log_lines(log)
