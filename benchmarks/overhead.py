@@ -3,14 +3,14 @@
 (a) Log intake: a Python node printing 2,000,000 short lines, run alone and
     through `pipeloom run` as a cold CLI process. CPU is user + system time of the
     process and everything it waited for (the node program, the run guard), from
-    resource.getrusage(RUSAGE_CHILDREN). The program alone gets the environment
-    Pipeloom gives it (Python unbuffered, as Pipeloom runs it so its lines show
-    live) and its output is kept in a file (`prog > prog.log`), the cheapest way
-    to keep it: every write to a pipe or a file costs the program more than one
-    to /dev/null, so /dev/null is reported beside it but is not the baseline.
-    The Python program alone with its default buffering (block-buffered into a
-    file) is reported too: it is what live output costs. The same CLI run of a
-    one-line program is measured, so start-up and intake can be told apart.
+    resource.getrusage(RUSAGE_CHILDREN). The program alone runs as it runs by
+    itself, with Python's default buffering, its output kept in a file
+    (`prog > prog.log`) and, separately, sent to /dev/null (the cheapest place
+    there is). Under Pipeloom it keeps that buffering (the helpers flush stdout
+    every 50 ms so its lines still show live). The same program alone with `-u`
+    (unbuffered: one system call per piece printed) is reported for reference,
+    and the same CLI run of a one-line program, so start-up and intake can be
+    told apart. The same 2 M lines from awk are measured the same way.
 (b) Per-run overhead in-process, store on (what triggers and the studio pay):
     Runner(...).run() in a thread of its own, as they run it, of a 1-node pipeline (a shell `true`-like step, and a tiny
     Python step) against spawning the same argv with subprocess in the same
@@ -101,9 +101,9 @@ def _bare_cpu(argv: list[str], ws: Path, env: dict, sink: str) -> float:
 
 
 def _intake_case(doc: dict, files: dict[str, str], small_files: dict[str, str], bare_argv: list[str],
-                 node_env: dict, repeat: int, default_env: dict | None = None) -> dict:
-    """`node_env` is the program's environment as Pipeloom gives it; `default_env`, when it differs, the one it
-    has alone (a Python program alone writes to a file block-buffered; Pipeloom runs it unbuffered)."""
+                 alone_env: dict, repeat: int, unbuffered_env: dict | None = None) -> dict:
+    """`alone_env` is the program's environment alone; `unbuffered_env`, for reference, the same with
+    unbuffered output (what a Python program printing through `-u` costs)."""
     ws, path = write_ws(doc, files)
     small_ws, _ = write_ws(doc, small_files)
     cli_env = {**CLI_ENV}
@@ -111,10 +111,10 @@ def _intake_case(doc: dict, files: dict[str, str], small_files: dict[str, str], 
     cli = [sys.executable, "-c", CLI_WRAPPER, str(note), "run", path.name, "--json"]
     bare, devnull, default, through, own, small, walls = [], [], [], [], [], [], []
     for _ in range(repeat):
-        bare.append(_bare_cpu(bare_argv, ws, node_env, "file"))
-        devnull.append(_bare_cpu(bare_argv, ws, node_env, "devnull"))
-        if default_env is not None:
-            default.append(_bare_cpu(bare_argv, ws, default_env, "file"))
+        bare.append(_bare_cpu(bare_argv, ws, alone_env, "file"))
+        devnull.append(_bare_cpu(bare_argv, ws, alone_env, "devnull"))
+        if unbuffered_env is not None:
+            default.append(_bare_cpu(bare_argv, ws, unbuffered_env, "file"))
         cpu, wall = cpu_of(cli, cwd=ws, env=cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         through.append(cpu)
         own.append(json.loads(note.read_text())["self_cpu_s"])
@@ -130,22 +130,20 @@ def _intake_case(doc: dict, files: dict[str, str], small_files: dict[str, str], 
            "ratio": t / b, "ratio_vs_devnull": t / d, "cli_one_line_cpu_s": sm, "intake_ratio": (t - sm) / b,
            "pipeloom_self_cpu_s": o, "program_through_pipe_cpu_s": t - o, "lines_in_log": kept}
     if default:
-        out["alone_default_buffering_cpu_s"] = statistics.median(default)
+        out["alone_unbuffered_cpu_s"] = statistics.median(default)
     return out
 
 
 def log_intake(lines: int, repeat: int) -> dict:
-    """CPU of `lines` short lines alone vs through the CLI, for a Python node (Pipeloom runs it unbuffered, one
-    write per piece it prints) and for awk (block-buffered); plus the CLI's cost for a 1-line run of the same
-    node."""
+    """CPU of `lines` short lines alone vs through the CLI, for a Python node and for awk (both block-buffered
+    alone, as they run by themselves); plus the CLI's cost for a 1-line run of the same node."""
     out: dict = {"lines": lines}
     doc = {"version": 1, "name": "talk", "nodes": [
         {"id": "talk", "runtime": "python", "source": "talk.py", "outputs": [{"name": "out"}], "cache": "never"}]}
-    # the node's own environment: Pipeloom's Python runtime runs it unbuffered, so bare does too
     alone = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     out["python_print"] = _intake_case(doc, {"talk.py": TALK_PY.format(lines=lines)},
                                        {"talk.py": TALK_PY.format(lines=1)}, [sys.executable, "talk.py"],
-                                       {**alone, "PYTHONUNBUFFERED": "1"}, repeat, default_env=alone)
+                                       alone, repeat, unbuffered_env={**alone, "PYTHONUNBUFFERED": "1"})
     awk = shutil.which("awk")
     if awk:
         doc = {"version": 1, "name": "talk", "nodes": [
@@ -153,8 +151,7 @@ def log_intake(lines: int, repeat: int) -> dict:
         script = (f"{awk} 'BEGIN {{ for (i = 0; i < {{n}}; i++) print \"line\", i }}'\n"
                   "echo '[]' > out.json\n")
         out["awk_print"] = _intake_case(doc, {"talk.sh": script.replace("{n}", str(lines))},
-                                        {"talk.sh": script.replace("{n}", "1")}, ["bash", "talk.sh"],
-                                        {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}, repeat)
+                                        {"talk.sh": script.replace("{n}", "1")}, ["bash", "talk.sh"], alone, repeat)
     else:
         out["awk_print"] = {"skipped": "awk is not installed"}
     return out
@@ -168,7 +165,10 @@ def intake_in_process(lines: int, repeat: int) -> dict:
 
     d = Path(tempfile.mkdtemp(prefix="pipeloom-bench-intake-"))
     (d / "talk.py").write_text(TALK_PY.format(lines=lines))
-    progs = {"python_print": ([sys.executable, "talk.py"], {"PYTHONUNBUFFERED": "1"})}
+    from server.engine.runtimes.base import HELPERS_DIR
+
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    progs = {"python_print": ([sys.executable, "talk.py"], {"PYTHONPATH": str(HELPERS_DIR / "python")})}
     if shutil.which("awk"):
         progs["awk_print"] = ([shutil.which("awk"), f'BEGIN {{ for (i = 0; i < {lines}; i++) print "line", i }}'], {})
     out = {}
@@ -178,7 +178,7 @@ def intake_in_process(lines: int, repeat: int) -> dict:
             log = LogWriter(d / f"{name}-{i}.log")
             sink = NodeOutput(log, LiveLog(lambda batch, skipped: None))
             ru0, c0 = resource.getrusage(resource.RUSAGE_SELF), children_cpu()
-            p = NodeProcess(argv, cwd=str(d), env={**os.environ, **extra}, sink=sink)
+            p = NodeProcess(argv, cwd=str(d), env={**base, **extra}, sink=sink)
             p.wait(None)
             p.finish_reading()
             log.close()
@@ -312,8 +312,8 @@ def main() -> None:
             print(f"{li['lines']:,} log lines ({name}): CLI {c['cli_cpu_s']:.2f} s CPU vs the program alone into a "
                   f"file {c['bare_cpu_s']:.2f} s -> {c['ratio']:.2f}x (target <= 1.3); vs alone into /dev/null "
                   f"{c['bare_devnull_cpu_s']:.2f} s: {c['ratio_vs_devnull']:.2f}x"
-                  + (f"; alone with its default buffering {c['alone_default_buffering_cpu_s']:.2f} s"
-                     if "alone_default_buffering_cpu_s" in c else "")
+                  + (f"; alone unbuffered (-u) {c['alone_unbuffered_cpu_s']:.2f} s"
+                     if "alone_unbuffered_cpu_s" in c else "")
                   + f"; less the CLI's start-up ({c['cli_one_line_cpu_s']:.2f} s): "
                   f"{c['intake_ratio']:.2f}x; Pipeloom's own CPU {c['pipeloom_self_cpu_s']:.2f} s, the program's "
                   f"through the pipe {c['program_through_pipe_cpu_s']:.2f} s; {c['lines_in_log']:,} lines in the log")
