@@ -21,7 +21,8 @@ from ruamel.yaml.scalarstring import LiteralScalarString
 from ruamel.yaml.error import YAMLError
 from ruamel.yaml.util import load_yaml_guess_indent
 
-from .model import EDGE_KEYS, NODE_KEYS, NOTE_KEYS, PORT_KEYS, TOP_KEYS, canonical, dump_document
+from .model import EDGE_KEYS, NODE_KEYS, NOTE_KEYS, PORT_KEYS, TOP_KEYS
+from .pipeline.write import canonical, dump_document
 
 _ORDER = {"top": TOP_KEYS, "node": NODE_KEYS, "port": PORT_KEYS, "edge": EDGE_KEYS, "note": NOTE_KEYS}
 
@@ -183,7 +184,7 @@ def _merge(old: Any, new: Any, kind: str | None) -> Any:
 
 
 def _text_block(text):
-    """A note's text of several lines as a `|` block, as model.dump_document writes it."""
+    """A note's text of several lines as a `|` block, as pipeline/write.py writes it."""
     if isinstance(text, str) and "\n" in text.rstrip("\n") and not any(c in text for c in "\t\r"):
         return LiteralScalarString(text)
     return text

@@ -17,7 +17,8 @@ from server.engine.errors import (
     ConflictError, NotFoundError, Problem, UnsafePathError, UsageError, ValidationError,
 )
 from server.engine.rewrite import render_document
-from server.engine.model import ID_RE, dump_document, load_pipeline, parse_text, pipeline_from_document
+from server.engine.model import ID_RE, load_pipeline, parse_text, pipeline_from_document
+from server.engine.pipeline.write import dump_document
 from server.engine.paths import (
     BadPathError, atomic_write_text, find_pipelines, is_pipeline_file, pipeline_id_for, safe_path,
     strip_pipeline_suffix,

@@ -9,7 +9,8 @@ import jsonschema
 import pytest
 
 from server.engine.errors import ValidationError
-from server.engine.model import dump_document, load_pipeline, parse_text, pipeline_from_document
+from server.engine.model import load_pipeline, parse_text, pipeline_from_document
+from server.engine.pipeline.write import dump_document
 from server.engine.rewrite import render_document
 from tests.conftest import REPO
 

@@ -176,7 +176,8 @@ def test_cache_setting_must_be_a_known_word(workspace, value, hint):
 
 
 def test_cache_setting_round_trips_and_default_is_not_written(workspace):
-    from server.engine.model import dump_document, node_to_dict
+    from server.engine.model import node_to_dict
+    from server.engine.pipeline.write import dump_document
 
     path = write_pipeline(workspace, {"version": 1, "name": "c", "nodes": [
         {"id": "a", "runtime": "shell", "source": "a.sh", "cache": "never"},
