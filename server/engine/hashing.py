@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
+
+try:  # CPython's own sha256: nothing to load, where hashlib's OpenSSL costs a cold CLI process ~3 ms to import
+    from _sha2 import sha256 as _small_sha256  # Python 3.12+
+except ImportError:
+    try:
+        from _sha256 import sha256 as _small_sha256  # Python 3.11
+    except ImportError:
+        from hashlib import sha256 as _small_sha256
+
+# Files at least this big are hashed by OpenSSL (hashlib), about 4x faster per byte than the built-in one.
+BIG_FILE = 1 << 20
 
 _memo: dict[tuple, str] = {}
 # A file changed this recently may change again within the same timestamp tick, unseen by its mtime and ctime:
@@ -21,7 +31,12 @@ def file_sha256(path: str | os.PathLike) -> str:
     if found is not None:
         return found
     with open(path, "rb") as fh:
-        digest = hashlib.file_digest(fh, "sha256").hexdigest()
+        if st.st_size < BIG_FILE:
+            digest = _small_sha256(fh.read()).hexdigest()
+        else:
+            import hashlib
+
+            digest = hashlib.file_digest(fh, "sha256").hexdigest()
     if max(st.st_mtime_ns, st.st_ctime_ns) < time.time_ns() - RACY_S * 1e9:
         if len(_memo) > 4096:
             _memo.clear()
@@ -32,7 +47,7 @@ def file_sha256(path: str | os.PathLike) -> str:
 def text_sha256(text: str | bytes) -> str:
     if isinstance(text, str):
         text = text.encode("utf-8")
-    return hashlib.sha256(text).hexdigest()
+    return _small_sha256(text).hexdigest()
 
 
 def json_sha256(obj) -> str:

@@ -10,13 +10,13 @@ it is missing or unreadable it is rebuilt from the journals.
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
 from contextlib import contextmanager
 from typing import Iterator
 
+from ..hashing import text_sha256
 from ..paths import Layout
 from .journal import ACTIVE, DONE_NODE, Journals, intact, write_atomic
 
@@ -29,7 +29,7 @@ RUNS_KEPT = 200  # run ids remembered as merged, so merging a run twice adds not
 def _file_name(pipeline_id: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,150}", pipeline_id):
         return pipeline_id
-    return "h-" + hashlib.sha256(pipeline_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+    return "h-" + text_sha256(pipeline_id.encode("utf-8", "surrogatepass"))[:32]
 
 
 class CacheFile:
