@@ -40,14 +40,6 @@ class _StderrFirstFlushingStdout:
         return getattr(self._err, name)
 
 
-def _flusher(out, stop):
-    while not stop.wait(FLUSH_EVERY):
-        try:
-            out.flush()
-        except (OSError, ValueError):  # the pipe closed, or the program closed stdout: nothing left to do
-            return
-
-
 def _install():
     out, err = sys.stdout, sys.stderr
     if out is None or err is None or getattr(out, "write_through", True):  # -u or PYTHONUNBUFFERED: as asked
@@ -57,22 +49,34 @@ def _install():
             return
     except (OSError, ValueError):
         return
+    # _thread is built in: a program pays no import for this, and no more than a lock and a thread
+    import _thread
     import atexit
-    import threading
 
     state = {}
 
+    def flush_now_and_then(wake, done):
+        try:
+            while not wake.acquire(timeout=FLUSH_EVERY):  # a timeout: time to flush; acquired: time to stop
+                try:
+                    out.flush()
+                except (OSError, ValueError):  # the pipe closed, or the program closed stdout
+                    return
+        finally:
+            done.release()
+
     def start():
-        stop = threading.Event()
-        thread = threading.Thread(target=_flusher, args=(out, stop), name="pipeloom-stdout-flush", daemon=True)
-        thread.start()
-        state["stop"], state["thread"] = stop, thread
+        wake, done = _thread.allocate_lock(), _thread.allocate_lock()
+        wake.acquire()
+        done.acquire()
+        state["wake"], state["done"] = wake, done
+        _thread.start_new_thread(flush_now_and_then, (wake, done))
 
     def finish():  # before the interpreter's own last flush, so no thread of ours holds stdout then
-        stop, thread = state.pop("stop", None), state.pop("thread", None)
-        if stop is not None:
-            stop.set()
-            thread.join(1.0)
+        wake, done = state.pop("wake", None), state.pop("done", None)
+        if wake is not None:
+            wake.release()
+            done.acquire(timeout=1.0)
 
     sys.stderr = _StderrFirstFlushingStdout(err, out)
     start()
