@@ -22,6 +22,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
+mod bits;
 mod csv_read;
 mod csv_write;
 mod float_repr;
