@@ -13,6 +13,11 @@ pub trait Block: Sized {
     fn eq_folded(&self, c: u8) -> u64;
     /// Bytes at most `c` (unsigned).
     fn le(&self, c: u8) -> u64;
+    /// Bit i set when an odd number of the bits 0..=i of `x` are set (which bytes lie inside quotes).
+    #[inline(always)]
+    fn prefix_xor(x: u64) -> u64 {
+        prefix_xor(x)
+    }
 }
 
 /// Any processor: eight bytes at a time in a u64 (SWAR), each byte's answer in its high bit, gathered
@@ -183,6 +188,15 @@ mod x86 {
             unsafe {
                 let n = _mm256_set1_epi8(c as i8);
                 self.each(|v| _mm256_cmpeq_epi8(_mm256_min_epu8(v, n), v))
+            }
+        }
+
+        /// One carry-less multiplication by all ones (scan.rs checks for PCLMULQDQ along with AVX2).
+        #[inline(always)]
+        fn prefix_xor(x: u64) -> u64 {
+            unsafe {
+                let v = _mm_clmulepi64_si128(_mm_set_epi64x(0, x as i64), _mm_set1_epi8(-1), 0);
+                _mm_cvtsi128_si64(v) as u64
             }
         }
     }

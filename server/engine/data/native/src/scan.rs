@@ -12,7 +12,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Read, Write};
 
-use crate::bits::{escaped, from, prefix_xor, upto, Block, Plain};
+use crate::bits::{escaped, from, upto, Block, Plain};
 #[cfg(target_arch = "x86_64")]
 use crate::bits::{Avx2, Sse2};
 
@@ -339,7 +339,13 @@ impl Csv {
         let b = B::load(s);
         let v = valid(len);
         let st = self.st;
-        if b.eq(0) & v != 0 {
+        let nl = b.eq(b'\n') & v;
+        // a NUL or a CR is rare: looked for only where some byte is below 14
+        let (ctl, cr) = match b.le(b'\r') & v & !nl {
+            0 => (0, 0),
+            _ => (b.eq(0) & v, b.eq(b'\r') & v),
+        };
+        if ctl != 0 {
             return Ok(false);
         }
         match st {
@@ -348,10 +354,8 @@ impl Csv {
             _ => {}
         }
         let q = b.eq(b'"') & v;
-        let nl = b.eq(b'\n') & v;
-        let cr = b.eq(b'\r') & v;
         let comma = b.eq(b',') & v;
-        let inside = prefix_xor(q) ^ if matches!(st, St::Quoted | St::QuotedCr) { !0 } else { 0 };
+        let inside = B::prefix_xor(q) ^ if matches!(st, St::Quoted | St::QuotedCr) { !0 } else { 0 };
         // a quote opens a field only after a delimiter, a line end or a closing quote (an escaped pair)...
         let opened_after = (comma | nl | q) << 1 | matches!(st, St::RowStart | St::FieldStart | St::QuoteSeen) as u64;
         // ...and one that closes is followed by a delimiter, a line end or a quote; a CR always by a LF
@@ -539,7 +543,7 @@ impl Json {
         let bs = b.eq(b'\\') & v;
         let mut carry = self.escaped as u64;
         let esc = escaped(bs, &mut carry);
-        let instr = prefix_xor(b.eq(b'"') & v & !esc) ^ if self.in_string { !0 } else { 0 };
+        let instr = B::prefix_xor(b.eq(b'"') & v & !esc) ^ if self.in_string { !0 } else { 0 };
         if bs & !instr != 0 {
             return Ok(false);
         }
@@ -620,9 +624,9 @@ fn scan_with<B: Block>(path: &str, fmt: &str, sc: &mut Scan) -> Result<String, S
     }
 }
 
-/// The scans compiled for AVX2 (with POPCNT and BMI1 for the bit counts), for processors that have them.
+/// The scans compiled for AVX2 (with POPCNT, BMI and PCLMULQDQ for the bits), for processors that have them.
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,popcnt,bmi1,bmi2")]
+#[target_feature(enable = "avx2,popcnt,bmi1,bmi2,pclmulqdq")]
 unsafe fn scan_avx2(path: &str, fmt: &str, sc: &mut Scan) -> Result<String, String> {
     scan_with::<Avx2>(path, fmt, sc)
 }
@@ -640,7 +644,8 @@ fn scan_any(path: &str, fmt: &str, sc: &mut Scan) -> Result<String, String> {
         let forced = std::env::var("PIPELOOM_SCAN_SIMD").unwrap_or_default();
         let has = |f: &str| forced.is_empty() || forced.split(',').any(|x| x == f);
         if has("avx2") && is_x86_feature_detected!("avx2") && is_x86_feature_detected!("popcnt")
-            && is_x86_feature_detected!("bmi1") && is_x86_feature_detected!("bmi2") {
+            && is_x86_feature_detected!("bmi1") && is_x86_feature_detected!("bmi2")
+            && is_x86_feature_detected!("pclmulqdq") {
             // SAFETY: the processor has every feature the function is compiled for
             return unsafe { scan_avx2(path, fmt, sc) };
         }
