@@ -4,11 +4,14 @@ It converts json, ndjson and csv into each other in one streaming pass at
 several hundred MB/s in a few MB of memory, byte for byte what the Python
 conversion writes (parquet stays with Python and pyarrow; columnar.py). With
 `--scan` it counts the records of a json, ndjson or csv file and finds the
-checkpoints of its page index (pageindex.py). It decides nothing on its own: on input whose
-meaning the Python path defines (malformed text, a duplicate key, a number
-beyond a double, a lone surrogate, very deep nesting, a record that is not
-an object) it stops and says "fallback", and the caller converts in Python,
-which also words every error.
+checkpoints of its page index (pageindex.py), 64 bytes at a time with AVX2
+when the processor has it, else SSE2, else eight bytes at a time in a u64
+(PIPELOOM_SCAN_SIMD=avx2, popcnt, sse2 or plain picks one, for tests). It
+decides nothing on its own: on input whose meaning the Python path defines
+(malformed text, a duplicate key, a number beyond a double, a lone
+surrogate, very deep nesting, a record that is not an object) it stops and
+says "fallback", and the caller converts in Python, which also words every
+error.
 
 The binary is built the first time a large conversion needs it, through
 the Rust runtime's shared cargo target directory, and kept in the build

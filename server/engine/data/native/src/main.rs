@@ -16,12 +16,14 @@
 //!
 //! Here: the json/ndjson source to any target, and the command line. input.rs reads the file in buffers;
 //! json_read.rs parses and rewrites JSON values; float_repr.rs writes floats as Python does; reader.rs
-//! yields records from a source; csv_write.rs writes csv rows and pads them; csv_read.rs converts csv.
+//! yields records from a source; csv_write.rs writes csv rows and pads them; csv_read.rs converts csv; scan.rs
+//! counts records and finds checkpoints, with bits.rs for the bytes of interest among 64 at a time.
 
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
+mod bits;
 mod csv_read;
 mod csv_write;
 mod float_repr;
