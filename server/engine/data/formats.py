@@ -611,8 +611,18 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import columnar, fast, native, parallel
+        from . import arrowio, columnar, fast, native, parallel
 
+        if src_fmt == "parquet" and FORMATS[dst_fmt].name in ("json", "ndjson", "csv"):
+            try:
+                return arrowio.parquet_to_text(src, dst, dst_fmt)
+            except arrowio.Fallback:
+                pass
+        if src_fmt in ("json", "ndjson") and dst_fmt == "parquet" and src.stat().st_size >= NATIVE_MIN_BYTES:
+            try:
+                return arrowio.json_to_parquet(src, src_fmt, dst)
+            except arrowio.Fallback:
+                pass
         if src.stat().st_size >= NATIVE_MIN_BYTES:
             try:
                 if native.usable(src_fmt, dst_fmt):

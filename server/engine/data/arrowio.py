@@ -1,0 +1,504 @@
+"""Parquet to json, ndjson and csv at columnar speed: whole record batches encoded with pyarrow.compute.
+
+The exact path (formats.py) turns every parquet row into a Python dict and
+encodes it. Here a record batch is encoded column by column instead, with
+no Python object per value: numbers cast to text, strings JSON-escaped,
+structs and lists joined from their children, the pieces of each line
+joined element-wise, and the text buffer of the joined lines written as it
+is. Where pyarrow's text could differ from what the exact path writes, the
+values concerned are encoded by the exact rules themselves (formats.json_text
+and csv_cell), so the bytes are the same:
+
+- a float whose shortest text pyarrow prints otherwise than Python's repr
+  (an exponent, a value below 1e-4 or from 1e16 up, NaN and the infinities,
+  which JSON writes as null and csv as repr gives them);
+- a string holding a control character (JSON escapes it);
+- a struct with two fields of one name (a dict keeps only one);
+- every column of a type without a vectorised form here (dates, timestamps,
+  decimals, binary, maps, ...): that column is encoded value by value.
+
+Batches are encoded on two threads (pyarrow releases the GIL) and written in
+order, a few in flight at a time, so memory stays bounded. Anything this
+path cannot read (an unreadable file, duplicate column names, no columns)
+raises Fallback, and the caller converts record by record, which also words
+every error.
+"""
+
+from __future__ import annotations
+
+import json
+
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROWS = 32_768  # rows encoded at a time: a few MB of text
+IN_FLIGHT = 3
+JSON, COMPACT, CSVJSON, CSV = "json", "compact", "csvjson", "csv"
+_PRINTABLE = bytes(range(32, 256))  # deleted, what is left of a text is its control characters
+
+
+class Fallback(Exception):
+    """This path cannot vouch for the input; the caller converts record by record."""
+
+
+def _data(arr) -> bytes:
+    """The bytes of a string array's values (nulls take none)."""
+    bufs = arr.buffers()
+    if bufs[2] is None or len(arr) == 0:
+        return b""
+    offsets = memoryview(bufs[1]).cast("i")  # a string array (not large_string): 32-bit offsets
+    start = offsets[arr.offset]
+    return bufs[2].slice(start, offsets[arr.offset + len(arr)] - start).to_pybytes()
+
+
+def _has_control(data: bytes) -> bool:
+    return bool(data.translate(None, _PRINTABLE))
+
+
+# Modes: JSON text as records are written (", " and ": "), COMPACT JSON text (nested values in csv
+# cells), CSVJSON the same with every quote doubled (the inside of a quoted csv cell), and CSV: a cell's
+# text before quoting.
+_NULL = {JSON: "null", COMPACT: "null", CSVJSON: "null", CSV: ""}
+
+
+def _exact(mode: str):
+    """The exact rules for one value, in `mode`."""
+    from .formats import csv_cell, json_text
+
+    if mode == CSV:
+        return csv_cell
+    if mode == JSON:
+        return json_text
+    if mode == COMPACT:
+        return lambda v: json_text(v, compact=True)
+    return lambda v: json_text(v, compact=True).replace('"', '""')
+
+
+def _patch(pa, pc, texts, arr, mask, mode: str):
+    """`texts` with the values where `mask` holds replaced by the exact rules' text of the original values."""
+    mask = pc.fill_null(mask, False)
+    if not pc.any(mask).as_py():
+        return texts
+    encode = _exact(mode)
+    values = pc.filter(arr, mask).to_pylist()
+    return pc.replace_with_mask(texts, mask, pa.array([encode(v) for v in values], pa.string()))
+
+
+def _join(pa, pc, parts: list, n: int):
+    """The element-wise concatenation of `parts` (strings and string arrays of length `n`)."""
+    arrays = [p for p in parts if not isinstance(p, str)]
+    if len(parts) == 1 and arrays:
+        return arrays[0]
+    if not arrays:
+        return pa.array(["".join(parts)] * n, pa.string())
+    return pc.binary_join_element_wise(*parts, "")
+
+
+def _nullable(pa, pc, arr, parts: list, mode: str) -> list:
+    """`parts` as they are when `arr` has no null, else one array with the null text where `arr` is null."""
+    if not arr.null_count:
+        return parts
+    return [pc.if_else(arr.is_valid(), _join(pa, pc, parts, len(arr)), _NULL[mode])]
+
+
+def _floats(pa, pc, arr, mode: str) -> list:
+    """Floats as repr writes them: pyarrow's shortest digits where its form is repr's, the rest by the exact rules."""
+    if arr.type != pa.float64():
+        arr = pc.cast(arr, pa.float64())  # a float32 is written as the double it widens to
+    text = pc.cast(arr, pa.string())
+    size = pc.abs(arr)
+    # repr writes [1e-4, 1e16) without an exponent, and a whole number with ".0"
+    fixed = pc.and_(pc.or_(pc.and_(pc.greater_equal(size, 1e-4), pc.less(size, 1e16)), pc.equal(size, 0.0)),
+                    pc.invert(pc.match_substring(text, "e")))
+    whole = pc.invert(pc.match_substring(text, "."))
+    odd = pc.or_(pc.invert(fixed), whole)
+    if (pc.sum(odd).as_py() or 0) > len(arr) // 16:  # many whole numbers: ".0" added here, the rest by the rules
+        text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
+        odd = pc.invert(fixed)
+    text = _patch(pa, pc, text, arr, odd, mode)
+    return [pc.fill_null(text, _NULL[mode])] if text.null_count else [text]
+
+
+def _strings(pa, pc, arr, mode: str) -> list:
+    if arr.type != pa.string():
+        arr = pc.cast(arr, pa.string())
+    if mode == CSV:
+        return [pc.fill_null(arr, "")] if arr.null_count else [arr]
+    data = _data(arr)
+    text = arr
+    if b"\\" in data:
+        text = pc.replace_substring(text, "\\", "\\\\")
+    quote = '""' if mode == CSVJSON else '"'
+    if b'"' in data:
+        text = pc.replace_substring(text, '"', "\\" + quote)
+    if _has_control(data):
+        fix = pc.match_substring_regex(arr, r"[\x00-\x1f]")
+        text = pc.if_else(fix, _patch(pa, pc, pc.if_else(fix, "", text), arr, fix, mode),
+                          pc.binary_join_element_wise(quote, text, quote, ""))
+        return _nullable(pa, pc, arr, [text], mode)
+    return _nullable(pa, pc, arr, [quote, text, quote], mode)
+
+
+def _struct(pa, pc, arr, mode: str) -> list:
+    from .formats import json_text
+
+    names = [arr.type.field(i).name for i in range(arr.type.num_fields)]
+    if len(set(names)) != len(names):
+        return [_python(pa, arr, mode)]
+    if not names:
+        return _nullable(pa, pc, arr, ["{}"], mode)
+    sep, colon = (", ", ": ") if mode == JSON else (",", ":")
+    parts: list = []
+    for i, name in enumerate(names):
+        key = json_text(name)
+        parts.append(("{" if i == 0 else sep) + (key.replace('"', '""') if mode == CSVJSON else key) + colon)
+        parts += _parts(pa, pc, arr.field(i), mode)
+    parts.append("}")
+    return _nullable(pa, pc, arr, parts, mode)
+
+
+def _list(pa, pc, arr, mode: str) -> list:
+    items = _join(pa, pc, _parts(pa, pc, arr.values, mode), len(arr.values))
+    make = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
+    joined = pc.binary_join(make.from_arrays(arr.offsets, items), ", " if mode == JSON else ",")
+    return _nullable(pa, pc, arr, ["[", joined, "]"], mode)
+
+
+def _python(pa, arr, mode: str):
+    """The exact rules, value by value: for the types encoded nowhere else."""
+    encode = _exact(mode)
+    return pa.array([encode(v) for v in arr.to_pylist()], pa.string())
+
+
+def _parts(pa, pc, arr, mode: str) -> list:
+    """Pieces (strings, and string arrays without nulls) whose element-wise concatenation is the text
+    of every value of `arr` as the exact path writes it in `mode`."""
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        return _parts(pa, pc, arr.dictionary_decode(), mode)
+    if pa.types.is_null(t):
+        return [_NULL[mode]]
+    if mode == CSV and (pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
+        return _nested_cell(pa, pc, arr)
+    if pa.types.is_boolean(t):
+        return [pc.fill_null(pc.if_else(arr, "true", "false"), _NULL[mode])]
+    if pa.types.is_integer(t):
+        text = pc.cast(arr, pa.string())
+        return [pc.fill_null(text, _NULL[mode])] if arr.null_count else [text]
+    if pa.types.is_float32(t) or pa.types.is_float64(t):
+        return _floats(pa, pc, arr, mode)
+    if pa.types.is_string(t) or pa.types.is_large_string(t):
+        return _strings(pa, pc, arr, mode)
+    if pa.types.is_struct(t):
+        return _struct(pa, pc, arr, mode)
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return _list(pa, pc, arr, mode)
+    return [_python(pa, arr, mode)]
+
+
+def _nested_cell(pa, pc, arr) -> list:
+    """A csv cell holding a struct or list: its compact JSON text, quoted when it holds a comma or a quote."""
+    inner = _join(pa, pc, _parts(pa, pc, arr, CSVJSON), len(arr))  # quotes doubled already
+    if pa.types.is_struct(arr.type) and arr.type.num_fields and not arr.null_count:
+        return ['"', inner, '"']  # every value holds a key in quotes
+    quoted = pc.binary_join_element_wise('"', inner, '"', "")
+    text = pc.if_else(pc.match_substring_regex(inner, '[,"]'), quoted, inner)
+    return [pc.if_else(arr.is_valid(), text, "")] if arr.null_count else [text]
+
+
+def _csv_cell(pa, pc, arr, alone: bool) -> list:
+    parts = _parts(pa, pc, arr, CSV)
+    t = arr.type
+    if pa.types.is_dictionary(t):
+        t = t.value_type
+    if not (pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
+        text = _join(pa, pc, parts, len(arr))
+        data = _data(text)
+        if b"," in data or b'"' in data or b"\n" in data or b"\r" in data:
+            quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+            text = pc.if_else(pc.match_substring_regex(text, r'[,"\r\n]'), quoted, text)
+        parts = [text]
+    if alone:  # the csv module quotes the one empty field of a row, or the row would be a blank line
+        text = _join(pa, pc, parts, len(arr))
+        parts = [pc.if_else(pc.equal(text, ""), '""', text)]
+    return parts
+
+
+def encode_batch(batch, dst_fmt: str):
+    """The output text of one record batch (a string array; its buffer is the bytes to write).
+    json records each start with ",\\n" (the caller drops the comma before the first one)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from .formats import json_text
+
+    names = batch.schema.names
+    parts: list = []
+    for i, name in enumerate(names):
+        if dst_fmt == "csv":
+            if i:
+                parts.append(",")
+            parts += _csv_cell(pa, pc, batch.column(i), len(names) == 1)
+        else:
+            lead = ("{" if dst_fmt == "ndjson" else ",\n{") if i == 0 else ", "
+            parts.append(lead + json_text(name) + ": ")
+            parts += _parts(pa, pc, batch.column(i), JSON)
+    parts.append("\n" if dst_fmt == "csv" else "}\n" if dst_fmt == "ndjson" else "}")
+    merged: list = []
+    for p in parts:  # adjacent strings as one
+        if isinstance(p, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += p
+        else:
+            merged.append(p)
+    return _join(pa, pc, merged, batch.num_rows)
+
+
+def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
+    """Convert a parquet file to json, ndjson or csv, atomically; the record count, or Fallback."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from .fast import csv_row_text
+    from .formats import _AtomicOutput
+
+    try:
+        pf = pq.ParquetFile(src)
+    except Exception as exc:  # the exact path says why the file cannot be read
+        raise Fallback(str(exc)) from None
+    out = _AtomicOutput(dst)
+    count = 0
+    try:
+        names = pf.schema_arrow.names
+        if not names or len(set(names)) != len(names):
+            raise Fallback("no columns, or a column name twice")
+        with out.create() as f, ThreadPoolExecutor(2) as pool:
+            if dst_fmt == "csv":
+                f.write(csv_row_text(names).encode())
+            elif dst_fmt == "json":
+                f.write(b"[")
+            pending: deque = deque()
+
+            def drain(keep: int) -> None:
+                nonlocal count
+                while len(pending) > keep:
+                    text = pending.popleft().result()
+                    data = _data(text)
+                    if dst_fmt == "json" and count == 0 and len(text):
+                        data = data[1:]  # "[" then "\n{...": the first record's "," dropped
+                    f.write(data)
+                    count += len(text)
+
+            try:
+                for batch in pf.iter_batches(batch_size=ROWS):
+                    pending.append(pool.submit(encode_batch, batch, dst_fmt))
+                    drain(IN_FLIGHT)
+                drain(0)
+            except (pa.ArrowException, ValueError, OverflowError, TypeError) as exc:
+                raise Fallback(f"pyarrow: {exc}") from None
+            finally:
+                for p in pending:
+                    p.cancel()
+            if dst_fmt == "json":
+                f.write(b"\n]\n" if count else b"]\n")
+        out.commit()
+    except BaseException:
+        out.discard()
+        raise
+    finally:
+        pf.close()
+    return count
+
+
+# ---------------------------------------------------------------------------
+# json and ndjson to parquet
+
+BLOCK = 4 << 20  # bytes of ndjson parsed in one call
+QUEUED = 2  # blocks read ahead of the parser
+_TWO_63 = float(2 ** 63)
+
+
+def _settled(pa, t):
+    """The type the exact path infers for a column pyarrow inferred as `t` (timestamps were strings in the
+    JSON text), or None where the two could differ: the caller then leaves the file to the exact path."""
+    if pa.types.is_timestamp(t) or pa.types.is_date(t):
+        return pa.string()
+    if (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_string(t) or t == pa.int64()
+            or t == pa.float64()):
+        return t
+    if pa.types.is_list(t):
+        inner = _settled(pa, t.value_type)
+        return None if inner is None else pa.list_(inner)
+    if pa.types.is_struct(t):
+        if t.num_fields == 0:
+            return None  # the exact path keeps an object without keys as JSON text
+        fields = []
+        for i in range(t.num_fields):
+            inner = _settled(pa, t.field(i).type)
+            if inner is None:
+                return None
+            fields.append(pa.field(t.field(i).name, inner))
+        return pa.struct(fields)
+    return None
+
+
+def _schema_of(pa, inferred):
+    """The parquet schema for what pyarrow inferred from the first block, or Fallback."""
+    fields = []
+    for field in inferred:
+        t = _settled(pa, field.type)
+        if t is None:
+            raise Fallback(f"column {field.name}: {field.type}")
+        fields.append(pa.field(field.name, t))
+    if len(set(inferred.names)) != len(inferred.names):
+        raise Fallback("a column name twice")
+    return pa.schema(fields)
+
+
+def _doubles(pa, arr):
+    """Every float64 array inside `arr`, nested ones too."""
+    t = arr.type
+    if t == pa.float64():
+        yield arr
+    elif pa.types.is_list(t):
+        yield from _doubles(pa, arr.values)
+    elif pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            yield from _doubles(pa, arr.field(i))
+
+
+def _check_numbers(pa, pc, table) -> None:
+    """Fallback where an integer beyond 64 bits may have become a float: the exact path keeps such a
+    column as JSON text."""
+    for col in table.columns:
+        for chunk in col.chunks:
+            for arr in _doubles(pa, chunk):
+                if pc.any(pc.greater_equal(pc.abs(arr), _TWO_63)).as_py():
+                    raise Fallback("a number of 2**63 or more")
+
+
+def _blocks(f, out: list, stop) -> None:
+    """Read ndjson from `f` into `out` (a queue): blocks of whole lines, then None."""
+    carry = b""
+    try:
+        while not stop.is_set():
+            data = f.read(BLOCK)
+            if not data:
+                break
+            data = carry + data
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                carry = data
+                continue
+            carry = data[cut:]
+            out.put(data[:cut])
+        if carry:
+            out.put(carry)
+    finally:
+        out.put(None)
+
+
+def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
+    """Convert a json array or ndjson file to parquet, atomically; the record count, or Fallback.
+
+    The compiled converter reads the source (and leaves anything whose meaning the exact path decides
+    to it: malformed text, duplicate keys, records that are not objects, ...) and writes it as ndjson
+    on a pipe, in the exact path's own text; pyarrow's json reader parses it a block at a time. The
+    first block sets the schema, each later block must fit it as it is, or the exact path converts."""
+    import os
+    import queue
+    import subprocess
+    import threading
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.json as pj
+    import pyarrow.parquet as pq
+
+    from . import native
+    from .formats import BATCH_ROWS, _AtomicOutput
+
+    exe = native.binary() if native.enabled() else None
+    if exe is None:
+        raise Fallback("the compiled converter is not available")
+    r, w = os.pipe()
+    try:
+        proc = subprocess.Popen([exe, str(src), src_fmt, f"/dev/fd/{w}", "ndjson"], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(w,))
+    except OSError as exc:
+        os.close(r)
+        os.close(w)
+        raise Fallback(f"cannot start the converter: {exc}") from None
+    os.close(w)
+    try:
+        import fcntl
+
+        fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # fewer, larger reads
+    except (ImportError, OSError):
+        pass
+    f = os.fdopen(r, "rb", buffering=1 << 20)  # read(BLOCK) then waits for a whole block
+    blocks: queue.Queue = queue.Queue(QUEUED)
+    stop = threading.Event()
+    reader = threading.Thread(target=_blocks, args=(f, blocks, stop), daemon=True)
+    reader.start()
+    out = _AtomicOutput(dst)
+    writer = None
+    count = 0
+    try:
+        schema = None
+        pending: deque = deque()
+        with ThreadPoolExecutor(1) as pool:  # writes a block while the next one is parsed
+            try:
+                while (block := blocks.get()) is not None:
+                    if schema is None:
+                        schema = _schema_of(pa, pj.read_json(pa.BufferReader(block)).schema)
+                        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
+                        writer = pq.ParquetWriter(str(out.tmp), schema)
+                    table = pj.read_json(pa.BufferReader(block), parse_options=options)
+                    del block
+                    if table.schema != schema:
+                        raise Fallback("another schema")
+                    _check_numbers(pa, pc, table)
+                    pending.append(pool.submit(writer.write_table, table.combine_chunks(), BATCH_ROWS))
+                    count += table.num_rows
+                    del table
+                    while len(pending) > 1:
+                        pending.popleft().result()
+                while pending:
+                    pending.popleft().result()
+            except pa.ArrowException as exc:
+                raise Fallback(f"pyarrow: {exc}") from None
+            finally:
+                for p in pending:
+                    p.cancel()
+        got, _ = proc.communicate()
+        try:
+            report = json.loads(got.decode("utf-8", "replace").strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            report = {}
+        if proc.returncode != 0 or report.get("count") != count:
+            raise Fallback(report.get("fallback") or "the converter counts other records")
+        if writer is None:
+            raise Fallback("no records: the exact path writes the empty file")
+        writer.close()
+        writer = None
+        out.commit()
+    except BaseException:
+        stop.set()
+        if proc.poll() is None:
+            proc.kill()
+        while reader.is_alive():  # unblock the reader if the queue is full
+            try:
+                blocks.get_nowait()
+            except queue.Empty:
+                reader.join(0.05)
+        proc.wait()
+        if writer is not None:
+            writer.close()
+        out.discard()
+        raise
+    finally:
+        f.close()
+        if proc.stdout:
+            proc.stdout.close()
+    return count
