@@ -27,6 +27,7 @@ every error.
 from __future__ import annotations
 
 import json
+import re
 
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -42,14 +43,21 @@ class Fallback(Exception):
     """This path cannot vouch for the input; the caller converts record by record."""
 
 
-def _data(arr) -> bytes:
-    """The bytes of a string array's values (nulls take none)."""
+def _view(arr):
+    """The bytes of a string array's values (nulls take none), without a copy: a pyarrow Buffer."""
+    import pyarrow as pa
+
     bufs = arr.buffers()
     if bufs[2] is None or len(arr) == 0:
-        return b""
+        return pa.py_buffer(b"")
     offsets = memoryview(bufs[1]).cast("i")  # a string array (not large_string): 32-bit offsets
     start = offsets[arr.offset]
-    return bufs[2].slice(start, offsets[arr.offset + len(arr)] - start).to_pybytes()
+    return bufs[2].slice(start, offsets[arr.offset + len(arr)] - start)
+
+
+def _data(arr) -> bytes:
+    """The bytes of a string array's values, as bytes."""
+    return _view(arr).to_pybytes()
 
 
 def _has_control(data: bytes) -> bool:
@@ -226,7 +234,7 @@ def _csv_cell(pa, pc, arr, alone: bool) -> list:
 
 
 def encode_batch(batch, dst_fmt: str):
-    """The output text of one record batch (a string array; its buffer is the bytes to write).
+    """The output text of one record batch (a string array whose buffer holds the bytes to write).
     json records each start with ",\\n" (the caller drops the comma before the first one)."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -251,7 +259,38 @@ def encode_batch(batch, dst_fmt: str):
             merged[-1] += p
         else:
             merged.append(p)
-    return _join(pa, pc, merged, batch.num_rows)
+    return _interleave(pa, pc, merged, batch.num_rows)
+
+
+_layouts: dict = {}
+
+
+def _interleave(pa, pc, parts: list, n: int):
+    """Like _join, as a string array of n * len(parts) pieces in row order, whose bytes are the rows:
+    one `take` over all the pieces, cheaper than joining many arrays element-wise."""
+    if all(isinstance(p, str) for p in parts):
+        return _join(pa, pc, parts, n)
+    from array import array
+
+    shape = (n, tuple(isinstance(p, str) for p in parts))
+    index = _layouts.get(shape)
+    if index is None:
+        k = len(parts)
+        flat = array("q", bytes(8 * n * k))
+        at = 0
+        for j, p in enumerate(parts):  # the literal strings take one slot each, a column n
+            if isinstance(p, str):
+                flat[j::k] = array("q", [at]) * n
+                at += 1
+            else:
+                flat[j::k] = array("q", range(at, at + n))
+                at += n
+        index = pa.Array.from_buffers(pa.int64(), n * k, [None, pa.py_buffer(flat)])
+        if len(_layouts) > 8:
+            _layouts.clear()
+        _layouts[shape] = index
+    values = pa.concat_arrays([pa.array([p], pa.string()) if isinstance(p, str) else p for p in parts])
+    return pc.take(values, index)
 
 
 def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
@@ -263,7 +302,7 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
     from .formats import _AtomicOutput
 
     try:
-        pf = pq.ParquetFile(src)
+        pf = pq.ParquetFile(src, pre_buffer=False)  # pre-buffered, it holds the whole file in memory
     except Exception as exc:  # the exact path says why the file cannot be read
         raise Fallback(str(exc)) from None
     out = _AtomicOutput(dst)
@@ -282,16 +321,16 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
             def drain(keep: int) -> None:
                 nonlocal count
                 while len(pending) > keep:
-                    text = pending.popleft().result()
-                    data = _data(text)
-                    if dst_fmt == "json" and count == 0 and len(text):
-                        data = data[1:]  # "[" then "\n{...": the first record's "," dropped
+                    rows, text = pending.popleft().result()
+                    data = _view(text)
+                    if dst_fmt == "json" and count == 0 and rows:
+                        data = data.slice(1)  # "[" then "\n{...": the first record's "," dropped
                     f.write(data)
-                    count += len(text)
+                    count += rows
 
             try:
                 for batch in pf.iter_batches(batch_size=ROWS):
-                    pending.append(pool.submit(encode_batch, batch, dst_fmt))
+                    pending.append(pool.submit(lambda b: (b.num_rows, encode_batch(b, dst_fmt)), batch))
                     drain(IN_FLIGHT)
                 drain(0)
             except (pa.ArrowException, ValueError, OverflowError, TypeError) as exc:
@@ -314,8 +353,10 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
 # json and ndjson to parquet
 
 BLOCK = 4 << 20  # bytes of ndjson parsed in one call
+WIDENINGS = 4
 QUEUED = 2  # blocks read ahead of the parser
 _TWO_63 = float(2 ** 63)
+_LONG_INTEGER = re.compile(rb"(?<![0-9.])[0-9]{19}")
 
 
 def _settled(pa, t):
@@ -367,14 +408,52 @@ def _doubles(pa, arr):
             yield from _doubles(pa, arr.field(i))
 
 
-def _check_numbers(pa, pc, table) -> None:
+def _check_numbers(pa, pc, table, block: bytes) -> None:
     """Fallback where an integer beyond 64 bits may have become a float: the exact path keeps such a
-    column as JSON text."""
+    column as JSON text. (A float's repr has 17 significant digits at most: only an integer, or the
+    fraction of a small float, can show 19 digits in a row.)"""
+    from .fast import _long_digits
+
     for col in table.columns:
         for chunk in col.chunks:
             for arr in _doubles(pa, chunk):
-                if pc.any(pc.greater_equal(pc.abs(arr), _TWO_63)).as_py():
-                    raise Fallback("a number of 2**63 or more")
+                if (pc.any(pc.greater_equal(pc.abs(arr), _TWO_63)).as_py() and _long_digits(block)
+                        and _LONG_INTEGER.search(block)):
+                    raise Fallback("an integer of 2**63 or more")
+
+
+class _Widen(Exception):
+    """A block needs a wider schema than the one the conversion started with."""
+
+    def __init__(self, schema):
+        super().__init__("a wider schema")
+        self.schema = schema
+
+
+def _widened(pa, schema, inferred):
+    """`schema` unified with what pyarrow inferred for a block that does not fit it, as the exact path
+    unifies the types of its batches (new columns at the end, in first-seen order); Fallback where the
+    exact path would keep a column as JSON text, or nothing widens."""
+    from .formats import _unify
+
+    found = _schema_of(pa, inferred)
+    fields = []
+    for field in schema:
+        t = field.type
+        if field.name in found.names:
+            other = found.field(field.name).type
+            t = _unify(t, other)
+            if t == pa.string() and not (field.type == other == pa.string()):
+                if not ({field.type, other} <= {pa.string(), pa.null()}):
+                    raise Fallback(f"column {field.name}: {field.type} and {other}")
+            if _settled(pa, t) != t:
+                raise Fallback(f"column {field.name}: {t}")
+        fields.append(pa.field(field.name, t))
+    fields += [f for f in found if f.name not in schema.names]
+    wider = pa.schema(fields)
+    if wider == schema:
+        raise Fallback("a block that does not fit the schema")
+    return wider
 
 
 def _blocks(f, out: list, stop) -> None:
@@ -404,7 +483,19 @@ def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
     The compiled converter reads the source (and leaves anything whose meaning the exact path decides
     to it: malformed text, duplicate keys, records that are not objects, ...) and writes it as ndjson
     on a pipe, in the exact path's own text; pyarrow's json reader parses it a block at a time. The
-    first block sets the schema, each later block must fit it as it is, or the exact path converts."""
+    first block sets the schema and each later block must fit it. A block that needs a wider one (a
+    new key, a float in a column of integers) widens it as the exact path unifies types, and the
+    conversion starts again under the wider schema, a few times at most."""
+    schema = None
+    for _ in range(WIDENINGS):
+        try:
+            return _json_to_parquet(src, src_fmt, dst, schema)
+        except _Widen as w:
+            schema = w.schema
+    raise Fallback("the schema kept widening")
+
+
+def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
     import os
     import queue
     import subprocess
@@ -445,20 +536,23 @@ def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
     writer = None
     count = 0
     try:
-        schema = None
         pending: deque = deque()
         with ThreadPoolExecutor(1) as pool:  # writes a block while the next one is parsed
             try:
                 while (block := blocks.get()) is not None:
                     if schema is None:
                         schema = _schema_of(pa, pj.read_json(pa.BufferReader(block)).schema)
+                    if writer is None:
                         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
                         writer = pq.ParquetWriter(str(out.tmp), schema)
-                    table = pj.read_json(pa.BufferReader(block), parse_options=options)
-                    del block
+                    try:
+                        table = pj.read_json(pa.BufferReader(block), parse_options=options)
+                    except pa.ArrowException:
+                        raise _Widen(_widened(pa, schema, pj.read_json(pa.BufferReader(block)).schema)) from None
                     if table.schema != schema:
                         raise Fallback("another schema")
-                    _check_numbers(pa, pc, table)
+                    _check_numbers(pa, pc, table, block)
+                    del block
                     pending.append(pool.submit(writer.write_table, table.combine_chunks(), BATCH_ROWS))
                     count += table.num_rows
                     del table
