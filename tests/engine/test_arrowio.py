@@ -46,6 +46,8 @@ def varied_table():
         "ll": pa.array([[[1], [2, None]], None] * (n // 2), pa.large_list(pa.list_(pa.int64()))),
         "big": pa.array(["x", "y,z"] * (n // 2), pa.large_string()),
         "key \"odd\", é": [1] * n,
+        "lse": [[], ["", "x,y"], None, ['q"\\']] * (n // 4) + [["é"]] * (n % 4),
+        "lsn": [["a", None], []] * (n // 2),
     })
 
 

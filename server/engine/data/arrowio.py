@@ -33,8 +33,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROWS = 32_768  # rows encoded at a time: a few MB of text
-IN_FLIGHT = 3
+ROWS = 16_384  # rows encoded at a time: a few MB of text
+IN_FLIGHT = 2
 JSON, COMPACT, CSVJSON, CSV = "json", "compact", "csvjson", "csv"
 _PRINTABLE = bytes(range(32, 256))  # deleted, what is left of a text is its control characters
 
@@ -167,9 +167,20 @@ def _struct(pa, pc, arr, mode: str) -> list:
 
 
 def _list(pa, pc, arr, mode: str) -> list:
-    items = _join(pa, pc, _parts(pa, pc, arr.values, mode), len(arr.values))
+    parts = _parts(pa, pc, arr.values, mode)
     make = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
-    joined = pc.binary_join(make.from_arrays(arr.offsets, items), ", " if mode == JSON else ",")
+    sep = ", " if mode == JSON else ","
+    if (pa.types.is_string(arr.type.value_type) and len(parts) == 3 and isinstance(parts[0], str)
+            and parts[0] == parts[2] and not isinstance(parts[1], str)):
+        # strings without nulls, each quote + text + quote: the quotes go into the separator instead
+        q = parts[0]
+        joined = pc.binary_join(make.from_arrays(arr.offsets, parts[1]), q + sep + q)
+        text = pc.binary_join_element_wise("[" + q, joined, q + "]", "")
+        if pc.any(pc.equal(pc.list_value_length(arr), 0)).as_py():
+            text = pc.if_else(pc.greater(pc.list_value_length(arr), 0), text, "[]")
+        return _nullable(pa, pc, arr, [text], mode)
+    items = _join(pa, pc, parts, len(arr.values))
+    joined = pc.binary_join(make.from_arrays(arr.offsets, items), sep)
     return _nullable(pa, pc, arr, ["[", joined, "]"], mode)
 
 
@@ -211,7 +222,20 @@ def _nested_cell(pa, pc, arr) -> list:
     if pa.types.is_struct(arr.type) and arr.type.num_fields and not arr.null_count:
         return ['"', inner, '"']  # every value holds a key in quotes
     quoted = pc.binary_join_element_wise('"', inner, '"', "")
-    text = pc.if_else(pc.match_substring_regex(inner, '[,"]'), quoted, inner)
+    t = arr.type
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        v = t.value_type
+        # a string or an object in a list always shows a quote; numbers, booleans and nulls need two items
+        # for a comma
+        if pa.types.is_string(v) or pa.types.is_large_string(v) or (pa.types.is_struct(v) and v.num_fields):
+            need = pc.greater_equal(pc.list_value_length(arr), 1)
+        elif pa.types.is_integer(v) or pa.types.is_floating(v) or pa.types.is_boolean(v) or pa.types.is_null(v):
+            need = pc.greater_equal(pc.list_value_length(arr), 2)
+        else:
+            need = pc.match_substring_regex(inner, '[,"]')
+    else:
+        need = pc.match_substring_regex(inner, '[,"]')
+    text = pc.if_else(pc.fill_null(need, False), quoted, inner)
     return [pc.if_else(arr.is_valid(), text, "")] if arr.null_count else [text]
 
 
@@ -223,9 +247,13 @@ def _csv_cell(pa, pc, arr, alone: bool) -> list:
     if not (pa.types.is_struct(t) or pa.types.is_list(t) or pa.types.is_large_list(t)):
         text = _join(pa, pc, parts, len(arr))
         data = _data(text)
-        if b"," in data or b'"' in data or b"\n" in data or b"\r" in data:
-            quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
-            text = pc.if_else(pc.match_substring_regex(text, r'[,"\r\n]'), quoted, text)
+        special = [c for c in (",", '"', "\n", "\r") if c.encode() in data]
+        if special:
+            need = pc.match_substring(text, special[0])
+            for c in special[1:]:
+                need = pc.or_(need, pc.match_substring(text, c))
+            inner = pc.replace_substring(text, '"', '""') if '"' in special else text
+            text = pc.if_else(need, pc.binary_join_element_wise('"', inner, '"', ""), text)
         parts = [text]
     if alone:  # the csv module quotes the one empty field of a row, or the row would be a blank line
         text = _join(pa, pc, parts, len(arr))
