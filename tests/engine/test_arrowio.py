@@ -77,6 +77,9 @@ def test_floats_print_as_python_prints_them(tmp_path, fmt):
     values += [round(rnd.uniform(-40, 120), 3) for _ in range(20_000)]
     table = pa.table({"v": values, "w": pa.array(values, pa.float32()), "l": [[v] for v in values]})
     same_as_exact(tmp_path, table, fmt)
+    # mostly whole numbers, and a NaN among them
+    whole = [float(i + 1) for i in range(100)] + [float("nan"), 0.5, None, float("inf")]
+    same_as_exact(tmp_path, pa.table({"v": whole, "w": whole[:-1] + [7.0]}), fmt)
 
 
 def test_what_it_cannot_vouch_for_is_left_to_the_exact_path(tmp_path):

@@ -1,13 +1,14 @@
-"""Parquet to json, ndjson and csv at columnar speed: whole record batches encoded with pyarrow.compute.
+"""Parquet to and from json and ndjson, and parquet to csv, at columnar speed with pyarrow.
 
-The exact path (formats.py) turns every parquet row into a Python dict and
-encodes it. Here a record batch is encoded column by column instead, with
-no Python object per value: numbers cast to text, strings JSON-escaped,
-structs and lists joined from their children, the pieces of each line
-joined element-wise, and the text buffer of the joined lines written as it
-is. Where pyarrow's text could differ from what the exact path writes, the
-values concerned are encoded by the exact rules themselves (formats.json_text
-and csv_cell), so the bytes are the same:
+Parquet to json, ndjson and csv: the exact path (formats.py) turns every
+parquet row into a Python dict and encodes it. Here a record batch is
+encoded column by column instead, with no Python object per value: numbers
+cast to text, strings JSON-escaped, structs and lists joined from their
+children, and the pieces of every line gathered in row order by one `take`,
+whose text buffer is written as it is. Where pyarrow's text could differ
+from what the exact path writes, the values concerned are encoded by the
+exact rules themselves (formats.json_text and csv_cell), so the bytes are
+the same:
 
 - a float whose shortest text pyarrow prints otherwise than Python's repr
   (an exponent, a value below 1e-4 or from 1e16 up, NaN and the infinities,
@@ -17,18 +18,21 @@ and csv_cell), so the bytes are the same:
 - every column of a type without a vectorised form here (dates, timestamps,
   decimals, binary, maps, ...): that column is encoded value by value.
 
-Batches are encoded on two threads (pyarrow releases the GIL) and written in
-order, a few in flight at a time, so memory stays bounded. Anything this
-path cannot read (an unreadable file, duplicate column names, no columns)
-raises Fallback, and the caller converts record by record, which also words
-every error.
+A batch is encoded in a worker thread while this one reads the next from the
+file and writes the last (pyarrow releases the GIL), a few in flight at a
+time, so memory stays bounded. (Two encoding threads cost more CPU and
+memory on two cores and were no faster.)
+
+json and ndjson to parquet: see json_to_parquet.
+
+Anything either direction cannot vouch for raises Fallback, and the caller
+converts record by record, which also words every error.
 """
 
 from __future__ import annotations
 
 import json
 import re
-
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -115,10 +119,14 @@ def _floats(pa, pc, arr, mode: str) -> list:
     if arr.type != pa.float64():
         arr = pc.cast(arr, pa.float64())  # a float32 is written as the double it widens to
     text = pc.cast(arr, pa.string())
-    size = pc.abs(arr)
     # repr writes [1e-4, 1e16) without an exponent, and a whole number with ".0"
-    fixed = pc.and_(pc.or_(pc.and_(pc.greater_equal(size, 1e-4), pc.less(size, 1e16)), pc.equal(size, 0.0)),
-                    pc.invert(pc.match_substring(text, "e")))
+    size = pc.abs(arr)
+    low, high = pc.min_max(size).values()
+    if low.is_valid and low.as_py() >= 1e-4 and high.as_py() < 1e16:  # min_max passes over NaN
+        fixed = pc.invert(pc.or_(pc.match_substring(text, "e"), pc.is_nan(arr)))
+    else:
+        fixed = pc.and_(pc.or_(pc.and_(pc.greater_equal(size, 1e-4), pc.less(size, 1e16)), pc.equal(size, 0.0)),
+                        pc.invert(pc.match_substring(text, "e")))
     whole = pc.invert(pc.match_substring(text, "."))
     odd = pc.or_(pc.invert(fixed), whole)
     if (pc.sum(odd).as_py() or 0) > len(arr) // 16:  # many whole numbers: ".0" added here, the rest by the rules
@@ -300,24 +308,26 @@ def _interleave(pa, pc, parts: list, n: int):
         return _join(pa, pc, parts, n)
     from array import array
 
-    shape = (n, tuple(isinstance(p, str) for p in parts))
-    index = _layouts.get(shape)
-    if index is None:
+    literals = tuple(p for p in parts if isinstance(p, str))
+    shape = (n, tuple(p if isinstance(p, str) else None for p in parts))
+    got = _layouts.get(shape)
+    if got is None:
         k = len(parts)
         flat = array("q", bytes(8 * n * k))
-        at = 0
-        for j, p in enumerate(parts):  # the literal strings take one slot each, a column n
+        at_literal, at = 0, len(literals)  # the literal strings first, one slot each, then n per column
+        for j, p in enumerate(parts):
             if isinstance(p, str):
-                flat[j::k] = array("q", [at]) * n
-                at += 1
+                flat[j::k] = array("q", [at_literal]) * n
+                at_literal += 1
             else:
                 flat[j::k] = array("q", range(at, at + n))
                 at += n
-        index = pa.Array.from_buffers(pa.int64(), n * k, [None, pa.py_buffer(flat)])
+        got = (pa.array(literals, pa.string()), pa.Array.from_buffers(pa.int64(), n * k, [None, pa.py_buffer(flat)]))
         if len(_layouts) > 8:
             _layouts.clear()
-        _layouts[shape] = index
-    values = pa.concat_arrays([pa.array([p], pa.string()) if isinstance(p, str) else p for p in parts])
+        _layouts[shape] = got
+    literal_values, index = got
+    values = pa.concat_arrays([literal_values, *(p for p in parts if not isinstance(p, str))])
     return pc.take(values, index)
 
 
@@ -339,7 +349,7 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
         names = pf.schema_arrow.names
         if not names or len(set(names)) != len(names):
             raise Fallback("no columns, or a column name twice")
-        with out.create() as f, ThreadPoolExecutor(2) as pool:
+        with out.create() as f, ThreadPoolExecutor(1) as pool:
             if dst_fmt == "csv":
                 f.write(csv_row_text(names).encode())
             elif dst_fmt == "json":
