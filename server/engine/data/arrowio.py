@@ -573,6 +573,7 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
     out = _AtomicOutput(dst)
     writer = None
     count = 0
+    one = pj.ReadOptions(block_size=BLOCK + (1 << 20))  # a block read as one chunk: row groups of ~10,000 rows
     try:
         pending: deque = deque()
         with ThreadPoolExecutor(1) as pool:  # writes a block while the next one is parsed
@@ -584,14 +585,14 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
                         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
                         writer = pq.ParquetWriter(str(out.tmp), schema)
                     try:
-                        table = pj.read_json(pa.BufferReader(block), parse_options=options)
+                        table = pj.read_json(pa.BufferReader(block), read_options=one, parse_options=options)
                     except pa.ArrowException:
                         raise _Widen(_widened(pa, schema, pj.read_json(pa.BufferReader(block)).schema)) from None
                     if table.schema != schema:
                         raise Fallback("another schema")
                     _check_numbers(pa, pc, table, block)
                     del block
-                    pending.append(pool.submit(writer.write_table, table.combine_chunks(), BATCH_ROWS))
+                    pending.append(pool.submit(writer.write_table, table, BATCH_ROWS))
                     count += table.num_rows
                     del table
                     while len(pending) > 1:
