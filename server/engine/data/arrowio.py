@@ -323,7 +323,7 @@ def _interleave(pa, pc, parts: list, n: int):
                 flat[j::k] = array("q", range(at, at + n))
                 at += n
         got = (pa.array(literals, pa.string()), pa.Array.from_buffers(pa.int64(), n * k, [None, pa.py_buffer(flat)]))
-        if len(_layouts) > 8:
+        if len(_layouts) >= 2:  # a few MB each: two at most, dropped when a conversion ends
             _layouts.clear()
         _layouts[shape] = got
     literal_values, index = got
@@ -384,6 +384,7 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
         raise
     finally:
         pf.close()
+        _layouts.clear()
     return count
 
 
