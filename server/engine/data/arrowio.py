@@ -18,10 +18,9 @@ the same:
 - every column of a type without a vectorised form here (dates, timestamps,
   decimals, binary, maps, ...): that column is encoded value by value.
 
-A batch is encoded in a worker thread while this one reads the next from the
-file and writes the last (pyarrow releases the GIL), a few in flight at a
-time, so memory stays bounded. (Two encoding threads cost more CPU and
-memory on two cores and were no faster.)
+Batches are encoded on two worker threads (pyarrow's kernels release the
+GIL) while this thread reads the next ones from the file and writes the
+finished ones in order, a few in flight at a time, so memory stays bounded.
 
 json and ndjson to parquet: see json_to_parquet.
 
@@ -37,8 +36,8 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROWS = 16_384  # rows encoded at a time: a few MB of text
-IN_FLIGHT = 2
+ROWS = 8_192  # rows encoded at a time: about 2 MB of text
+IN_FLIGHT = 4
 JSON, COMPACT, CSVJSON, CSV = "json", "compact", "csvjson", "csv"
 _PRINTABLE = bytes(range(32, 256))  # deleted, what is left of a text is its control characters
 
@@ -349,7 +348,7 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
         names = pf.schema_arrow.names
         if not names or len(set(names)) != len(names):
             raise Fallback("no columns, or a column name twice")
-        with out.create() as f, ThreadPoolExecutor(1) as pool:
+        with out.create() as f, ThreadPoolExecutor(2) as pool:
             if dst_fmt == "csv":
                 f.write(csv_row_text(names).encode())
             elif dst_fmt == "json":
@@ -574,7 +573,6 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
     out = _AtomicOutput(dst)
     writer = None
     count = 0
-    one = pj.ReadOptions(block_size=BLOCK + (1 << 20))  # a block read as one chunk: row groups of ~10,000 rows
     try:
         pending: deque = deque()
         with ThreadPoolExecutor(1) as pool:  # writes a block while the next one is parsed
@@ -586,7 +584,7 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
                         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
                         writer = pq.ParquetWriter(str(out.tmp), schema)
                     try:
-                        table = pj.read_json(pa.BufferReader(block), read_options=one, parse_options=options)
+                        table = pj.read_json(pa.BufferReader(block), parse_options=options)  # 1 MB chunks, in parallel
                     except pa.ArrowException:
                         raise _Widen(_widened(pa, schema, pj.read_json(pa.BufferReader(block)).schema)) from None
                     if table.schema != schema:
