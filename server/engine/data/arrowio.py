@@ -523,7 +523,10 @@ def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
     on a pipe, in the exact path's own text; pyarrow's json reader parses it a block at a time. The
     first block sets the schema and each later block must fit it. A block that needs a wider one (a
     new key, a float in a column of integers) widens it as the exact path unifies types, and the
-    conversion starts again under the wider schema, a few times at most."""
+    conversion starts again under the wider schema, a few times at most.
+
+    pyarrow never reads the source itself: it accepts ndjson the Python reader refuses (two objects
+    on a line, one object over several lines, NaN), and a line holding only `null` crashed it."""
     schema = None
     for _ in range(WIDENINGS):
         try:
