@@ -175,20 +175,29 @@ def _struct(pa, pc, arr, mode: str) -> list:
 
 def _list(pa, pc, arr, mode: str) -> list:
     parts = _parts(pa, pc, arr.values, mode)
-    make = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
     sep = ", " if mode == JSON else ","
-    if (pa.types.is_string(arr.type.value_type) and len(parts) == 3 and isinstance(parts[0], str)
-            and parts[0] == parts[2] and not isinstance(parts[1], str)):
-        # strings without nulls, each quote + text + quote: the quotes go into the separator instead
-        q = parts[0]
-        joined = pc.binary_join(make.from_arrays(arr.offsets, parts[1]), q + sep + q)
-        text = pc.binary_join_element_wise("[" + q, joined, q + "]", "")
-        if pc.any(pc.equal(pc.list_value_length(arr), 0)).as_py():
-            text = pc.if_else(pc.greater(pc.list_value_length(arr), 0), text, "[]")
+    text = _string_list(pa, pc, arr, parts, sep, "", "")
+    if text is not None:
         return _nullable(pa, pc, arr, [text], mode)
+    make = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
     items = _join(pa, pc, parts, len(arr.values))
     joined = pc.binary_join(make.from_arrays(arr.offsets, items), sep)
     return _nullable(pa, pc, arr, ["[", joined, "]"], mode)
+
+
+def _string_list(pa, pc, arr, parts: list, sep: str, lead: str, tail: str):
+    """Lists of strings without nulls, each item quote + text + quote: the quotes go into the separator
+    instead, and `lead` and `tail` around each non-empty list; None for other lists."""
+    if not (pa.types.is_string(arr.type.value_type) and len(parts) == 3 and isinstance(parts[0], str)
+            and parts[0] == parts[2] and not isinstance(parts[1], str)):
+        return None
+    q = parts[0]
+    make = pa.LargeListArray if pa.types.is_large_list(arr.type) else pa.ListArray
+    joined = pc.binary_join(make.from_arrays(arr.offsets, parts[1]), q + sep + q)
+    text = pc.binary_join_element_wise(lead + "[" + q, joined, q + "]" + tail, "")
+    if pc.any(pc.equal(pc.list_value_length(arr), 0)).as_py():
+        text = pc.if_else(pc.greater(pc.list_value_length(arr), 0), text, "[]")
+    return text
 
 
 def _python(pa, arr, mode: str):
@@ -225,11 +234,16 @@ def _parts(pa, pc, arr, mode: str) -> list:
 
 def _nested_cell(pa, pc, arr) -> list:
     """A csv cell holding a struct or list: its compact JSON text, quoted when it holds a comma or a quote."""
-    inner = _join(pa, pc, _parts(pa, pc, arr, CSVJSON), len(arr))  # quotes doubled already
-    if pa.types.is_struct(arr.type) and arr.type.num_fields and not arr.null_count:
-        return ['"', inner, '"']  # every value holds a key in quotes
-    quoted = pc.binary_join_element_wise('"', inner, '"', "")
     t = arr.type
+    if pa.types.is_struct(t) and t.num_fields and not arr.null_count:
+        return ['"', *_parts(pa, pc, arr, CSVJSON), '"']  # every value holds a key in quotes
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        # a list of strings holds a quote unless it is empty
+        text = _string_list(pa, pc, arr, _parts(pa, pc, arr.values, CSVJSON), ",", '"', '"')
+        if text is not None:
+            return [pc.if_else(arr.is_valid(), text, "")] if arr.null_count else [text]
+    inner = _join(pa, pc, _parts(pa, pc, arr, CSVJSON), len(arr))  # quotes doubled already
+    quoted = pc.binary_join_element_wise('"', inner, '"', "")
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         v = t.value_type
         # a string or an object in a list always shows a quote; numbers, booleans and nulls need two items
