@@ -80,6 +80,9 @@ def test_floats_print_as_python_prints_them(tmp_path, fmt):
     # mostly whole numbers, and a NaN among them
     whole = [float(i + 1) for i in range(100)] + [float("nan"), 0.5, None, float("inf")]
     same_as_exact(tmp_path, pa.table({"v": whole, "w": whole[:-1] + [7.0]}), fmt)
+    # readings of a sensor: below 1e10, where pyarrow writes no exponent; a few whole numbers, zeros and NaN
+    readings = [round(rnd.uniform(-40, 120), 3) for _ in range(20_000)] + [0.0, -0.0, float("nan"), 1e-4, 9999999999.5]
+    same_as_exact(tmp_path, pa.table({"v": readings}), fmt)
 
 
 def test_what_it_cannot_vouch_for_is_left_to_the_exact_path(tmp_path):

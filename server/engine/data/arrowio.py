@@ -114,19 +114,22 @@ def _nullable(pa, pc, arr, parts: list, mode: str) -> list:
 
 
 def _floats(pa, pc, arr, mode: str) -> list:
-    """Floats as repr writes them: pyarrow's shortest digits where its form is repr's, the rest by the exact rules."""
+    """Floats as repr writes them: pyarrow's shortest digits where its form is repr's, the rest by the exact rules.
+
+    repr writes [1e-4, 1e16) without an exponent and a whole number with ".0"; pyarrow writes a
+    whole number without ".0", and an exponent from 1e10 up."""
     if arr.type != pa.float64():
         arr = pc.cast(arr, pa.float64())  # a float32 is written as the double it widens to
     text = pc.cast(arr, pa.string())
-    # repr writes [1e-4, 1e16) without an exponent, and a whole number with ".0"
     size = pc.abs(arr)
-    low, high = pc.min_max(size).values()
-    if low.is_valid and low.as_py() >= 1e-4 and high.as_py() < 1e16:  # min_max passes over NaN
-        fixed = pc.invert(pc.or_(pc.match_substring(text, "e"), pc.is_nan(arr)))
+    low, high = pc.min_max(pc.if_else(pc.equal(size, 0.0), 1.0, size)).values()  # (min_max passes over NaN)
+    if low.is_valid and low.as_py() >= 1e-4 and high.as_py() < 1e10:  # zeros, and numbers without an exponent
+        fixed = pc.invert(pc.is_nan(arr))
+        whole = pc.equal(arr, pc.floor(arr))
     else:
         fixed = pc.and_(pc.or_(pc.and_(pc.greater_equal(size, 1e-4), pc.less(size, 1e16)), pc.equal(size, 0.0)),
                         pc.invert(pc.match_substring(text, "e")))
-    whole = pc.invert(pc.match_substring(text, "."))
+        whole = pc.invert(pc.match_substring(text, "."))
     odd = pc.or_(pc.invert(fixed), whole)
     if (pc.sum(odd).as_py() or 0) > len(arr) // 16:  # many whole numbers: ".0" added here, the rest by the rules
         text = pc.if_else(whole, pc.binary_join_element_wise(text, ".0", ""), text)
