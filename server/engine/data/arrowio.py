@@ -123,7 +123,8 @@ def _floats(pa, pc, arr, mode: str) -> list:
     text = pc.cast(arr, pa.string())
     size = pc.abs(arr)
     low, high = pc.min_max(pc.if_else(pc.equal(size, 0.0), 1.0, size)).values()  # (min_max passes over NaN)
-    if low.is_valid and low.as_py() >= 1e-4 and high.as_py() < 1e10:  # zeros, and numbers without an exponent
+    if (low.is_valid and low.as_py() >= 1e-4 and high.as_py() < 1e10  # zeros, and numbers without an exponent
+            and b"e" not in _data(text)):  # (as this pyarrow writes them: checked, not assumed)
         fixed = pc.invert(pc.is_nan(arr))
         whole = pc.equal(arr, pc.floor(arr))
     else:
