@@ -40,8 +40,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-PAIRS = ["json:ndjson", "json:csv", "json:parquet", "ndjson:json", "ndjson:csv", "csv:json", "csv:parquet",
-         "parquet:csv", "parquet:ndjson"]
+PAIRS = ["json:ndjson", "json:csv", "json:parquet", "ndjson:json", "ndjson:csv", "ndjson:parquet", "csv:json",
+         "csv:parquet", "parquet:json", "parquet:ndjson", "parquet:csv"]
 EXT = {"json": "json", "ndjson": "ndjson", "csv": "csv", "parquet": "parquet"}
 KINDS = ["temperature", "humidity", "pressure", "vibration"]
 

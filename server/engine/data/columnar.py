@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from . import native
@@ -61,16 +63,26 @@ def csv_to_parquet(src: Path, dst: Path) -> int:
             writer = pq.ParquetWriter(str(out.tmp), schema)
             pending: list = []
             rows = 0
-            for batch in reader:
-                pending.append(batch)
-                rows += batch.num_rows
-                if rows >= BATCH_ROWS:  # row groups of about the size the exact path writes
-                    writer.write_table(pa.Table.from_batches(pending, schema))
-                    count += rows
-                    pending, rows = [], 0
-            if pending or not count:
-                writer.write_table(pa.Table.from_batches(pending, schema))
-                count += rows
+            writes: deque = deque()
+            with ThreadPoolExecutor(1) as pool:  # a row group is encoded while the next rows are read
+                try:
+                    for batch in reader:
+                        pending.append(batch)
+                        rows += batch.num_rows
+                        if rows >= BATCH_ROWS:  # row groups of about the size the exact path writes
+                            writes.append(pool.submit(writer.write_table, pa.Table.from_batches(pending, schema)))
+                            count += rows
+                            pending, rows = [], 0
+                            while len(writes) > 2:
+                                writes.popleft().result()
+                    if pending or not count:
+                        writes.append(pool.submit(writer.write_table, pa.Table.from_batches(pending, schema)))
+                        count += rows
+                    while writes:
+                        writes.popleft().result()
+                finally:
+                    for w in writes:
+                        w.cancel()
             writer.close()
             writer = None
         except (pa.ArrowException, ValueError, OSError) as exc:

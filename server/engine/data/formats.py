@@ -605,9 +605,11 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
     """Stream `src_path` (in `src_fmt`) into `dst_path` (in `dst_fmt`), atomically.
 
     Returns the number of records written, or None for a raw byte copy. The
-    compiled converter (native.py; columnar.py for csv to parquet) runs first for
-    a source of NATIVE_MIN_BYTES or more, then the batch path (fast.py; parallel.py with `workers`
-    > 1); both give the same bytes as the record-by-record path; `exact` skips
+    columnar and compiled paths run first: parquet to text formats with pyarrow
+    (arrowio.py), and for a source of NATIVE_MIN_BYTES or more, the compiled converter
+    between json, ndjson and csv (native.py), csv to parquet (columnar.py) and json or
+    ndjson to parquet (arrowio.py); then the batch path (fast.py; parallel.py with
+    `workers` > 1). All give what the record-by-record path gives; `exact` skips
     them, for comparing."""
     src, dst = Path(src_path), Path(dst_path)
     ok, reason = can_convert(src_fmt, dst_fmt)
@@ -618,16 +620,20 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import columnar, fast, native, parallel
+        from . import arrowio, columnar, fast, native, parallel
 
-        if src.stat().st_size >= NATIVE_MIN_BYTES:
-            try:
-                if native.usable(src_fmt, dst_fmt):
-                    return native.convert_native(src, src_fmt, dst, dst_fmt)
-                if (src_fmt, dst_fmt) == ("csv", "parquet"):
-                    return columnar.csv_to_parquet(src, dst)
-            except (native.Fallback, columnar.Fallback):
-                pass
+        big = src.stat().st_size >= NATIVE_MIN_BYTES
+        try:
+            if src_fmt == "parquet" and dst_fmt in ("json", "ndjson", "csv"):
+                return arrowio.parquet_to_text(src, dst, dst_fmt)
+            if big and native.usable(src_fmt, dst_fmt):
+                return native.convert_native(src, src_fmt, dst, dst_fmt)
+            if big and (src_fmt, dst_fmt) == ("csv", "parquet"):
+                return columnar.csv_to_parquet(src, dst)
+            if big and src_fmt in ("json", "ndjson") and dst_fmt == "parquet":
+                return arrowio.json_to_parquet(src, src_fmt, dst)
+        except (native.Fallback, columnar.Fallback, arrowio.Fallback):
+            pass
         try:
             if workers > 1 and parallel.supports(src_fmt, dst_fmt):
                 return parallel.convert_parallel(src, src_fmt, dst, dst_fmt, workers)

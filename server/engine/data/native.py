@@ -2,7 +2,8 @@
 
 It converts json, ndjson and csv into each other in one streaming pass at
 several hundred MB/s in a few MB of memory, byte for byte what the Python
-conversion writes (parquet stays with Python and pyarrow; columnar.py). With
+conversion writes (parquet is pyarrow's: columnar.py, and arrowio.py, which has
+this converter turn json or ndjson into the ndjson pyarrow reads). With
 `--scan` it counts the records of a json, ndjson or csv file and finds the
 checkpoints of its page index (pageindex.py), 64 bytes at a time with AVX2
 when the processor has it, else SSE2, else eight bytes at a time in a u64

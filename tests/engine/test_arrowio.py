@@ -1,0 +1,255 @@
+"""Parquet to and from json, ndjson and csv at columnar speed: the exact path's bytes and schema, or a fallback."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from server.engine.data import arrowio, native
+from server.engine.formats import MalformedDataError, convert
+from tests.conftest import pipeloom_cmd, require
+from tests.engine.test_convert_exact import TRICKY
+from tests.engine.util import write_pipeline
+
+pa = pytest.importorskip("pyarrow")
+pq = pytest.importorskip("pyarrow.parquet")
+
+FLOATS = [1.0, 1e16, 0.1, -0.0, float("nan"), float("inf"), -float("inf"), 1e-5, 1.5e-4, 0.0001, 123456789.123,
+          1e15, 9999999999999998.0, 2.5e-7, 1 / 3, 5e-324, 1.7976931348623157e308, 100.0, None, 0.0, -1.5,
+          12345678901234567.0]
+
+
+def varied_table():
+    n = len(FLOATS)
+    return pa.table({
+        "i": [i if i % 5 else None for i in range(n)],
+        "f": FLOATS,
+        "f32": pa.array([1.1, None] + [0.1] * (n - 2), pa.float32()),
+        "s": ["a,b", 'q"uote', "back\\slash", "tab\tnl\n", "cr\rx", "Zoë ☃ 東京 🚀", "\x01\x7f\u2028", None, "",
+              " lead "] + ["x"] * (n - 10),
+        "b": [True, False, None] * (n // 3) + [True] * (n % 3),
+        "nest": [{"a": [1, 2.5, None], "e": "x"}, None, {"a": [], "e": None}]
+                + [{"a": [float("nan")], "e": "\n\"é"}] * (n - 3),
+        "l": [[1e-7, 1e22], None, []] + [[0.5]] * (n - 3),
+        "ts": [datetime.datetime(2020, 1, 2, 3, 4, 5)] * n,
+        "d": [datetime.date(2020, 1, 2), None] * (n // 2),
+        "bin": [b"\x00\xff", None] * (n // 2),
+        "nul": pa.nulls(n),
+        "ls": [["a", 'b"c'], None] * (n // 2),
+        "dict": pa.array(["u", "v"] * (n // 2)).dictionary_encode(),
+        "u64": pa.array(list(range(n)), pa.uint64()),
+        "ll": pa.array([[[1], [2, None]], None] * (n // 2), pa.large_list(pa.list_(pa.int64()))),
+        "big": pa.array(["x", "y,z"] * (n // 2), pa.large_string()),
+        "key \"odd\", é": [1] * n,
+        "lse": [[], ["", "x,y"], None, ['q"\\']] * (n // 4) + [["é"]] * (n % 4),
+        "lsn": [["a", None], []] * (n // 2),
+    })
+
+
+def same_as_exact(tmp_path: Path, table, fmt: str) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=5)
+    fast, exact = tmp_path / f"fast.{fmt}", tmp_path / f"exact.{fmt}"
+    assert arrowio.parquet_to_text(src, fast, fmt) == convert(src, "parquet", exact, fmt, exact=True)
+    assert fast.read_bytes() == exact.read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_parquet_to_text_writes_the_exact_bytes(tmp_path, monkeypatch, fmt):
+    monkeypatch.setattr(arrowio, "ROWS", 7)  # several batches, and a json array across them
+    table = varied_table()
+    same_as_exact(tmp_path, table, fmt)
+    for name in ("s", "nul", "nest", "f"):  # one column: the csv module quotes a row's only empty cell
+        same_as_exact(tmp_path, table.select([name]), fmt)
+    same_as_exact(tmp_path, table.slice(0, 0), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_floats_print_as_python_prints_them(tmp_path, fmt):
+    rnd = random.Random(7)
+    values = [rnd.uniform(-1, 1) * 10 ** rnd.randint(-30, 30) for _ in range(20_000)]
+    values += [float(rnd.randint(-10 ** 17, 10 ** 17)) / 10 ** rnd.randint(0, 20) for _ in range(20_000)]
+    values += [round(rnd.uniform(-40, 120), 3) for _ in range(20_000)]
+    table = pa.table({"v": values, "w": pa.array(values, pa.float32()), "l": [[v] for v in values]})
+    same_as_exact(tmp_path, table, fmt)
+    # mostly whole numbers, and a NaN among them
+    whole = [float(i + 1) for i in range(100)] + [float("nan"), 0.5, None, float("inf")]
+    same_as_exact(tmp_path, pa.table({"v": whole, "w": whole[:-1] + [7.0]}), fmt)
+    # readings of a sensor: below 1e10, where pyarrow writes no exponent; a few whole numbers, zeros and NaN
+    readings = [round(rnd.uniform(-40, 120), 3) for _ in range(20_000)] + [0.0, -0.0, float("nan"), 1e-4, 9999999999.5]
+    same_as_exact(tmp_path, pa.table({"v": readings}), fmt)
+
+
+def test_what_it_cannot_vouch_for_is_left_to_the_exact_path(tmp_path):
+    dup = tmp_path / "dup.parquet"
+    pq.write_table(pa.Table.from_arrays([pa.array([1]), pa.array([2])], names=["a", "a"]), dup)
+    with pytest.raises(arrowio.Fallback):
+        arrowio.parquet_to_text(dup, tmp_path / "out.ndjson", "ndjson")
+    bad = tmp_path / "bad.parquet"
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(arrowio.Fallback):
+        arrowio.parquet_to_text(bad, tmp_path / "out.ndjson", "ndjson")
+    with pytest.raises(MalformedDataError, match="bad.parquet: not a readable parquet file"):
+        convert(bad, "parquet", tmp_path / "out.ndjson", "ndjson")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "dup.parquet"]
+
+
+def test_convert_from_parquet_takes_the_columnar_path(tmp_path, monkeypatch):
+    src = tmp_path / "in.parquet"
+    pq.write_table(varied_table(), src)
+    calls = []
+    real = arrowio.parquet_to_text
+    monkeypatch.setattr(arrowio, "parquet_to_text", lambda *a: calls.append(a) or real(*a))
+    for fmt in ("json", "ndjson", "csv"):
+        convert(src, "parquet", tmp_path / f"out.{fmt}", fmt)
+        convert(src, "parquet", tmp_path / f"exact.{fmt}", fmt, exact=True)
+        assert (tmp_path / f"out.{fmt}").read_bytes() == (tmp_path / f"exact.{fmt}").read_bytes()
+    assert [c[2] for c in calls] == ["json", "ndjson", "csv"]
+
+
+# ---------------------------------------------------------------------------
+# json and ndjson to parquet
+
+
+@pytest.fixture
+def exe():
+    require(shutil.which("cargo") is not None, "json to parquet reads through the compiled converter, built with cargo")
+    assert native.binary()
+
+
+def write_source(path: Path, fmt: str, rows: list) -> Path:
+    if fmt == "json":
+        path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    else:
+        path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+def fast_and_exact(tmp_path: Path, src: Path, fmt: str):
+    """(the columnar path's count, schema and rows, or "fallback"; the exact path's)."""
+    try:
+        n = arrowio.json_to_parquet(src, fmt, tmp_path / "fast.parquet")
+        t = pq.read_table(tmp_path / "fast.parquet")
+        fast = (n, t.schema, t.to_pylist())
+    except arrowio.Fallback:
+        fast = "fallback"
+    n = convert(src, fmt, tmp_path / "exact.parquet", "parquet", exact=True)
+    t = pq.read_table(tmp_path / "exact.parquet")
+    return fast, (n, t.schema, t.to_pylist())
+
+
+WIDE = 3000  # records past the first block, with BLOCK made small
+CASES = {
+    "plain": [{"a": i, "b": str(i), "c": i / 3, "d": [i, i + 1], "e": {"x": i, "y": None}, "f": None, "g": i % 2 == 0,
+               "ts": "2024-05-01", "s": "q\"\\\n\u00e9\u2028\x01 🚀"} for i in range(WIDE)],
+    "a key first seen later": [{"a": 1}] * WIDE + [{"a": 2, "b": 3}],
+    "a float in a column of integers": [{"a": 1}] * WIDE + [{"a": 2.5}],
+    "an integer in a column of floats": [{"a": 1.5}] * WIDE + [{"a": 2}],
+    "a column null at first": [{"a": None}] * WIDE + [{"a": "x"}],
+    "objects with other keys": [{"m": {"a": 1}}] * WIDE + [{"m": {"b": 2}}] * WIDE,
+    "lists empty at first": [{"l": []}] * WIDE + [{"l": ["x"]}],
+    "lists of objects": [{"l": [{"a": 1}, {"b": [1.5, None]}]}] * 10 + [{"l": [{"c": True}]}] * WIDE,
+    "keys in their first-seen order": [{"b": 1, "a": 2}, {"c": 1, "a": 3}, {"é": 1, "a,b": 2, 'q"': 3}],
+    "dates stay text": [{"d": "x"}] * WIDE + [{"d": "2024-01-01"}],
+    "large floats": [{"v": random.Random(i).uniform(-1, 1) * 10 ** random.Random(i).randint(-300, 300)}
+                     for i in range(WIDE)],
+    "the limits of 64 bits": [{"a": 2 ** 63 - 1, "b": -2 ** 63}],
+    # the exact path keeps these as JSON text or needs its own reading: the columnar path steps aside
+    "a number and a string": [{"a": 1}] * WIDE + [{"a": "x"}],
+    "an integer beyond 64 bits": [{"a": 1.5}] * WIDE + [{"a": 2 ** 64}],
+    "an object without keys": [{"o": {}}],
+    "a boolean and a number": [{"a": True}, {"a": 1}],
+    "tricky": TRICKY,
+}
+MUST_FALL_BACK = {"a number and a string", "an integer beyond 64 bits", "an object without keys",
+                  "a boolean and a number", "tricky"}
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+@pytest.mark.parametrize("case", list(CASES))
+def test_json_to_parquet_gives_the_exact_table_or_falls_back(tmp_path, monkeypatch, exe, fmt, case):
+    monkeypatch.setattr(arrowio, "BLOCK", 1 << 14)
+    src = write_source(tmp_path / f"in.{fmt}", fmt, CASES[case])
+    fast, exact = fast_and_exact(tmp_path, src, fmt)
+    if case in MUST_FALL_BACK:
+        assert fast == "fallback"
+    else:
+        assert fast == exact
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+@pytest.mark.parametrize("content", [
+    '{"a": 1, "a": 2}\n',            # a key twice
+    '{"a": "\\ud800"}\n',            # a lone surrogate
+    '{"a": NaN}\n',                  # not JSON
+    '{"a": 1}\n[1]\n',               # not an object
+    '',                              # no records
+])
+def test_what_the_exact_path_decides_is_left_to_it(tmp_path, exe, content):
+    src = tmp_path / "in.ndjson"
+    src.write_text(content)
+    with pytest.raises(arrowio.Fallback):
+        arrowio.json_to_parquet(src, "ndjson", tmp_path / "out.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson"]
+
+
+def test_convert_of_a_large_json_goes_through_pyarrow_and_errors_stay_exact(tmp_path, monkeypatch, exe):
+    rows = [{"id": i, "v": i / 7, "tags": ["a"] if i % 2 else [], "m": {"k": str(i)}} for i in range(30_000)]
+    src = write_source(tmp_path / "in.json", "json", rows)
+    calls = []
+    real = arrowio.json_to_parquet
+    monkeypatch.setattr(arrowio, "json_to_parquet", lambda *a: calls.append(a) or real(*a))
+    assert convert(src, "json", tmp_path / "out.parquet", "parquet") == len(rows)
+    assert calls
+    convert(src, "json", tmp_path / "exact.parquet", "parquet", exact=True)
+    got, want = pq.read_table(tmp_path / "out.parquet"), pq.read_table(tmp_path / "exact.parquet")
+    assert got.schema == want.schema and got.to_pylist() == want.to_pylist()
+    bad = tmp_path / "bad.json"
+    bad.write_text(src.read_text().rstrip()[:-1] + ", 7]")
+    with pytest.raises(MalformedDataError, match="bad.json record 30001: expected an object, found a number"):
+        convert(bad, "json", tmp_path / "b.parquet", "parquet")
+    assert not (tmp_path / "b.parquet").exists()
+
+
+# ---------------------------------------------------------------------------
+# Across an edge, through the command line
+
+
+def edge(ws: Path, seed: str, src_fmt: str, dst_fmt: str) -> Path:
+    return write_pipeline(ws, {"version": 1, "name": "pq", "nodes": [
+        {"id": "make", "runtime": "command", "command": ["cp", seed, f"rows.{src_fmt}"],
+         "inputs": [{"name": "seed", "file": seed, "format": src_fmt, "path": seed}],
+         "outputs": [{"name": "rows", "file": f"rows.{src_fmt}", "format": src_fmt}]},
+        {"id": "take", "runtime": "command", "command": ["cp", f"rows.{dst_fmt}", f"seen.{dst_fmt}"],
+         "inputs": [{"name": "rows", "file": f"rows.{dst_fmt}", "format": dst_fmt}],
+         "outputs": [{"name": "seen", "file": f"seen.{dst_fmt}", "format": dst_fmt}]},
+    ], "edges": [{"from": "make.rows", "to": "take.rows"}]})
+
+
+def test_parquet_across_an_edge_through_the_cli(workspace, exe):
+    pq.write_table(varied_table(), workspace / "seed.parquet")
+    r = pipeloom_cmd("run", edge(workspace, "seed.parquet", "parquet", "csv").name, "--json", cwd=workspace)
+    assert r.returncode == 0, r.stderr
+    seen = Path(json.loads(r.stdout)["nodes"]["take"]["outputs"]["seen"])
+    convert(workspace / "seed.parquet", "parquet", workspace / "want.csv", "csv", exact=True)
+    assert seen.read_bytes() == (workspace / "want.csv").read_bytes()
+
+    rows = [{"id": i, "v": i / 7, "m": {"k": str(i)}} for i in range(30_000)]
+    write_source(workspace / "seed.ndjson", "ndjson", rows)
+    r = pipeloom_cmd("run", edge(workspace, "seed.ndjson", "ndjson", "parquet").name, "--json", cwd=workspace)
+    assert r.returncode == 0, r.stderr
+    seen = Path(json.loads(r.stdout)["nodes"]["take"]["outputs"]["seen"])
+    assert pq.read_table(seen).to_pylist() == rows
+
+    with open(workspace / "seed.ndjson", "a") as f:
+        f.write('{"id": 1, "id": 2}\n{"id": oops}\n')
+    r = pipeloom_cmd("run", edge(workspace, "seed.ndjson", "ndjson", "parquet").name, "--json", cwd=workspace)
+    assert r.returncode == 1
+    take = json.loads(r.stdout)["nodes"]["take"]
+    assert take["status"] == "failed"
+    assert take["message"].startswith("edge make.rows → take.rows (ndjson → parquet): rows.ndjson line 30002")
