@@ -170,6 +170,37 @@ def test_a_run_whose_process_is_gone_reads_as_interrupted_and_its_journal_says_s
     assert "interrupted" in shown and "stopped before it finished" in shown
 
 
+def test_a_run_that_finishes_while_recovery_looks_at_it_stays_succeeded(workspace, monkeypatch):
+    """Recovery reads a running journal, then finds the run's process gone: the run may have finished and
+    exited in between (concurrent CLI runs do this). Its finished journal must not become `interrupted`."""
+    from server.engine.store import journal as journal_mod
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    rid = "20260105-101010-race"
+    _journal(workspace, rid, time.time(), status="running", pid=dead.pid)
+
+    def finishes_then_gone(doc):
+        j = RunJournal(Layout(workspace), rid)
+        j.doc = journal_mod.load_journal(Layout(workspace).run_dir(rid))
+        j.finish(status="succeeded", finished_at=time.time())
+        return False
+
+    monkeypatch.setattr(journal_mod, "_alive", finishes_then_gone)
+    assert Journals(workspace).recover_interrupted() == 0
+    doc = json.loads((Layout(workspace).run_dir(rid) / "run.json").read_text())
+    assert doc["status"] == "succeeded"
+    assert not (Layout(workspace).state / "journal" / "active" / rid).exists()
+
+
+def test_a_cold_cli_run_of_a_chain_loads_no_logging_thread_pool_or_openssl(workspace):
+    path = chain(workspace, [("a", "echo '[1]' > out.json\n"), ("b", "cp in.json out.json\n")])
+    got = imported_by_any(workspace, ("logging", "concurrent", "hashlib", "_hashlib", "secrets"),
+                          "run", path.name, "--json", "--force")
+    assert got["code"] == 0, got["stderr"]
+    assert [m for m in got["modules"] if not m.startswith("server.engine.runtimes.")] == []
+
+
 def test_run_recovers_killed_runs_and_keeps_their_finished_nodes_reusable(workspace):
     """A killed run's finished node is merged into the cache when the next `run` recovers it."""
     path = chain(workspace, [("a", "echo '[1]' > out.json\n"), ("b", "cp in.json out.json\n")])

@@ -424,14 +424,19 @@ class Journals:
                 if doc is not None or not self.layout.run_dir(rid).exists():
                     _unlink(active / rid)
                 continue
-            if not _alive(doc):
-                self._recover(doc)
+            if not _alive(doc) and self._recover(doc)["status"] == "interrupted":
                 n += 1
         return n
 
     def _recover(self, doc: dict) -> dict:
         from ..process import stop_orphans
 
+        # The run's process was found gone after `doc` was read: it may have finished the run and exited in
+        # between. A process that is gone writes nothing more, so the journal read now decides.
+        fresh = load_journal(self.layout.run_dir(doc["run_id"]))
+        if fresh is not None and fresh["status"] not in ACTIVE:
+            _unlink(self.layout.state / "journal" / "active" / doc["run_id"])
+            return fresh
         message = INTERRUPTED
         if stop_orphans(self.layout.run_dir(doc["run_id"]) / "_groups"):
             message += "; the programs it left running were stopped"
