@@ -17,6 +17,7 @@ pub(crate) struct Parser {
     pub(crate) nl_ok: bool, // ndjson: a value may not cross a line end
     pub(crate) keys: Vec<u64>,
     pub(crate) key_buf: Vec<u8>,
+    pub(crate) check: bool, // only check the text: floats are not written again
 }
 
 #[inline]
@@ -242,7 +243,9 @@ impl Parser {
         if !x.is_finite() {
             return fb("a number beyond a double");
         }
-        py_repr(x, out);
+        if !self.check {
+            py_repr(x, out);
+        }
         Ok(())
     }
 

@@ -52,8 +52,9 @@ fn convert(src: &str, src_fmt: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
     let mut w = BufWriter::with_capacity(1 << 20, File::create(dst).map_err(io)?);
     let mut count: u64 = 0;
     let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
+    rd.p.check = dst_fmt == "check";
     match dst_fmt {
-        "json" | "ndjson" => {
+        "json" | "ndjson" | "check" => {
             let array = dst_fmt == "json";
             while rd.next()? {
                 out.clear();
@@ -79,7 +80,9 @@ fn convert(src: &str, src_fmt: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
                 if !array {
                     out.push(b'\n');
                 }
-                w.write_all(&out).map_err(io)?;
+                if !rd.p.check {
+                    w.write_all(&out).map_err(io)?;
+                }
                 count += 1;
             }
             if array {
