@@ -222,6 +222,18 @@ def test_pyarrow_reads_plain_ndjson_itself_while_the_converter_checks_it(tmp_pat
     assert modes[0] == "check"  # the converter wrote nothing: pyarrow read the source
 
 
+def test_only_columns_whose_values_repeat_get_a_dictionary(tmp_path, exe):
+    rows = [{"id": i, "kind": "ab"[i % 2], "m": {"u": "°C", "n": i / 7}, "tags": ["x"] if i % 3 else []}
+            for i in range(30_000)]
+    src = write_source(tmp_path / "in.ndjson", "ndjson", rows)
+    fast, exact = fast_and_exact(tmp_path, src, "ndjson")
+    assert fast == exact
+    group = pq.ParquetFile(tmp_path / "fast.parquet").metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema for i in range(group.num_columns)
+                  if "RLE_DICTIONARY" in group.column(i).encodings}
+    assert dictionary == {"kind", "m.u", "tags.list.element"}
+
+
 @pytest.mark.parametrize("lead", ["\n", "\t\n", " "])
 def test_a_block_that_does_not_start_with_an_object_is_read_from_the_converter(tmp_path, monkeypatch, exe, lead):
     monkeypatch.setattr(arrowio, "BLOCK", 1 << 14)

@@ -478,6 +478,31 @@ def _check_numbers(pa, pc, table, block: bytes) -> None:
                     raise Fallback("an integer of 2**63 or more")
 
 
+def _leaves(pa, arr, path: str):
+    """(parquet column path, values) of every leaf column inside `arr`."""
+    t = arr.type
+    if pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            yield from _leaves(pa, arr.field(i), f"{path}.{t.field(i).name}")
+    elif pa.types.is_list(t):
+        yield from _leaves(pa, arr.flatten(), f"{path}.list.element")
+    else:
+        yield path, arr
+
+
+def _repeating(pa, pc, table) -> list:
+    """The parquet columns worth a dictionary, judged on the first block: those whose values repeat.
+
+    A column of values seen once each (ids, timestamps, measurements) gains nothing from one, and
+    building it costs a hash of every value in every row group."""
+    keep = []
+    for name in table.column_names:
+        for path, arr in _leaves(pa, table[name].combine_chunks(), name):
+            if pa.types.is_null(arr.type) or (len(arr) and pc.count_distinct(arr).as_py() * 2 <= len(arr)):
+                keep.append(path)
+    return keep
+
+
 class _Widen(Exception):
     """A block needs a wider schema than the one the conversion started with."""
 
@@ -662,6 +687,8 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -
     try:
         parsed: deque = deque()
         written: deque = deque()
+        held: list = []  # parsed tables not yet written
+        rows = 0
         with ThreadPoolExecutor(2) as parsers, ThreadPoolExecutor(1) as pool:  # two blocks parsed, one written
             try:
                 while True:
@@ -673,15 +700,20 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -
                         if schema is None:
                             schema = _schema_of(pa, infer(block))
                         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-                        writer = pq.ParquetWriter(str(out.tmp), schema)
                     if not done:
                         parsed.append(parsers.submit(parse, block))
                     del block
                     while parsed and (len(parsed) > 1 or done):
                         table = parsed.popleft().result()
-                        written.append(pool.submit(writer.write_table, table, BATCH_ROWS))
+                        if writer is None:
+                            writer = pq.ParquetWriter(str(out.tmp), schema, use_dictionary=_repeating(pa, pc, table))
+                        held.append(table)
+                        rows += table.num_rows
                         count += table.num_rows
                         del table
+                        if rows >= BATCH_ROWS or (done and not parsed):  # row groups of the exact path's size
+                            written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
+                            held, rows = [], 0
                         while len(written) > 1:
                             written.popleft().result()
                     if done:
