@@ -17,7 +17,7 @@ pub(crate) struct Parser {
     pub(crate) nl_ok: bool, // ndjson: a value may not cross a line end
     pub(crate) keys: Vec<u64>,
     pub(crate) key_buf: Vec<u8>,
-    pub(crate) check: bool, // only check the text: floats are not written again
+    pub(crate) check: bool, // only check the text: strings and numbers are not written again
 }
 
 #[inline]
@@ -231,7 +231,8 @@ impl Parser {
             if lit.len() > 4000 {
                 return fb("an integer of more digits than Python reads"); // its int() limit is 4,300
             }
-            if lit == b"-0" {
+            if self.check {
+            } else if lit == b"-0" {
                 out.push(b'0');
             } else {
                 out.extend_from_slice(lit);
@@ -297,7 +298,7 @@ impl Parser {
                     }
                 }
             }
-            b'"' => self.string(s, i, None, Some(out)),
+            b'"' => self.string(s, i, None, if self.check { None } else { Some(out) }),
             b't' => {
                 self.literal(s, i, b"true")?;
                 out.extend_from_slice(b"true");
@@ -358,7 +359,7 @@ impl Parser {
                 }
                 let mut kb = std::mem::take(&mut self.key_buf);
                 kb.clear();
-                let r = self.string(s, i, Some(&mut kb), Some(out));
+                let r = self.string(s, i, Some(&mut kb), if self.check { None } else { Some(&mut *out) });
                 let fresh = r.is_ok() && self.new_key(base, hash(&kb));
                 self.key_buf = kb;
                 r?;

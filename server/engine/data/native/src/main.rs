@@ -1,7 +1,7 @@
 //! Pipeloom's compiled record converter: a JSON array, ndjson or csv file to one of the other two, in one
 //! streaming pass, writing exactly the bytes of Pipeloom's Python conversion (server/engine/data/formats.py).
 //!
-//!     pipeloom-convert SRC SRC_FMT DST DST_FMT
+//!     pipeloom-convert SRC SRC_FMT DST DST_FMT      (DST_FMT `check`: read json or ndjson, write nothing)
 //!     pipeloom-convert --scan FILE FORMAT EVERY      (record counts and page checkpoints: scan.rs)
 //!
 //! It prints one line of JSON: {"count": N} when it wrote DST, or {"fallback": "why"} (exit 3) when the
