@@ -573,7 +573,7 @@ def _plain(block: bytes) -> bool:
 def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
     """Convert a json array or ndjson file to parquet, atomically; the record count, or Fallback.
 
-    pyarrow's json reader parses the records a block at a time, two blocks at once. The first block
+    pyarrow's json reader parses the records a block at a time. The first block
     sets the schema and each later block must fit it. A block that needs a wider one (a new key, a
     float in a column of integers) widens it as the exact path unifies types, and the conversion starts
     again under the wider schema, a few times at most.
@@ -689,7 +689,10 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -
         written: deque = deque()
         held: list = []  # parsed tables not yet written
         rows = 0
-        with ThreadPoolExecutor(2) as parsers, ThreadPoolExecutor(1) as pool:  # two blocks parsed, one written
+        ahead = 1 if direct else 0  # blocks parsed while the oldest one is awaited
+        # two blocks parsed at once where each is one chunk on one thread (pyarrow parses the chunks of a
+        # block from the pipe in parallel itself), one written
+        with ThreadPoolExecutor(2 if direct else 1) as parsers, ThreadPoolExecutor(1) as pool:
             try:
                 while True:
                     block = blocks.get()
@@ -703,7 +706,7 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -
                     if not done:
                         parsed.append(parsers.submit(parse, block))
                     del block
-                    while parsed and (len(parsed) > 1 or done):
+                    while parsed and (len(parsed) > ahead or done):
                         table = parsed.popleft().result()
                         if writer is None:
                             writer = pq.ParquetWriter(str(out.tmp), schema, use_dictionary=_repeating(pa, pc, table))
@@ -711,13 +714,16 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -
                         rows += table.num_rows
                         count += table.num_rows
                         del table
-                        if rows >= BATCH_ROWS or (done and not parsed):  # row groups of the exact path's size
+                        if rows >= BATCH_ROWS:  # row groups of about the exact path's size
                             written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
                             held, rows = [], 0
                         while len(written) > 1:
                             written.popleft().result()
                     if done:
                         break
+                if held:
+                    written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
+                    held = []
                 while written:
                     written.popleft().result()
             except pa.ArrowException as exc:
