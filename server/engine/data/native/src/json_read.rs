@@ -231,11 +231,8 @@ impl Parser {
             if lit.len() > 4000 {
                 return fb("an integer of more digits than Python reads"); // its int() limit is 4,300
             }
-            if self.check {
-            } else if lit == b"-0" {
-                out.push(b'0');
-            } else {
-                out.extend_from_slice(lit);
+            if !self.check {
+                out.extend_from_slice(if lit == b"-0" { b"0" } else { lit });
             }
             return Ok(());
         }
