@@ -198,6 +198,70 @@ def test_what_the_exact_path_decides_is_left_to_it(tmp_path, exe, content):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson"]
 
 
+def converter_modes(monkeypatch) -> list:
+    """The last argument (the output format) of every compiled converter started from now on."""
+    import subprocess
+
+    modes = []
+    real = subprocess.Popen
+
+    def spy(args, *a, **kw):
+        modes.append(args[-1])
+        return real(args, *a, **kw)
+
+    monkeypatch.setattr(subprocess, "Popen", spy)
+    return modes
+
+
+def test_pyarrow_reads_plain_ndjson_itself_while_the_converter_checks_it(tmp_path, monkeypatch, exe):
+    monkeypatch.setattr(arrowio, "BLOCK", 1 << 14)
+    src = write_source(tmp_path / "in.ndjson", "ndjson", CASES["plain"])
+    modes = converter_modes(monkeypatch)
+    fast, exact = fast_and_exact(tmp_path, src, "ndjson")
+    assert fast == exact
+    assert modes[0] == "check"  # the converter wrote nothing: pyarrow read the source
+
+
+def test_only_columns_whose_values_repeat_get_a_dictionary(tmp_path, exe):
+    rows = [{"id": i, "kind": "ab"[i % 2], "m": {"u": "°C", "n": i / 7}, "tags": ["x"] if i % 3 else []}
+            for i in range(30_000)]
+    src = write_source(tmp_path / "in.ndjson", "ndjson", rows)
+    fast, exact = fast_and_exact(tmp_path, src, "ndjson")
+    assert fast == exact
+    group = pq.ParquetFile(tmp_path / "fast.parquet").metadata.row_group(0)
+    dictionary = {group.column(i).path_in_schema for i in range(group.num_columns)
+                  if "RLE_DICTIONARY" in group.column(i).encodings}
+    assert dictionary == {"kind", "m.u", "tags.list.element"}
+
+
+@pytest.mark.parametrize("lead", ["\n", "\t\n", " "])
+def test_a_block_that_does_not_start_with_an_object_is_read_from_the_converter(tmp_path, monkeypatch, exe, lead):
+    monkeypatch.setattr(arrowio, "BLOCK", 1 << 14)
+    rows = [{"a": i, "b": str(i)} for i in range(WIDE)]
+    src = tmp_path / "in.ndjson"
+    src.write_text(lead + "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    modes = converter_modes(monkeypatch)
+    fast, exact = fast_and_exact(tmp_path, src, "ndjson")
+    assert fast == exact
+    assert modes[:2] == ["check", "ndjson"]
+
+
+@pytest.mark.parametrize("bad", [
+    "null\n" * 100_000,                  # pyarrow reads it as rows of nulls (and crashed on a chunk of them)
+    '{"a": 1} {"a": 2}\n',               # two objects on a line
+    '{"a":\n 1}\n',                      # one object over two lines
+    '{"a": NaN}\n',                      # not JSON
+    "[1]\n",                              # not an object
+])
+def test_ndjson_pyarrow_reads_but_the_exact_path_refuses_falls_back(tmp_path, monkeypatch, exe, bad):
+    monkeypatch.setattr(arrowio, "BLOCK", 1 << 14)
+    src = tmp_path / "in.ndjson"
+    src.write_text('{"a": 1}\n' * 3000 + bad + '{"a": 2}\n' * 3000)
+    with pytest.raises(arrowio.Fallback):
+        arrowio.json_to_parquet(src, "ndjson", tmp_path / "out.parquet")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.ndjson"]
+
+
 def test_convert_of_a_large_json_goes_through_pyarrow_and_errors_stay_exact(tmp_path, monkeypatch, exe):
     rows = [{"id": i, "v": i / 7, "tags": ["a"] if i % 2 else [], "m": {"k": str(i)}} for i in range(30_000)]
     src = write_source(tmp_path / "in.json", "json", rows)

@@ -408,7 +408,7 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
 # ---------------------------------------------------------------------------
 # json and ndjson to parquet
 
-BLOCK = 4 << 20  # bytes of ndjson parsed in one call
+BLOCK = 4 << 20  # bytes of ndjson parsed in one call (a quarter of it where pyarrow reads the source)
 WIDENINGS = 4
 QUEUED = 2  # blocks read ahead of the parser
 _TWO_63 = float(2 ** 63)
@@ -478,6 +478,31 @@ def _check_numbers(pa, pc, table, block: bytes) -> None:
                     raise Fallback("an integer of 2**63 or more")
 
 
+def _leaves(pa, arr, path: str):
+    """(parquet column path, values) of every leaf column inside `arr`."""
+    t = arr.type
+    if pa.types.is_struct(t):
+        for i in range(t.num_fields):
+            yield from _leaves(pa, arr.field(i), f"{path}.{t.field(i).name}")
+    elif pa.types.is_list(t):
+        yield from _leaves(pa, arr.flatten(), f"{path}.list.element")
+    else:
+        yield path, arr
+
+
+def _repeating(pa, pc, table) -> list:
+    """The parquet columns worth a dictionary, judged on the first block: those whose values repeat.
+
+    A column of values seen once each (ids, timestamps, measurements) gains nothing from one, and
+    building it costs a hash of every value in every row group."""
+    keep = []
+    for name in table.column_names:
+        for path, arr in _leaves(pa, table[name].combine_chunks(), name):
+            if pa.types.is_null(arr.type) or (len(arr) and pc.count_distinct(arr).as_py() * 2 <= len(arr)):
+                keep.append(path)
+    return keep
+
+
 class _Widen(Exception):
     """A block needs a wider schema than the one the conversion started with."""
 
@@ -512,12 +537,12 @@ def _widened(pa, schema, inferred):
     return wider
 
 
-def _blocks(f, out: list, stop) -> None:
-    """Read ndjson from `f` into `out` (a queue): blocks of whole lines, then None."""
+def _blocks(f, out: list, stop, size: int) -> None:
+    """Read ndjson from `f` into `out` (a queue): blocks of whole lines, about `size` bytes, then None."""
     carry = b""
     try:
         while not stop.is_set():
-            data = f.read(BLOCK)
+            data = f.read(size)
             if not data:
                 break
             data = carry + data
@@ -533,28 +558,53 @@ def _blocks(f, out: list, stop) -> None:
         out.put(None)
 
 
+class _NotPlain(Exception):
+    """The source is not plain ndjson that pyarrow may read itself: the converter's text is read instead."""
+
+
+def _plain(block: bytes) -> bool:
+    """Whether pyarrow may read `block` of the source itself, as one chunk: it starts with an object.
+
+    (pyarrow crashed on a chunk that starts with `null`; any other line that is not one object is the
+    converter's to refuse, and a blank line is skipped by both.)"""
+    return block.startswith(b"{")
+
+
 def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
     """Convert a json array or ndjson file to parquet, atomically; the record count, or Fallback.
 
-    The compiled converter reads the source (and leaves anything whose meaning the exact path decides
-    to it: malformed text, duplicate keys, records that are not objects, ...) and writes it as ndjson
-    on a pipe, in the exact path's own text; pyarrow's json reader parses it a block at a time. The
-    first block sets the schema and each later block must fit it. A block that needs a wider one (a
-    new key, a float in a column of integers) widens it as the exact path unifies types, and the
-    conversion starts again under the wider schema, a few times at most.
+    pyarrow's json reader parses the records a block at a time. The first block
+    sets the schema and each later block must fit it. A block that needs a wider one (a new key, a
+    float in a column of integers) widens it as the exact path unifies types, and the conversion starts
+    again under the wider schema, a few times at most.
 
-    pyarrow never reads the source itself: it accepts ndjson the Python reader refuses (two objects
-    on a line, one object over several lines, NaN), and a line holding only `null` crashed it."""
+    What pyarrow reads is vouched for by the compiled converter, which reads the whole source as the
+    exact path does and leaves anything whose meaning that path decides to it (malformed text, NaN,
+    duplicate keys, records that are not objects, two values on a line, one object over several lines,
+    ...). For ndjson, pyarrow reads the source itself while the converter, in its own process beside
+    it, only checks it (`check`: nothing written), and the result counts when the converter accepted
+    the file and counted as many records as pyarrow read: a line the exact path refuses (`null`, two
+    objects, NaN, ...) makes the converter refuse the file. pyarrow crashed on a chunk of text that
+    starts with `null`, so each block is parsed as one chunk and must start with `{` before pyarrow
+    sees it. Where that fails, or pyarrow refuses the text, or counts otherwise (a json array, a byte
+    order mark, a blank line where a block starts, ...), pyarrow reads the converter's own ndjson
+    instead, on a pipe, in the exact path's text."""
     schema = None
-    for _ in range(WIDENINGS):
+    direct = src_fmt == "ndjson"
+    tries = 0
+    while True:
         try:
-            return _json_to_parquet(src, src_fmt, dst, schema)
+            return _json_to_parquet(src, src_fmt, dst, schema, direct)
         except _Widen as w:
+            tries += 1
+            if tries >= WIDENINGS:
+                raise Fallback("the schema kept widening") from None
             schema = w.schema
-    raise Fallback("the schema kept widening")
+        except _NotPlain:
+            direct = False
 
 
-def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
+def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -> int:
     import os
     import queue
     import subprocess
@@ -571,66 +621,127 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema) -> int:
     exe = native.binary() if native.enabled() else None
     if exe is None:
         raise Fallback("the compiled converter is not available")
-    r, w = os.pipe()
+    if direct:  # the converter only checks: its text goes nowhere, pyarrow reads the source
+        w = os.open(os.devnull, os.O_WRONLY)
+        r = None
+    else:
+        r, w = os.pipe()
     try:
-        proc = subprocess.Popen([exe, str(src), src_fmt, f"/dev/fd/{w}", "ndjson"], stdin=subprocess.DEVNULL,
+        proc = subprocess.Popen([exe, str(src), src_fmt, f"/dev/fd/{w}", "check" if direct else "ndjson"],
+                                stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(w,))
     except OSError as exc:
-        os.close(r)
+        if r is not None:
+            os.close(r)
         os.close(w)
         raise Fallback(f"cannot start the converter: {exc}") from None
     os.close(w)
-    try:
-        import fcntl
+    if direct:
+        f = open(src, "rb", buffering=0)
+    else:
+        try:
+            import fcntl
 
-        fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # fewer, larger reads
-    except (ImportError, OSError):
-        pass
-    f = os.fdopen(r, "rb", buffering=1 << 20)  # read(BLOCK) then waits for a whole block
+            fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # fewer, larger reads
+        except (ImportError, OSError):
+            pass
+        f = os.fdopen(r, "rb", buffering=1 << 20)  # read(BLOCK) then waits for a whole block
     blocks: queue.Queue = queue.Queue(QUEUED)
     stop = threading.Event()
-    reader = threading.Thread(target=_blocks, args=(f, blocks, stop), daemon=True)
+    # one chunk per block where pyarrow reads the source: smaller ones parse faster on one thread
+    size = BLOCK // 4 if direct else BLOCK
+    reader = threading.Thread(target=_blocks, args=(f, blocks, stop, size), daemon=True)
     reader.start()
     out = _AtomicOutput(dst)
     writer = None
     count = 0
+    options = None
+
+    def infer(block: bytes):
+        try:
+            if direct:  # one chunk, as `parse` reads it
+                return pj.read_json(pa.BufferReader(block), read_options=pj.ReadOptions(
+                    use_threads=False, block_size=len(block) + 1)).schema
+            return pj.read_json(pa.BufferReader(block)).schema
+        except pa.ArrowException as exc:
+            if direct:
+                raise _NotPlain() from None
+            raise Fallback(f"pyarrow: {exc}") from None
+
+    def parse(block: bytes):
+        if direct and not _plain(block):
+            raise _NotPlain()
+        try:
+            if direct:  # one chunk, on this thread: its first line is the one checked
+                table = pj.read_json(pa.BufferReader(block), parse_options=options, read_options=pj.ReadOptions(
+                    use_threads=False, block_size=len(block) + 1))
+            else:
+                table = pj.read_json(pa.BufferReader(block), parse_options=options)  # 1 MB chunks, in parallel
+        except pa.ArrowException:
+            raise _Widen(_widened(pa, schema, infer(block))) from None
+        if table.schema != schema:
+            raise Fallback("another schema")
+        _check_numbers(pa, pc, table, block)
+        return table
+
     try:
-        pending: deque = deque()
-        with ThreadPoolExecutor(1) as pool:  # writes a block while the next one is parsed
+        parsed: deque = deque()
+        written: deque = deque()
+        held: list = []  # parsed tables not yet written
+        rows = 0
+        ahead = 1 if direct else 0  # blocks parsed while the oldest one is awaited
+        # two blocks parsed at once where each is one chunk on one thread (pyarrow parses the chunks of a
+        # block from the pipe in parallel itself), one written
+        with ThreadPoolExecutor(2 if direct else 1) as parsers, ThreadPoolExecutor(1) as pool:
             try:
-                while (block := blocks.get()) is not None:
-                    if schema is None:
-                        schema = _schema_of(pa, pj.read_json(pa.BufferReader(block)).schema)
-                    if writer is None:
+                while True:
+                    block = blocks.get()
+                    done = block is None
+                    if not done and options is None:
+                        if direct and not _plain(block):
+                            raise _NotPlain()
+                        if schema is None:
+                            schema = _schema_of(pa, infer(block))
                         options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-                        writer = pq.ParquetWriter(str(out.tmp), schema)
-                    try:
-                        table = pj.read_json(pa.BufferReader(block), parse_options=options)  # 1 MB chunks, in parallel
-                    except pa.ArrowException:
-                        raise _Widen(_widened(pa, schema, pj.read_json(pa.BufferReader(block)).schema)) from None
-                    if table.schema != schema:
-                        raise Fallback("another schema")
-                    _check_numbers(pa, pc, table, block)
+                    if not done:
+                        parsed.append(parsers.submit(parse, block))
                     del block
-                    pending.append(pool.submit(writer.write_table, table, BATCH_ROWS))
-                    count += table.num_rows
-                    del table
-                    while len(pending) > 1:
-                        pending.popleft().result()
-                while pending:
-                    pending.popleft().result()
+                    while parsed and (len(parsed) > ahead or done):
+                        table = parsed.popleft().result()
+                        if writer is None:
+                            writer = pq.ParquetWriter(str(out.tmp), schema, use_dictionary=_repeating(pa, pc, table))
+                        held.append(table)
+                        rows += table.num_rows
+                        count += table.num_rows
+                        del table
+                        if rows >= BATCH_ROWS:  # row groups of about the exact path's size
+                            written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
+                            held, rows = [], 0
+                        while len(written) > 1:
+                            written.popleft().result()
+                    if done:
+                        break
+                if held:
+                    written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
+                    held = []
+                while written:
+                    written.popleft().result()
             except pa.ArrowException as exc:
                 raise Fallback(f"pyarrow: {exc}") from None
             finally:
-                for p in pending:
+                for p in (*parsed, *written):
                     p.cancel()
         got, _ = proc.communicate()
         try:
             report = json.loads(got.decode("utf-8", "replace").strip().splitlines()[-1])
         except (ValueError, IndexError):
             report = {}
-        if proc.returncode != 0 or report.get("count") != count:
-            raise Fallback(report.get("fallback") or "the converter counts other records")
+        if proc.returncode != 0 or not isinstance(report.get("count"), int):
+            raise Fallback(report.get("fallback") or "the converter failed")
+        if report["count"] != count:
+            if direct:
+                raise _NotPlain()
+            raise Fallback("the converter counts other records")
         if writer is None:
             raise Fallback("no records: the exact path writes the empty file")
         writer.close()
