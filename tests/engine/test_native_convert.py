@@ -78,6 +78,22 @@ def test_numbers_print_as_python_prints_them(tmp_path, exe):
     assert got[1].startswith(b'{"a": 0, "b": -0.0, "c": 100.0, "d": 1e-07, "e": 1e-05, "f": 1e+16, ')
 
 
+def test_a_float_exactly_halfway_between_two_shortest_texts_takes_the_even_digit_as_python_does(tmp_path, exe):
+    """562949953421312.25 reads back from both `…312.2` and `…312.3`; Python's repr writes the even one."""
+    import math
+    import random
+
+    rng = random.Random(9)
+    ties = [562949953421312.25, -562949953421312.25, 123456789012345.125, 2.5, 0.125, 1e23, 2.0 ** 70]
+    ties += [math.ldexp(rng.getrandbits(53), rng.randint(-8, 4)) for _ in range(3000)]  # few binary places
+    src = tmp_path / "in.json"
+    src.write_text(json.dumps([{"v": v} for v in ties]))
+    for dst_fmt in ("csv", "ndjson"):
+        got, want = both(tmp_path, exe, src, "json", dst_fmt)
+        assert got == want
+    assert b'{"v": 562949953421312.2}' in got[1]
+
+
 def test_escapes_and_text_match(tmp_path, exe):
     src = tmp_path / "in.ndjson"
     src.write_bytes(b'{"s": "\\u00e9\\ud83d\\ude80\\u0000\\u001f\\/\\b\\f\\n\\r\\t\\"\\\\\\u2028\\u007f", '
