@@ -30,20 +30,17 @@ converts record by record, which also words every error.
 
 from __future__ import annotations
 
-import json
 import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from .columnar import Fallback  # one for both pyarrow paths: the caller converts record by record
+
 ROWS = 8_192  # rows encoded at a time: about 2 MB of text
 IN_FLIGHT = 4
 JSON, COMPACT, CSVJSON, CSV = "json", "compact", "csvjson", "csv"
 _PRINTABLE = bytes(range(32, 256))  # deleted, what is left of a text is its control characters
-
-
-class Fallback(Exception):
-    """This path cannot vouch for the input; the caller converts record by record."""
 
 
 def _view(arr):
@@ -732,10 +729,7 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -
                 for p in (*parsed, *written):
                     p.cancel()
         got, _ = proc.communicate()
-        try:
-            report = json.loads(got.decode("utf-8", "replace").strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            report = {}
+        report = native.report(got)
         if proc.returncode != 0 or not isinstance(report.get("count"), int):
             raise Fallback(report.get("fallback") or "the converter failed")
         if report["count"] != count:

@@ -13,7 +13,6 @@ rules instead. Every column is text, as it is on the exact path.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -88,10 +87,7 @@ def csv_to_parquet(src: Path, dst: Path) -> int:
         except (pa.ArrowException, ValueError, OSError) as exc:
             raise Fallback(f"pyarrow: {exc}") from None
         got, _ = check.communicate()
-        try:
-            report = json.loads(got.decode().strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            report = {}
+        report = native.report(got)
         if check.returncode != 0 or report.get("total") != count:
             raise Fallback(report.get("fallback") or "the scanner counts other rows")
         out.commit()

@@ -632,7 +632,7 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
                 return columnar.csv_to_parquet(src, dst)
             if big and src_fmt in ("json", "ndjson") and dst_fmt == "parquet":
                 return arrowio.json_to_parquet(src, src_fmt, dst)
-        except (native.Fallback, columnar.Fallback, arrowio.Fallback):
+        except (native.Fallback, columnar.Fallback):  # arrowio raises columnar's
             pass
         try:
             if workers > 1 and parallel.supports(src_fmt, dst_fmt):

@@ -116,6 +116,16 @@ def usable(src_fmt: str, dst_fmt: str) -> str | None:
     return binary()
 
 
+def report(stdout: bytes) -> dict:
+    """The JSON object the converter prints last (its count, total or the reason it fell back); {} when it
+    printed none."""
+    try:
+        found = json.loads(stdout.decode("utf-8", "replace").strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 def run(exe: str, src: Path, src_fmt: str, dst: Path, dst_fmt: str) -> int:
     """Convert `src` into `dst` (a temporary path the caller publishes) with the converter at `exe`;
     the record count, or Fallback."""
@@ -124,14 +134,11 @@ def run(exe: str, src: Path, src_fmt: str, dst: Path, dst_fmt: str) -> int:
                               capture_output=True)
     except OSError as exc:
         raise Fallback(f"cannot start the converter: {exc}") from None
-    try:
-        report = json.loads(proc.stdout.decode("utf-8", "replace").strip().splitlines()[-1])
-    except (ValueError, IndexError):
-        report = {}
-    if proc.returncode == 0 and isinstance(report.get("count"), int):
-        return report["count"]
+    said = report(proc.stdout)
+    if proc.returncode == 0 and isinstance(said.get("count"), int):
+        return said["count"]
     dst.unlink(missing_ok=True)
-    why = report.get("fallback") or proc.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit {proc.returncode}"
+    why = said.get("fallback") or proc.stderr.decode("utf-8", "replace").strip()[-300:] or f"exit {proc.returncode}"
     raise Fallback(why)
 
 
