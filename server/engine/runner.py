@@ -385,7 +385,7 @@ class Runner:
                     ts.done(ready[0])
                     continue
                 if ready and pool is None:
-                    from concurrent.futures import ThreadPoolExecutor
+                    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
                     pool = ThreadPoolExecutor(max_workers=jobs, thread_name_prefix=f"node-{self.run_id}")
                 for nid in ready:
@@ -394,9 +394,7 @@ class Runner:
                     if not progressed:
                         break
                     continue
-                from concurrent.futures import FIRST_COMPLETED, wait
-
-                try:
+                try:  # futures are only ever made once the pool is, with `wait` imported beside it
                     done, _ = wait(list(futures), return_when=FIRST_COMPLETED)
                 except KeyboardInterrupt:
                     self.cancel()
