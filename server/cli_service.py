@@ -263,6 +263,7 @@ def gc(pipeline_id: str | None, dry_run: bool, workspace: Path | None) -> None:
     """Remove old runs as each pipeline's `retention` says (triggered runs: the newest 500 and a week by default).
 
     A run still going, the run holding a step's newest outputs, and any file a kept run uses are never removed.
+    Without --pipeline, it also trims the query and diff caches to their sizes (least recently used first).
     """
     from .engine import gc as gc_
     from .engine.store import Store
@@ -286,8 +287,14 @@ def gc(pipeline_id: str | None, dry_run: bool, workspace: Path | None) -> None:
             total_bytes += res.bytes_freed
     finally:
         store.close()
-    if not total_runs:
-        click.echo("Nothing to remove: every run is within its pipeline's retention.")
+    files, freed = (0, 0) if pipeline_id else gc_.trim_caches(ws, dry_run=dry_run)
+    if files:
+        verb = "would remove" if dry_run else "removed"
+        click.echo(f"caches: {verb} {plural(files, 'file')} ({freed / 1e6:,.1f} MB freed) to keep .pipeloom/query "
+                   "and .pipeloom/diffs under PIPELOOM_QUERY_CACHE_MB and PIPELOOM_DIFF_CACHE_MB")
+    if not total_runs and not files:
+        click.echo("Nothing to remove: every run is within its pipeline's retention, and the caches are within "
+                   "their size.")
 
 
 def check_pipeline_id(pipeline_id: str, known: set[str]) -> None:

@@ -129,6 +129,23 @@ def _remove_folder(folder: Path, keep: set[str], dry_run: bool) -> tuple[int, in
     return freed, kept
 
 
+# The workspace's caches of derived files: (folder under .pipeloom, environment variable of its cap, what a file is)
+CACHES = (("query", "PIPELOOM_QUERY_CACHE_MB", "query database"), ("diffs", "PIPELOOM_DIFF_CACHE_MB", "diff"))
+
+
+def trim_caches(workspace: str | os.PathLike, *, dry_run: bool = False) -> tuple[int, int]:
+    """Bring the query and diff caches under their caps, least recently used first, and remove partial files
+    left by killed processes; (files removed, bytes freed)."""
+    from .data.cachedir import cap_bytes, trim
+
+    state = Layout(workspace).state
+    files = freed = 0
+    for folder, var, what in CACHES:
+        n, b = trim(state / folder, cap_bytes(var), what=what, dry_run=dry_run)
+        files, freed = files + n, freed + b
+    return files, freed
+
+
 class RetentionLoop:
     """Applies retention in the background of a long-lived process (the server), every `interval` seconds."""
 
@@ -157,6 +174,10 @@ class RetentionLoop:
 
         policies = self.policies()
         done = []
+        try:
+            trim_caches(self.workspace)
+        except OSError:
+            logging.getLogger("pipeloom.gc").exception("trimming the caches of %s", self.workspace)
         for pid in self.store.pipeline_ids():
             try:
                 done.append(collect(self.store, pid, policies.get(pid), self.workspace))

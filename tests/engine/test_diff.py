@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -97,6 +98,26 @@ def test_a_finished_diff_is_reused_and_a_half_built_one_never_is(tmp_path):
     with pytest.raises(DiffError):
         compute(side(a, "text", sha="aa"), side(b, sha="cc"), cache_dir=cache)
     assert not [p for p in cache.iterdir() if p.name.endswith(".part")]
+
+
+def test_kept_diffs_stay_under_their_cap_least_recently_used_first(tmp_path, monkeypatch):
+    a = write_json(tmp_path / "a.json", [{"id": i, "v": "x" * 50} for i in range(300)])
+    b = write_json(tmp_path / "b.json", [{"id": i, "v": "y" * 50} for i in range(200)])
+    cache = tmp_path / "diffs"
+    first = compute(side(a, sha="a1"), side(b, sha="b1"), cache_dir=cache)
+    size = first.db_path.stat().st_size
+    monkeypatch.setenv("PIPELOOM_DIFF_CACHE_MB", str(2.5 * size / 1024 / 1024))  # room for two diffs
+    second = compute(side(a, sha="a2"), side(b, sha="b2"), cache_dir=cache)
+    os.utime(second.db_path, (1, 1))  # long unused
+    compute(side(a, sha="a1"), side(b, sha="b1"), cache_dir=cache)  # reused: the most recently used again
+    third = compute(side(a, sha="a3"), side(b, sha="b3"), cache_dir=cache)
+    kept = sorted(p.name for p in cache.iterdir())
+    assert kept == sorted([first.db_path.name, third.db_path.name])
+    stale = cache / ".diff-killed.sqlite.part"  # left by a process killed while building a diff
+    stale.write_bytes(b"x")
+    os.utime(stale, (1, 1))
+    compute(side(a, sha="a4"), side(b, sha="b4"), cache_dir=cache)
+    assert not stale.exists()
 
 
 def test_reasons_come_from_the_steps_own_log_lines():

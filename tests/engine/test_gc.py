@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 from server.engine import gc
 from server.engine.model import load_pipeline
 from server.engine.runner import RunOptions, Runner
 from server.engine.store import Store
+from tests.conftest import pipeloom_cmd
 from tests.engine.util import write_pipeline
 
 
@@ -115,3 +117,24 @@ def test_files_a_kept_run_still_points_to_are_left_in_place(workspace):
     result = gc.collect(store, "test", {"keep_runs": 1, "keep_days": 0}, workspace)
     assert result.removed == [old] and result.files_kept >= 1
     assert Path(take_out).read_text() == "one\n"
+
+
+def test_gc_trims_the_query_and_diff_caches_to_their_caps_and_dry_run_only_says_so(workspace):
+    state = workspace / ".pipeloom"
+    made = []
+    for i, folder in enumerate(("query", "diffs", "query", "diffs")):
+        (state / folder).mkdir(parents=True, exist_ok=True)
+        f = state / folder / f"f{i}.sqlite"
+        f.write_bytes(b"x" * 1_048_576)
+        os.utime(f, (1000 + i, 1000 + i))
+        made.append(f)
+    env = {"PIPELOOM_QUERY_CACHE_MB": "1.5", "PIPELOOM_DIFF_CACHE_MB": "1.5"}
+    dry = pipeloom_cmd("gc", "--dry-run", cwd=workspace, env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert "would remove 2 files" in dry.stdout and all(f.exists() for f in made)
+    done = pipeloom_cmd("gc", cwd=workspace, env=env)
+    assert done.returncode == 0, done.stderr
+    assert "removed 2 files" in done.stdout
+    assert [f.exists() for f in made] == [False, False, True, True]  # the older of each folder went
+    again = pipeloom_cmd("gc", cwd=workspace, env=env)
+    assert "Nothing to remove" in again.stdout

@@ -38,6 +38,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import UsageError
 from ..formats import iter_records
+from .cachedir import cap_bytes, touch, trim
 
 DIFF_VERSION = 2
 KINDS = ("dropped", "added", "changed", "unchanged")
@@ -402,6 +403,7 @@ def compute(before: Side, after: Side, *, key: list[str] | None = None, cache_di
         if done.is_file():
             diff = _open(done)
             if diff is not None:
+                touch(done)  # recently used: the last to go when the folder is trimmed
                 diff.reasons = reasons or {}
                 return diff
     folder = Path(cache_dir) if cache_dir is not None else Path(tempfile.gettempdir())
@@ -416,6 +418,8 @@ def compute(before: Side, after: Side, *, key: list[str] | None = None, cache_di
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    if cache_dir is not None:
+        trim(folder, cap_bytes("PIPELOOM_DIFF_CACHE_MB"), keep=target, what="diff")
     diff.reasons = reasons or {}
     return diff
 

@@ -50,6 +50,7 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping
 
 from ..errors import UsageError
+from .cachedir import cap_bytes, touch, trim
 from .formats import iter_records
 
 log = logging.getLogger("pipeloom")
@@ -62,7 +63,7 @@ MAX_FILTERS = 8
 MAX_COLUMNS = 2000  # columns remembered per file (first seen first); records may hold more
 MAX_QUERIES = 16  # answers kept per file
 MAX_LIMIT = 1000
-CACHE_BYTES = int(os.environ.get("PIPELOOM_QUERY_CACHE_MB", "8192")) * 1024 * 1024  # the query folder's size, at most
+CACHE_BYTES = cap_bytes("PIPELOOM_QUERY_CACHE_MB")  # the query folder's size, at most
 _BATCH = 5000
 
 
@@ -547,7 +548,7 @@ class Queries:
         target = self.target(key, fmt)
         meta = read_meta(target)
         if meta is not None:
-            self.touch(target)  # recently used: the last to go when the folder is trimmed
+            touch(target)  # recently used: the last to go when the folder is trimmed
             check_columns(query, meta["columns"])
             got = read_answer(target, query, offset, limit)
             if got is not None:
@@ -596,7 +597,7 @@ class Queries:
                         job.read = n
 
                     meta = load_base(target, path, fmt, progress, self._stop)
-                    self._trim(keep=target)
+                    trim(self.root, self.cache_bytes, keep=target, what="query database")
                 job.read = meta["records"]
                 job.stage = "sorting" if query.sort else "filtering"
                 build_answer(target, query, meta["columns"])
@@ -607,30 +608,6 @@ class Queries:
         finally:
             job.stage = "done"
             job.done.set()
-
-    def _trim(self, keep: Path) -> None:
-        """Remove the least recently used query databases until the folder fits in `cache_bytes` (never `keep`)."""
-        try:
-            files = [(p.stat().st_mtime, p.stat().st_size, p) for p in self.root.glob("*.sqlite")]
-        except OSError:
-            return
-        total = sum(size for _, size, _ in files)
-        for _, size, p in sorted(files):
-            if total <= self.cache_bytes:
-                return
-            if p == keep:
-                continue
-            for extra in (p, p.with_name(p.name + "-wal"), p.with_name(p.name + "-shm")):
-                extra.unlink(missing_ok=True)
-            total -= size
-            log.info("removed the query database %s to keep %s under its size", p.name, self.root)
-
-    @staticmethod
-    def touch(target: Path) -> None:
-        try:
-            os.utime(target)
-        except OSError:
-            pass
 
     @staticmethod
     def _answer(path: Path, fmt: str, meta: dict, query: Query, offset: int, limit: int,
