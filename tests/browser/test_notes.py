@@ -182,7 +182,8 @@ def test_tidy_up_takes_each_note_along_with_the_step_it_explains_and_undo_puts_a
     doc = yaml.safe_load(path.read_text())
     doc["nodes"][1]["position"] = {"x": 720, "y": 400}  # `shout` far off, below and to the right
     doc["notes"] = [
-        {"id": "loud", "text": "This step shouts the label.\nIt reads only the summary.", "position": {"x": 720, "y": 560}},
+        {"id": "loud", "text": "This step shouts the label.\nIt reads only the summary.",
+         "position": {"x": 720, "y": 560}},
         {"id": "intro", "text": "A report in two steps.", "position": {"x": 40, "y": -200}},
     ]
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
