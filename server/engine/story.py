@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import json
+import textwrap
 import time
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,11 @@ SAMPLE_RECORDS = 5
 DIFF_EXAMPLES = 3
 CELL_CHARS = 60
 CARD_W, CARD_H = 230, 92
+# Sticky notes, drawn as the studio draws them: 220 wide, 14px words, in a row above the steps when the
+# file gives no place. A note within NOTE_REACH of a step's card sits beside that step (as Tidy up reads it).
+NOTE_W, NOTE_GAP, NOTE_ABOVE = 220, 24, 120
+NOTE_PAD, NOTE_LINE_H, NOTE_CHARS, NOTE_MAX_LINES = 10, 19, 25, 16
+NOTE_REACH = 120
 
 STATUS_WORDS = {"succeeded": "Succeeded", "cached": "Reused", "failed": "Failed", "timed_out": "Timed out",
                 "cancelled": "Cancelled", "skipped": "Skipped", "interrupted": "Interrupted", "running": "Running",
@@ -77,12 +83,92 @@ def _layout(pipeline) -> dict[str, tuple[float, float]]:
     return out
 
 
-def _svg(pipeline, run: dict) -> str:
-    pos = _layout(pipeline)
-    xs = [x for x, _ in pos.values()] or [0]
-    ys = [y for _, y in pos.values()] or [0]
-    x0, y0 = min(xs) - 30, min(ys) - 30
-    w, h = max(xs) - x0 + CARD_W + 30, max(ys) - y0 + CARD_H + 30
+def _note_lines(text: str) -> list[str]:
+    """A note's words wrapped as the studio wraps them (about 25 characters to a line of its 220px note)."""
+    lines: list[str] = []
+    for para in str(text).split("\n"):
+        lines.extend(textwrap.wrap(para, NOTE_CHARS, break_long_words=True, break_on_hyphens=False) or [""])
+    while len(lines) > 1 and not lines[-1].strip():
+        lines.pop()
+    if len(lines) > NOTE_MAX_LINES:  # the page's list below has every word
+        lines = lines[:NOTE_MAX_LINES]
+        lines[-1] = lines[-1][: NOTE_CHARS - 1].rstrip() + "…"
+    return lines
+
+
+def _notes(pipeline, pos: dict[str, tuple[float, float]]) -> list[dict]:
+    """Every note with its rectangle and wrapped lines, in reading order (rows top to bottom, each left to
+    right), numbered; `beside` is the step whose card it sits beside, if any. A note without a place goes
+    in a row above the steps, as the studio puts it."""
+    left = min((x for x, _ in pos.values()), default=40.0)
+    top = min((y for _, y in pos.values()), default=160.0) - NOTE_ABOVE
+    out, row = [], 0
+    for note in pipeline.notes:
+        if note.position:
+            x, y = float(note.position["x"]), float(note.position["y"])
+        else:
+            x, y = left + (NOTE_W + NOTE_GAP) * row, top
+            row += 1
+        lines = _note_lines(note.text)
+        h = max(44, NOTE_PAD * 2 + NOTE_LINE_H * len(lines) + 2)
+        out.append({"id": note.id, "text": note.text, "x": x, "y": y, "w": NOTE_W, "h": h, "lines": lines,
+                    "beside": _beside((x, y, NOTE_W, h), pipeline, pos) if note.position else None})
+    out.sort(key=lambda n: n["y"])
+    rows: list[list[dict]] = []
+    for n in out:  # notes whose tops are within 40px of a row's first are read as one row
+        if rows and n["y"] - rows[-1][0]["y"] <= 40:
+            rows[-1].append(n)
+        else:
+            rows.append([n])
+    ordered = [n for r in rows for n in sorted(r, key=lambda n: n["x"])]
+    for i, n in enumerate(ordered, 1):
+        n["number"] = i
+    return ordered
+
+
+def _studio_card(node) -> tuple[float, float]:
+    """About the size of the step's card in the studio, where the notes were placed: a title of one or two
+    lines, up to three lines of description, a row per port."""
+    title = node.title or node.id
+    title_lines = 1 if len(title) <= 18 else 2
+    desc = len(node.description or "")
+    desc_h = min(3, -(-desc // 32)) * 18 + 8 if desc else 0
+    rows = len(node.inputs) + len(node.outputs)
+    return 240.0, 26 + 18 * title_lines + desc_h + (rows * 24 + 12 if rows else 0) + 32
+
+
+def _beside(rect, pipeline, pos: dict[str, tuple[float, float]]) -> str | None:
+    """The step whose card (at its size in the studio) is nearest the note `rect`, if one is within NOTE_REACH."""
+    x, y, w, h = rect
+    best, near = None, float(NOTE_REACH)
+    for nid, (cx, cy) in pos.items():
+        cw, ch = _studio_card(pipeline.node(nid))
+        dx = max(0.0, cx - (x + w), x - (cx + cw))
+        dy = max(0.0, cy - (y + h), y - (cy + ch))
+        gap = (dx * dx + dy * dy) ** 0.5
+        if gap <= near:
+            best, near = nid, gap
+    return best
+
+
+def _note_svg(n: dict) -> str:
+    x, y, w, h = n["x"], n["y"], n["w"], n["h"]
+    spans = "".join(f'<tspan x="{x + 12:.0f}" y="{y + NOTE_PAD + 14 + i * NOTE_LINE_H:.0f}">{esc(line)}</tspan>'
+                    for i, line in enumerate(n["lines"]))
+    return (f'<g class="note" data-note-id="{esc(n["id"])}">'
+            f'<rect x="{x + 1:.0f}" y="{y + 3:.0f}" width="{w}" height="{h:.0f}" rx="4" class="note-shadow"/>'
+            f'<rect x="{x:.0f}" y="{y:.0f}" width="{w}" height="{h:.0f}" rx="4" class="note-paper"/>'
+            f'<circle cx="{x + w:.0f}" cy="{y:.0f}" r="10" class="note-pin"/>'
+            f'<text class="note-number" x="{x + w:.0f}" y="{y + 4:.0f}">{n["number"]}</text>'
+            f'<text class="note-text">{spans}</text></g>')
+
+
+def _svg(pipeline, run: dict, pos: dict[str, tuple[float, float]], notes: list[dict]) -> str:
+    rects = [(x, y, CARD_W, CARD_H) for x, y in pos.values()] + [(n["x"], n["y"], n["w"], n["h"]) for n in notes]
+    rects = rects or [(0, 0, CARD_W, CARD_H)]
+    x0, y0 = min(r[0] for r in rects) - 30, min(r[1] for r in rects) - 30
+    w = max(r[0] + r[2] for r in rects) - x0 + 30
+    h = max(r[1] + r[3] for r in rects) - y0 + 30
     nodes = run.get("nodes") or {}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{x0:.0f} {y0:.0f} {w:.0f} {h:.0f}" '
              f'role="img" aria-label="The pipeline as a graph of its steps" class="graph">']
@@ -97,6 +183,7 @@ def _svg(pipeline, run: dict) -> str:
         lx, ly = (ax + bx) / 2, (ay + by) / 2
         parts.append(f'<g class="edge-label"><rect x="{lx - 52:.0f}" y="{ly - 11:.0f}" width="104" height="22" rx="6"/>'
                      f'<text x="{lx:.0f}" y="{ly + 4:.0f}">{esc(label)}</text></g>')
+    parts.extend(_note_svg(n) for n in notes)  # above the connections, below the steps, as in the studio
     for nid in pipeline.node_ids:
         node = pipeline.node(nid)
         x, y = pos[nid]
@@ -193,6 +280,15 @@ h3 { font-size: 15px; margin: 18px 0 4px; }
 .graph .card-runtime { font-size: 11px; fill: #57606a; text-transform: uppercase; letter-spacing: .04em; }
 .graph .card-title { font-size: 15px; font-weight: 600; fill: #1f2328; }
 .graph .card-status { font-size: 13px; font-weight: 600; }
+.graph .note-paper { fill: #fff4b8; stroke: #d9c25a; } .graph .note-shadow { fill: #1f2328; opacity: .08; }
+.graph .note-text { font-size: 14px; fill: #3b3000; } .graph .note-pin { fill: #fff; stroke: #d9c25a; }
+.graph .note-number { font-size: 11px; font-weight: 600; fill: #6b5a00; text-anchor: middle; }
+ol.notes { margin: 8px 0 0; padding-left: 26px; }
+ol.notes li { font-size: 14px; margin: 0 0 8px; padding: 8px 12px; background: #fff4b8; color: #3b3000;
+  border: 1px solid #d9c25a; border-radius: 4px; max-width: 620px; page-break-inside: avoid; }
+ol.notes li::marker { color: #6b5a00; font-weight: 600; }
+.note-words { white-space: pre-wrap; overflow-wrap: anywhere; }
+.note-where { display: block; margin-top: 2px; font-size: 12px; color: #6b5a00; } .note-where a { color: inherit; }
 section.step { border-top: 1px solid #d6dce3; margin-top: 26px; padding-top: 4px; page-break-inside: avoid; }
 .status { font-weight: 600; } .runtime { font-size: 12px; color: #57606a; }
 table.sample { border-collapse: collapse; font-size: 12px; margin: 6px 0; display: block; overflow-x: auto; }
@@ -225,7 +321,11 @@ def build_story(workspace: str | Path, store, run_id: str) -> str:
                 f'{esc(str(started).replace("T", " ")[:19])} UTC'
                 + (f" · took {esc(_duration(run.get('duration_s')))}" if run.get("duration_s") is not None else "")
                 + (f" · steps: {esc(summary)}" if summary else "") + "</p>")
-    body.append(_svg(pipeline, run))
+    pos = _layout(pipeline)
+    notes = _notes(pipeline, pos)
+    body.append(_svg(pipeline, run, pos, notes))
+    if notes:
+        body.append(_notes_html(pipeline, notes))
     body.append("<h2>Step by step</h2>")
     for nid in _order(pipeline):
         node = pipeline.node(nid)
@@ -264,6 +364,21 @@ def build_story(workspace: str | Path, store, run_id: str) -> str:
             "img-src data:\">"
             f"<title>{esc(title)}</title><style>{STYLE}</style></head><body><main>"
             + "\n".join(body) + "</main></body></html>\n")
+
+
+def _notes_html(pipeline, notes: list[dict]) -> str:
+    """The notes as a numbered list in reading order, numbered as on the graph, each naming the step it sits
+    beside (a link to that step's part of the page)."""
+    items = []
+    for n in notes:
+        where = ""
+        if n["beside"]:
+            title = pipeline.node(n["beside"]).title or n["beside"]
+            where = (f'<span class="note-where">Beside the step <a href="#step-{esc(n["beside"])}">'
+                     f'{esc(title)}</a></span>')
+        items.append(f'<li id="note-{esc(n["id"])}"><span class="note-words">{esc(n["text"])}</span>{where}</li>')
+    return ('<h2>Notes from the authors</h2><p class="muted">The yellow notes on the graph, in reading order.</p>'
+            f'<ol class="notes">{"".join(items)}</ol>')
 
 
 def _order(pipeline) -> list[str]:

@@ -141,3 +141,13 @@ export function withNoteFields(doc, id, fields) {
   if (note) Object.assign(note, fields);
   return next;
 }
+
+/** A copy with new note positions: {id: {x, y}} (rounded, as step positions are). */
+export function withNotePositions(doc, positions) {
+  const next = cloneDoc(doc);
+  for (const n of notesOf(next)) {
+    const p = positions[n.id];
+    if (p) n.position = { x: Math.round(p.x), y: Math.round(p.y) };
+  }
+  return next;
+}

@@ -1,7 +1,7 @@
 // Where cards go: dagre's left-to-right layout for a whole pipeline (Tidy up,
 // or a file with no positions at all), and free spots for single new cards,
-// so placing one card never moves the others.
-import { nodesOf, edgesOf } from "./doc.js";
+// so placing one card never moves the others. Tidy up takes the notes along.
+import { nodesOf, edgesOf, notesOf } from "./doc.js";
 import { cardMetrics, CARD_W } from "./geometry.js";
 
 const SNAP = 8;
@@ -10,6 +10,10 @@ const GAP = 40;
 // Between a step and the next one to its right, as in the automatic layout.
 const COLUMN_GAP = 72; // room for a connection label of three short lines; four columns fit a laptop beside the inspector
 const SEARCH_STEP = 24;
+// A note this close to a step's card (the gap between them) is read as explaining that step; the story page
+// (server/engine/story.py, NOTE_REACH) uses the same reach to say which step a note sits beside.
+export const NOTE_REACH = 120;
+const NOTE_SIZE = { w: 220, h: 60 };
 const SEARCH_RINGS = 60;
 
 let dagrePromise = null;
@@ -125,6 +129,56 @@ export async function placeUnpositioned(doc) {
       rects.push({ ...p, ...size });
     }
     pending = later;
+  }
+  return out;
+}
+
+/** The gap between two rectangles {x, y, w, h} (0 when they touch or overlap). */
+function gapBetween(a, b) {
+  const dx = Math.max(0, b.x - (a.x + a.w), a.x - (b.x + b.w));
+  const dy = Math.max(0, b.y - (a.y + a.h), a.y - (b.y + b.h));
+  return Math.hypot(dx, dy);
+}
+
+/**
+ * Where Tidy up takes each note when the steps move to `after` ({id: {x, y}}): a note within NOTE_REACH of a
+ * step keeps its place beside the nearest one (the same offset from its corner); a note further from every
+ * step moves as the whole drawing moved (the steps' top-left corner). A note that would then cover a step or
+ * another note goes to the nearest free spot. `sizes`: {noteId: {w, h}} as drawn. Notes without a position
+ * are left as they are: the studio keeps them in a row above the steps. Returns {noteId: {x, y}}.
+ */
+export function carryNotes(doc, after, sizes = {}) {
+  const nodes = nodesOf(doc);
+  const rect = (n, p) => ({ id: n.id, x: p.x, y: p.y, w: CARD_W, h: cardMetrics(n).height });
+  const before = nodes.filter((n) => hasPosition(n) && after[n.id]).map((n) => rect(n, n.position));
+  const moved = nodes.filter((n) => after[n.id]).map((n) => rect(n, after[n.id]));
+  if (!before.length) return {};
+  const corner = (rs) => ({ x: Math.min(...rs.map((r) => r.x)), y: Math.min(...rs.map((r) => r.y)) });
+  const from = corner(before);
+  const to = corner(moved.filter((r) => before.some((b) => b.id === r.id)));
+  const taken = moved.map(({ x, y, w, h }) => ({ x, y, w, h }));
+  const out = {};
+  for (const note of notesOf(doc)) {
+    const p = note.position;
+    if (!p || !Number.isFinite(p.x) || !Number.isFinite(p.y)) continue;
+    const size = sizes[note.id] || NOTE_SIZE;
+    const box = { x: p.x, y: p.y, w: size.w, h: size.h };
+    let owner = null;
+    let near = NOTE_REACH;
+    for (const r of before) {
+      const gap = gapBetween(box, r);
+      if (gap <= near) {
+        owner = r;
+        near = gap;
+      }
+    }
+    const want = owner
+      ? { x: after[owner.id].x + (p.x - owner.x), y: after[owner.id].y + (p.y - owner.y) }
+      : { x: p.x + (to.x - from.x), y: p.y + (to.y - from.y) };
+    const covers = taken.some((r) => gapBetween({ ...want, ...size }, r) < SNAP);
+    const spot = covers ? freeSpot(taken, size, want) : { x: Math.round(want.x), y: Math.round(want.y) };
+    out[note.id] = spot;
+    taken.push({ ...spot, ...size });
   }
   return out;
 }

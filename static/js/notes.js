@@ -92,6 +92,13 @@ export class NoteLayer {
     return [...this.els.values()].map((el) => ({ x: el.pos.x, y: el.pos.y, w: el.offsetWidth || NOTE_W, h: el.offsetHeight || 60 }));
   }
 
+  /** Each drawn note's size {id: {w, h}}, for moving notes without covering steps. */
+  sizes() {
+    const out = {};
+    for (const [id, el] of this.els) out[id] = { w: el.offsetWidth || NOTE_W, h: el.offsetHeight || 60 };
+    return out;
+  }
+
   // ------------------------------------------------------------ edits
 
   /** Add a note in the middle of the view (or at `point`) and start writing it. */

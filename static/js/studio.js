@@ -3,10 +3,10 @@
 import { get, put, seg, detailLines } from "./api.js";
 import { h, clear, debounce, formatNumber } from "./dom.js";
 import {
-  nodesOf, edgesOf, portsOf, withoutEdges, withoutNodes, withPositions, withNodeFields, cloneDoc,
+  nodesOf, edgesOf, portsOf, withoutEdges, withoutNodes, withPositions, withNotePositions, withNodeFields, cloneDoc,
 } from "./doc.js";
 import { Canvas } from "./canvas.js";
-import { autoLayout, placeUnpositioned } from "./layout.js";
+import { autoLayout, carryNotes, placeUnpositioned } from "./layout.js";
 import { Inspector } from "./inspector.js";
 import { LogDrawer } from "./logs.js";
 import { connectLive } from "./live.js";
@@ -364,9 +364,11 @@ class Studio {
     this.commit(withNodeFields(withoutEdges(this.doc, touching), id, { [kind]: raw.length ? raw : undefined }));
   }
 
+  /** Tidy up: the steps laid out again, each note taken along with the step it explains; one edit, one undo. */
   async layout() {
     const positions = await autoLayout(this.doc);
-    this.commit(withPositions(this.doc, positions));
+    const notes = carryNotes(this.doc, positions, this.notes.sizes());
+    this.commit(withNotePositions(withPositions(this.doc, positions), notes));
     this.canvas.fit();
   }
 

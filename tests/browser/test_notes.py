@@ -174,3 +174,75 @@ def test_the_inspector_folds_away_and_stays_folded(studio, workspace):
     page.keyboard.press("i")
     page.locator("#inspector").wait_for(state="visible")
     assert page.get_by_role("button", name="Hide inspector").get_attribute("aria-expanded") == "true"
+
+
+def test_tidy_up_takes_each_note_along_with_the_step_it_explains_and_undo_puts_all_back(studio, workspace):
+    pid = report_pipeline(workspace)
+    path = workspace / "report.pipeline.yaml"
+    doc = yaml.safe_load(path.read_text())
+    doc["nodes"][1]["position"] = {"x": 720, "y": 400}  # `shout` far off, below and to the right
+    doc["notes"] = [
+        {"id": "loud", "text": "This step shouts the label.\nIt reads only the summary.",
+         "position": {"x": 720, "y": 560}},
+        {"id": "intro", "text": "A report in two steps.", "position": {"x": 40, "y": -200}},
+    ]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    def state():
+        d = yaml.safe_load(path.read_text())
+        return ({n["id"]: n["position"] for n in d["nodes"]}, {n["id"]: n["position"] for n in d.get("notes") or []})
+
+    page = studio.open(pid, viewport={"width": 1400, "height": 900})
+    page.get_by_role("note", name="Note: This step shouts the label. It reads only the summary.").wait_for()
+    steps0, notes0 = state()
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, "tidy-before.png"))
+    page.get_by_role("button", name="Tidy up").click()
+    wait_notes(page, workspace, lambda n: n[0]["position"] != notes0["loud"])
+    steps1, notes1 = state()
+    assert steps1["shout"] != steps0["shout"]
+    # the note below `shout` is still below it, at the same offset from its corner
+    offset = lambda note, step, s, n: (n[note]["x"] - s[step]["x"], n[note]["y"] - s[step]["y"])  # noqa: E731
+    assert offset("loud", "shout", steps1, notes1) == offset("loud", "shout", steps0, notes0)
+    # the note far from every step moved as the whole drawing moved (the steps' top-left corner)
+    corner = lambda s: (min(p["x"] for p in s.values()), min(p["y"] for p in s.values()))  # noqa: E731
+    shift = (corner(steps1)[0] - corner(steps0)[0], corner(steps1)[1] - corner(steps0)[1])
+    assert (notes1["intro"]["x"] - notes0["intro"]["x"], notes1["intro"]["y"] - notes0["intro"]["y"]) == shift
+    # what the page shows is what the file says, and no note covers a card
+    loud = page.locator('.note[data-note-id="loud"]').bounding_box()
+    card = page.locator('.card[data-node-id="shout"]').bounding_box()
+    assert abs((loud["x"] - card["x"]) - (notes0["loud"]["x"] - steps0["shout"]["x"]) * page.evaluate(
+        "() => window.pipeloomStudio.canvas.view.k")) < 2
+    for note in page.locator(".note").all():
+        n = note.bounding_box()
+        for c in page.locator(".card").all():
+            b = c.bounding_box()
+            assert n["x"] + n["width"] <= b["x"] or b["x"] + b["width"] <= n["x"] or \
+                n["y"] + n["height"] <= b["y"] or b["y"] + b["height"] <= n["y"], (note.get_attribute("data-note-id"))
+    if SHOTS:
+        page.screenshot(path=os.path.join(SHOTS, "tidy-after.png"))
+    # one edit: a single undo puts the steps and the notes back together
+    page.locator("#canvas").focus()
+    page.keyboard.press("Control+z")
+    wait_notes(page, workspace, lambda n: n[0]["position"] == notes0["loud"])
+    assert state() == (steps0, notes0)
+
+
+def test_after_tidy_up_a_note_that_would_cover_a_step_finds_a_free_spot(studio, workspace):
+    pid = report_pipeline(workspace)
+    path = workspace / "report.pipeline.yaml"
+    doc = yaml.safe_load(path.read_text())
+    # stacked in one column, `shout` above `report`; a note to the right of `report`, where Tidy up puts `shout`
+    doc["nodes"][0]["position"] = {"x": 40, "y": 400}
+    doc["nodes"][1]["position"] = {"x": 40, "y": 60}
+    doc["notes"] = [{"id": "side", "text": "The table has 120 rows.", "position": {"x": 300, "y": 400}}]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    page = studio.open(pid, viewport={"width": 1400, "height": 900})
+    page.get_by_role("note", name="Note: The table has 120 rows.").wait_for()
+    page.get_by_role("button", name="Tidy up").click()
+    wait_notes(page, workspace, lambda n: n[0]["position"] != {"x": 300, "y": 400})
+    n = page.locator('.note[data-note-id="side"]').bounding_box()
+    for c in page.locator(".card").all():
+        b = c.bounding_box()
+        assert n["x"] + n["width"] <= b["x"] or b["x"] + b["width"] <= n["x"] or \
+            n["y"] + n["height"] <= b["y"] or b["y"] + b["height"] <= n["y"], c.get_attribute("data-node-id")
