@@ -20,7 +20,7 @@ import { RunView } from "./runview.js";
 import { problemMarks } from "./marks.js";
 import { Connector } from "./connect.js";
 import { NoteLayer } from "./notes.js";
-import { bindInspectorToggle } from "./inspectortoggle.js";
+import { bindInspectorResize, bindInspectorToggle } from "./inspectortoggle.js";
 
 const SAVE_DELAY_MS = 600;
 // Names this tab to the server, so a burst of its saves makes one version.
@@ -93,7 +93,8 @@ class Studio {
     });
     this.drawer = new LogDrawer(this.els.drawer, this);
     this.bindTopbar();
-    this.bindInspectorResize();
+    bindInspectorResize({ handle: document.getElementById("inspector-resizer"), studio: document.getElementById("studio"),
+      inspector: this.els.inspector });
 
     let runtimes;
     let pipeline;
@@ -698,53 +699,6 @@ class Studio {
     this.els.saveState.addEventListener("click", () => this.versions.toggleVersions());
     document.addEventListener("pointerdown", (e) => {
       if (!this.els.versions.hidden && !e.target.closest(".versions")) this.versions.closeVersions();
-    });
-  }
-
-  /** The inspector's left edge can be dragged (or moved with the arrow keys); the width is remembered. */
-  bindInspectorResize() {
-    const handle = document.getElementById("inspector-resizer");
-    const studio = document.getElementById("studio");
-    const KEY = "pipeloom.inspector-width";
-    const limits = () => ({ min: 300, max: Math.max(300, Math.min(1000, window.innerWidth - 420)) });
-    const current = () => this.els.inspector.getBoundingClientRect().width;
-    const setWidth = (w, { remember = true } = {}) => {
-      const { min, max } = limits();
-      const width = Math.round(Math.min(max, Math.max(min, w)));
-      studio.style.setProperty("--inspector-w", `${width}px`);
-      handle.setAttribute("aria-valuenow", String(width));
-      handle.setAttribute("aria-valuemin", String(min));
-      handle.setAttribute("aria-valuemax", String(max));
-      if (remember) {
-        try { localStorage.setItem(KEY, String(width)); } catch { /* private mode */ }
-      }
-    };
-    let saved = null;
-    try { saved = Number(localStorage.getItem(KEY)); } catch { /* private mode */ }
-    if (saved) setWidth(saved, { remember: false });
-    handle.addEventListener("pointerdown", (e) => {
-      e.preventDefault();
-      const startX = e.clientX;
-      const startW = current();
-      handle.setPointerCapture(e.pointerId);
-      handle.classList.add("dragging");
-      const move = (ev) => setWidth(startW + (startX - ev.clientX));
-      const up = () => {
-        handle.classList.remove("dragging");
-        handle.removeEventListener("pointermove", move);
-        handle.removeEventListener("pointerup", up);
-        handle.removeEventListener("pointercancel", up);
-      };
-      handle.addEventListener("pointermove", move);
-      handle.addEventListener("pointerup", up);
-      handle.addEventListener("pointercancel", up);
-    });
-    handle.addEventListener("keydown", (e) => {
-      const step = e.shiftKey ? 64 : 16;
-      if (e.key === "ArrowLeft") setWidth(current() + step);
-      else if (e.key === "ArrowRight") setWidth(current() - step);
-      else return;
-      e.preventDefault();
     });
   }
 
