@@ -82,7 +82,7 @@ impl Parser {
 
     /// A string at s[*i] == '"': its text unescaped into `raw` (when given) and, JSON-escaped as Python
     /// writes it, into `json` (when given).
-    fn string(&self, s: &[u8], i: &mut usize, mut raw: Option<&mut Vec<u8>>, mut json: Option<&mut Vec<u8>>) -> R<()> {
+    pub(crate) fn string(&self, s: &[u8], i: &mut usize, mut raw: Option<&mut Vec<u8>>, mut json: Option<&mut Vec<u8>>) -> R<()> {
         *i += 1;
         if let Some(j) = json.as_deref_mut() {
             j.push(b'"');

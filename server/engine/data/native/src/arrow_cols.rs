@@ -1,0 +1,905 @@
+//! A json array or ndjson file as Arrow columns, for parquet: the records are parsed into column buffers
+//! (validity bitmaps, offsets, values) in Arrow's own layout and streamed in frames to the caller
+//! (arrowio.py), which wraps them as arrays without copying them and writes parquet.
+//!
+//!     pipeloom-convert SRC SRC_FMT DST arrow ROWS [SCHEMA_HEX]
+//!
+//! The types are those Pipeloom's Python conversion gives (formats.py: pyarrow's inference over the
+//! records, unified over the file): null, bool, int64, double (an int among floats reads as a float),
+//! string, list and struct (keys in first-seen order). Batches hold ROWS records (fewer past 32 MB of
+//! buffers). Without SCHEMA (hex digits) the types come from the first ROWS records;
+//! when a later record does not fit them (a new key, a float among ints, a value where only nulls were
+//! seen), the rest of the file is only read for its types, and a `widen` frame gives the union of all of
+//! them, for the caller to start again with. What the Python conversion would keep as JSON text (two
+//! kinds of value in one column, an integer beyond 64 bits, an int beyond 2**53 among floats, an object
+//! without keys) and what the converter leaves to Python anyway (malformed text, duplicate keys, ...)
+//! stop it with a fallback.
+//!
+//! Frames: u64 kind, u64 payload length, payload. 1 schema (its text), 2 batch, 3 widen (the wider
+//! schema's text), 4 end (u64 record count). A batch: u64 rows, u64 buffer count, then per buffer
+//! (u64 offset, u64 length, u64 null count), then the buffers, each at a multiple of 64 bytes. The
+//! buffers of a column come in schema order, depth first: its validity (empty when nothing is null),
+//! then bool: values bitmap; int64 and double: values; string: int32 offsets, bytes; list: int32
+//! offsets, then the items' column; struct: its fields' columns. Schema text: `n` `b` `i` `f` `s`,
+//! `l` + the item type, `t` + field count + `,` + per field: name length `:` name, type.
+
+use std::fs::File;
+use std::io::Write;
+
+use crate::input::{fb, Stop, R};
+use crate::json_read::Parser;
+use crate::reader::{Reader, Src};
+
+const BYTES: usize = 32 << 20; // a batch ends early past this many bytes of buffers
+const MAX_DEPTH: usize = 64;
+const EXACT: u64 = 1 << 53; // an int beyond this reads as another double
+
+#[derive(Clone, PartialEq, Debug)]
+pub(crate) enum Ty {
+    Null,
+    Bool,
+    Int,
+    Float,
+    Str,
+    List(Box<Ty>),
+    Struct(Vec<(Vec<u8>, Ty)>),
+}
+
+/// `a` widened to take `b` too, as pyarrow unifies types; a fallback where the Python path keeps JSON text.
+fn unify(a: &mut Ty, b: Ty) -> R<()> {
+    match (&mut *a, b) {
+        (_, Ty::Null) => Ok(()),
+        (Ty::Null, b) => {
+            *a = b;
+            Ok(())
+        }
+        (Ty::Int, Ty::Float) => {
+            *a = Ty::Float;
+            Ok(())
+        }
+        (Ty::Float, Ty::Int) | (Ty::Int, Ty::Int) | (Ty::Float, Ty::Float) | (Ty::Bool, Ty::Bool) | (Ty::Str, Ty::Str) => Ok(()),
+        (Ty::List(x), Ty::List(y)) => unify(x, *y),
+        (Ty::Struct(fs), Ty::Struct(gs)) => {
+            for (name, t) in gs {
+                match fs.iter_mut().find(|f| f.0 == name) {
+                    Some(f) => unify(&mut f.1, t)?,
+                    None => fs.push((name, t)),
+                }
+            }
+            Ok(())
+        }
+        _ => fb("values of two kinds in one column"),
+    }
+}
+
+fn has_empty_struct(t: &Ty) -> bool {
+    match t {
+        Ty::List(x) => has_empty_struct(x),
+        Ty::Struct(fs) => fs.is_empty() || fs.iter().any(|f| has_empty_struct(&f.1)),
+        _ => false,
+    }
+}
+
+pub(crate) fn write_ty(t: &Ty, out: &mut Vec<u8>) {
+    match t {
+        Ty::Null => out.push(b'n'),
+        Ty::Bool => out.push(b'b'),
+        Ty::Int => out.push(b'i'),
+        Ty::Float => out.push(b'f'),
+        Ty::Str => out.push(b's'),
+        Ty::List(x) => {
+            out.push(b'l');
+            write_ty(x, out);
+        }
+        Ty::Struct(fs) => {
+            out.extend_from_slice(format!("t{},", fs.len()).as_bytes());
+            for (name, t) in fs {
+                out.extend_from_slice(format!("{}:", name.len()).as_bytes());
+                out.extend_from_slice(name);
+                write_ty(t, out);
+            }
+        }
+    }
+}
+
+fn read_ty(s: &[u8], i: &mut usize) -> Option<Ty> {
+    let c = *s.get(*i)?;
+    *i += 1;
+    let number = |i: &mut usize, end: u8| -> Option<usize> {
+        let start = *i;
+        while *s.get(*i)? != end {
+            *i += 1;
+        }
+        let n = std::str::from_utf8(&s[start..*i]).ok()?.parse().ok()?;
+        *i += 1;
+        Some(n)
+    };
+    Some(match c {
+        b'n' => Ty::Null,
+        b'b' => Ty::Bool,
+        b'i' => Ty::Int,
+        b'f' => Ty::Float,
+        b's' => Ty::Str,
+        b'l' => Ty::List(Box::new(read_ty(s, i)?)),
+        b't' => {
+            let n = number(i, b',')?;
+            let mut fs = Vec::with_capacity(n);
+            for _ in 0..n {
+                let len = number(i, b':')?;
+                let name = s.get(*i..*i + len)?.to_vec();
+                *i += len;
+                fs.push((name, read_ty(s, i)?));
+            }
+            Ty::Struct(fs)
+        }
+        _ => return None,
+    })
+}
+
+fn unhex(h: &str) -> Option<Vec<u8>> {
+    let b = h.as_bytes();
+    if b.len() % 2 != 0 {
+        return None;
+    }
+    (0..b.len() / 2)
+        .map(|k| u8::from_str_radix(std::str::from_utf8(&b[2 * k..2 * k + 2]).ok()?, 16).ok())
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading values
+
+enum Num {
+    I(i64),
+    F(f64),
+}
+
+const POW10: [f64; 23] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
+                          1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
+
+/// A number at s[*i], as Python's json module reads it: an int (within 64 bits, or a fallback) or a double.
+fn number(s: &[u8], i: &mut usize) -> R<Num> {
+    let start = *i;
+    let mut k = start;
+    let neg = s.get(k) == Some(&b'-');
+    if neg {
+        k += 1;
+    }
+    let d0 = k;
+    let mut m: u64 = 0;
+    let mut over = false;
+    while k < s.len() && s[k].is_ascii_digit() {
+        match m.checked_mul(10).and_then(|v| v.checked_add((s[k] - b'0') as u64)) {
+            Some(v) => m = v,
+            None => over = true,
+        }
+        k += 1;
+    }
+    if k >= s.len() {
+        return Err(Stop::More);
+    }
+    if k == d0 || (s[d0] == b'0' && k - d0 > 1) {
+        return fb("a malformed number");
+    }
+    let mut float = false;
+    let mut frac: i64 = 0;
+    if s[k] == b'.' {
+        float = true;
+        k += 1;
+        let f0 = k;
+        while k < s.len() && s[k].is_ascii_digit() {
+            match m.checked_mul(10).and_then(|v| v.checked_add((s[k] - b'0') as u64)) {
+                Some(v) => m = v,
+                None => over = true,
+            }
+            k += 1;
+        }
+        if k >= s.len() {
+            return Err(Stop::More);
+        }
+        if k == f0 {
+            return fb("a malformed number");
+        }
+        frac = (k - f0) as i64;
+    }
+    let mut exp: i64 = 0;
+    if s[k] == b'e' || s[k] == b'E' {
+        float = true;
+        k += 1;
+        let mut eneg = false;
+        if k < s.len() && (s[k] == b'+' || s[k] == b'-') {
+            eneg = s[k] == b'-';
+            k += 1;
+        }
+        let e0 = k;
+        while k < s.len() && s[k].is_ascii_digit() {
+            exp = (exp * 10 + (s[k] - b'0') as i64).min(1 << 40);
+            k += 1;
+        }
+        if k >= s.len() {
+            return Err(Stop::More);
+        }
+        if k == e0 {
+            return fb("a malformed number");
+        }
+        if eneg {
+            exp = -exp;
+        }
+    }
+    *i = k;
+    if !float {
+        if over {
+            return fb("an integer beyond 64 bits");
+        }
+        return if neg {
+            if m > 1 << 63 {
+                fb("an integer beyond 64 bits")
+            } else {
+                Ok(Num::I((m as i128).wrapping_neg() as i64))
+            }
+        } else if m > i64::MAX as u64 {
+            fb("an integer beyond 64 bits")
+        } else {
+            Ok(Num::I(m as i64))
+        };
+    }
+    let e10 = exp - frac;
+    let x = if !over && m <= EXACT && (-22..=22).contains(&e10) {
+        // both exact as doubles: one division or product rounds correctly
+        let v = if e10 >= 0 { m as f64 * POW10[e10 as usize] } else { m as f64 / POW10[(-e10) as usize] };
+        if neg { -v } else { v }
+    } else {
+        let text = unsafe { std::str::from_utf8_unchecked(&s[start..k]) };
+        text.parse::<f64>().map_err(|_| Stop::Fallback("a malformed number"))?
+    };
+    if !x.is_finite() {
+        return fb("a number beyond a double");
+    }
+    Ok(Num::F(x))
+}
+
+fn literal(s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
+    if s.len() < *i + word.len() {
+        if word.starts_with(&s[*i..]) {
+            return Err(Stop::More);
+        }
+        return fb("an invalid literal");
+    }
+    if &s[*i..*i + word.len()] != word {
+        return fb("an invalid literal");
+    }
+    *i += word.len();
+    Ok(())
+}
+
+/// The key at s[*i] == '"': its range in `s`, or None when it held escapes and its text is in p.key_buf.
+#[inline]
+fn key(p: &mut Parser, s: &[u8], i: &mut usize) -> R<Option<(usize, usize)>> {
+    let start = *i + 1;
+    let mut k = start;
+    let mut wide = false;
+    loop {
+        let c = *s.get(k).ok_or(Stop::More)?;
+        if c == b'"' {
+            break;
+        }
+        if c == b'\\' || c < 0x20 {
+            let mut kb = std::mem::take(&mut p.key_buf);
+            kb.clear();
+            let r = p.string(s, i, Some(&mut kb), None);
+            p.key_buf = kb;
+            r?;
+            return Ok(None);
+        }
+        wide |= c >= 0x80;
+        k += 1;
+    }
+    if wide && std::str::from_utf8(&s[start..k]).is_err() {
+        return fb("text that is not UTF-8");
+    }
+    *i = k + 1;
+    Ok(Some((start, k)))
+}
+
+/// The type of the value at s[*i] (whitespace skipped), checked as the converter checks it.
+fn infer(p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<Ty> {
+    p.ws(s, i)?;
+    if depth > MAX_DEPTH {
+        return fb("nesting deeper than the columns take");
+    }
+    match s[*i] {
+        b'n' => literal(s, i, b"null").map(|_| Ty::Null),
+        b't' => literal(s, i, b"true").map(|_| Ty::Bool),
+        b'f' => literal(s, i, b"false").map(|_| Ty::Bool),
+        b'"' => p.string(s, i, None, None).map(|_| Ty::Str),
+        b'-' | b'0'..=b'9' => number(s, i).map(|n| if let Num::I(_) = n { Ty::Int } else { Ty::Float }),
+        b'[' => {
+            *i += 1;
+            let mut item = Ty::Null;
+            p.ws(s, i)?;
+            if s[*i] == b']' {
+                *i += 1;
+                return Ok(Ty::List(Box::new(item)));
+            }
+            loop {
+                let t = infer(p, s, i, depth + 1)?;
+                unify(&mut item, t)?;
+                p.ws(s, i)?;
+                match s[*i] {
+                    b',' => *i += 1,
+                    b']' => {
+                        *i += 1;
+                        return Ok(Ty::List(Box::new(item)));
+                    }
+                    _ => return fb("malformed JSON"),
+                }
+            }
+        }
+        b'{' => {
+            *i += 1;
+            let mut fs: Vec<(Vec<u8>, Ty)> = Vec::new();
+            p.ws(s, i)?;
+            if s[*i] == b'}' {
+                *i += 1;
+                return Ok(Ty::Struct(fs));
+            }
+            loop {
+                p.ws(s, i)?;
+                if s[*i] != b'"' {
+                    return fb("malformed JSON");
+                }
+                let name = match key(p, s, i)? {
+                    Some((a, b)) => s[a..b].to_vec(),
+                    None => p.key_buf.clone(),
+                };
+                if fs.iter().any(|f| f.0 == name) {
+                    return fb("a key given twice in one object");
+                }
+                p.ws(s, i)?;
+                if s[*i] != b':' {
+                    return fb("malformed JSON");
+                }
+                *i += 1;
+                let t = infer(p, s, i, depth + 1)?;
+                fs.push((name, t));
+                p.ws(s, i)?;
+                match s[*i] {
+                    b',' => *i += 1,
+                    b'}' => {
+                        *i += 1;
+                        return Ok(Ty::Struct(fs));
+                    }
+                    _ => return fb("malformed JSON"),
+                }
+            }
+        }
+        _ => fb("malformed JSON"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Columns
+
+/// Flags, one byte each while a batch is built (a push is a store), packed into a bitmap when it is sent.
+#[derive(Default)]
+struct Bits {
+    bytes: Vec<u8>,
+}
+
+impl Bits {
+    #[inline]
+    fn push(&mut self, v: bool) {
+        self.bytes.push(v as u8);
+    }
+
+    fn len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.bytes.truncate(n);
+    }
+
+    fn ones(&self) -> usize {
+        self.bytes.iter().map(|&b| b as usize).sum()
+    }
+
+    /// Arrow's bitmap of the flags, appended to `out`.
+    fn pack(&self, out: &mut Vec<u8>) {
+        for chunk in self.bytes.chunks(8) {
+            let mut b = 0u8;
+            for (k, &v) in chunk.iter().enumerate() {
+                b |= v << k;
+            }
+            out.push(b);
+        }
+    }
+}
+
+/// A key's first 8 bytes as a little-endian word, and whether it is plain: no quote, backslash or control
+/// character, so that its bytes in the text, followed by a quote, are the key.
+fn word(name: &[u8]) -> (u64, bool) {
+    let mut w = [0u8; 8];
+    let l = name.len().min(8);
+    w[..l].copy_from_slice(&name[..l]);
+    (u64::from_le_bytes(w), !name.iter().any(|&c| c == b'"' || c == b'\\' || c < 0x20))
+}
+
+/// Whether the key text at s[at..] (after its opening quote) is the plain key `name`, whose word is `w`.
+#[inline]
+fn quick(s: &[u8], at: usize, name: &[u8], w: u64) -> bool {
+    let l = name.len();
+    if at + l >= s.len() {
+        return false;
+    }
+    if l <= 8 && at + 8 <= s.len() {
+        let mask = if l == 8 { u64::MAX } else { (1u64 << (8 * l)) - 1 };
+        return u64::from_le_bytes(s[at..at + 8].try_into().unwrap()) & mask == w && s[at + l] == b'"';
+    }
+    s[at + l] == b'"' && &s[at..at + l] == name
+}
+
+enum Buf<'a> {
+    Raw(&'a [u8]),
+    Bits(&'a Bits),
+}
+
+enum Data {
+    Null,
+    Bool(Bits),
+    Int(Vec<i64>),
+    Float(Vec<f64>),
+    Str(Vec<i32>, Vec<u8>),
+    List(Vec<i32>, Box<Col>),
+    Struct(Vec<(Vec<u8>, Col)>, Vec<(u64, bool)>), // fields; each name's first 8 bytes, and whether it is plain
+}
+
+struct Col {
+    valid: Bits,
+    data: Data,
+}
+
+fn as_bytes<T>(v: &[T]) -> &[u8] {
+    // i32, i64 and f64 in memory are Arrow's little-endian layout on the machines this builds for
+    unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
+}
+
+fn offset(n: usize) -> R<i32> {
+    i32::try_from(n).map_err(|_| Stop::Fallback("a batch of more than 2 GB of text"))
+}
+
+impl Col {
+    fn new(t: &Ty) -> Col {
+        let data = match t {
+            Ty::Null => Data::Null,
+            Ty::Bool => Data::Bool(Bits::default()),
+            Ty::Int => Data::Int(Vec::new()),
+            Ty::Float => Data::Float(Vec::new()),
+            Ty::Str => Data::Str(vec![0], Vec::new()),
+            Ty::List(x) => Data::List(vec![0], Box::new(Col::new(x))),
+            Ty::Struct(fs) => Data::Struct(fs.iter().map(|(n, t)| (n.clone(), Col::new(t))).collect(),
+                                           fs.iter().map(|(n, _)| word(n)).collect()),
+        };
+        Col { valid: Bits::default(), data }
+    }
+
+    fn len(&self) -> usize {
+        self.valid.len()
+    }
+
+    fn push_null(&mut self) {
+        self.valid.push(false);
+        match &mut self.data {
+            Data::Null => {}
+            Data::Bool(b) => b.push(false),
+            Data::Int(v) => v.push(0),
+            Data::Float(v) => v.push(0.0),
+            Data::Str(o, d) => o.push(d.len() as i32),
+            Data::List(o, _) => o.push(*o.last().unwrap()),
+            Data::Struct(fs, _) => fs.iter_mut().for_each(|f| f.1.push_null()),
+        }
+    }
+
+    fn truncate(&mut self, n: usize) {
+        self.valid.truncate(n);
+        match &mut self.data {
+            Data::Null => {}
+            Data::Bool(b) => b.truncate(n),
+            Data::Int(v) => v.truncate(n),
+            Data::Float(v) => v.truncate(n),
+            Data::Str(o, d) => {
+                o.truncate(n + 1);
+                d.truncate(o[n] as usize);
+            }
+            Data::List(o, c) => {
+                o.truncate(n + 1);
+                c.truncate(o[n] as usize);
+            }
+            Data::Struct(fs, _) => fs.iter_mut().for_each(|f| f.1.truncate(n)),
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        self.valid.bytes.len()
+            + match &self.data {
+                Data::Null => 0,
+                Data::Bool(b) => b.bytes.len(),
+                Data::Int(v) => 8 * v.len(),
+                Data::Float(v) => 8 * v.len(),
+                Data::Str(o, d) => 4 * o.len() + d.len(),
+                Data::List(o, c) => 4 * o.len() + c.bytes(),
+                Data::Struct(fs, _) => fs.iter().map(|f| f.1.bytes()).sum(),
+            }
+    }
+
+    /// The value at s[*i] appended; Ok(false) when this column's type does not take it.
+    fn put(&mut self, p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<bool> {
+        p.ws(s, i)?;
+        let c = s[*i];
+        if c == b'n' {
+            literal(s, i, b"null")?;
+            self.push_null();
+            return Ok(true);
+        }
+        match (&mut self.data, c) {
+            (Data::Bool(b), b't') => {
+                literal(s, i, b"true")?;
+                b.push(true);
+            }
+            (Data::Bool(b), b'f') => {
+                literal(s, i, b"false")?;
+                b.push(false);
+            }
+            (Data::Str(o, d), b'"') => {
+                p.string(s, i, Some(d), None)?;
+                o.push(offset(d.len())?);
+            }
+            (Data::Int(v), b'-' | b'0'..=b'9') => {
+                let at = *i;
+                match number(s, i)? {
+                    Num::I(x) => v.push(x),
+                    Num::F(_) => {
+                        *i = at;
+                        return Ok(false);
+                    }
+                }
+            }
+            (Data::Float(v), b'-' | b'0'..=b'9') => match number(s, i)? {
+                Num::I(x) => {
+                    if x.unsigned_abs() > EXACT {
+                        return fb("an integer beyond 2**53 among floats");
+                    }
+                    v.push(x as f64)
+                }
+                Num::F(x) => v.push(x),
+            },
+            (Data::List(o, items), b'[') => {
+                if depth >= MAX_DEPTH {
+                    return fb("nesting deeper than the columns take");
+                }
+                *i += 1;
+                p.ws(s, i)?;
+                if s[*i] == b']' {
+                    *i += 1;
+                } else {
+                    loop {
+                        if !items.put(p, s, i, depth + 1)? {
+                            return Ok(false);
+                        }
+                        p.ws(s, i)?;
+                        match s[*i] {
+                            b',' => *i += 1,
+                            b']' => {
+                                *i += 1;
+                                break;
+                            }
+                            _ => return fb("malformed JSON"),
+                        }
+                    }
+                }
+                o.push(offset(items.len())?);
+            }
+            (Data::Struct(fs, keys), b'{') => {
+                if depth >= MAX_DEPTH {
+                    return fb("nesting deeper than the columns take");
+                }
+                let n = self.valid.len();
+                if !object(fs, keys, n, p, s, i, depth)? {
+                    return Ok(false);
+                }
+            }
+            _ => return Ok(false),
+        }
+        self.valid.push(true);
+        Ok(true)
+    }
+
+    /// Every buffer of this column, depth first, with its null count (validity only).
+    fn buffers<'a>(&'a self, out: &mut Vec<(Buf<'a>, usize)>) {
+        let nulls = self.len() - self.valid.ones();
+        out.push((if nulls == 0 { Buf::Raw(&[]) } else { Buf::Bits(&self.valid) }, nulls));
+        match &self.data {
+            Data::Null => {}
+            Data::Bool(b) => out.push((Buf::Bits(b), 0)),
+            Data::Int(v) => out.push((Buf::Raw(as_bytes(v)), 0)),
+            Data::Float(v) => out.push((Buf::Raw(as_bytes(v)), 0)),
+            Data::Str(o, d) => {
+                out.push((Buf::Raw(as_bytes(o)), 0));
+                out.push((Buf::Raw(d), 0));
+            }
+            Data::List(o, c) => {
+                out.push((Buf::Raw(as_bytes(o)), 0));
+                c.buffers(out);
+            }
+            Data::Struct(fs, _) => fs.iter().for_each(|f| f.1.buffers(out)),
+        }
+    }
+}
+
+/// The object at s[*i] == '{' into the fields of a struct column of `n` values; Ok(false) for a key the
+/// struct has not.
+fn object(fs: &mut [(Vec<u8>, Col)], keys: &[(u64, bool)], n: usize, p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<bool> {
+    *i += 1;
+    p.ws(s, i)?;
+    if s[*i] == b'}' {
+        *i += 1;
+    } else {
+        let mut guess = 0;
+        loop {
+            p.ws(s, i)?;
+            if s[*i] != b'"' {
+                return fb("malformed JSON");
+            }
+            let at = if guess < fs.len() && keys[guess].1 && quick(s, *i + 1, &fs[guess].0, keys[guess].0) {
+                *i += fs[guess].0.len() + 2;
+                guess
+            } else {
+                let k = key(p, s, i)?;
+                let name: &[u8] = match k {
+                    Some((a, b)) => &s[a..b],
+                    None => &p.key_buf,
+                };
+                match fs.iter().position(|f| f.0 == name) {
+                    Some(at) => at,
+                    None => return Ok(false),
+                }
+            };
+            let col = &mut fs[at].1;
+            if col.len() > n {
+                return fb("a key given twice in one object");
+            }
+            p.ws(s, i)?;
+            if s[*i] != b':' {
+                return fb("malformed JSON");
+            }
+            *i += 1;
+            if !col.put(p, s, i, depth + 1)? {
+                return Ok(false);
+            }
+            guess = at + 1;
+            p.ws(s, i)?;
+            match s[*i] {
+                b',' => *i += 1,
+                b'}' => {
+                    *i += 1;
+                    break;
+                }
+                _ => return fb("malformed JSON"),
+            }
+        }
+    }
+    for f in fs.iter_mut() {
+        if f.1.len() == n {
+            f.1.push_null();
+        }
+    }
+    Ok(true)
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The conversion
+
+fn frame(w: &mut File, kind: u64, payload: &[u8]) -> Result<(), String> {
+    let mut head = [0u8; 16];
+    head[..8].copy_from_slice(&kind.to_le_bytes());
+    head[8..].copy_from_slice(&(payload.len() as u64).to_le_bytes());
+    w.write_all(&head).and_then(|_| w.write_all(payload)).map_err(|e| format!("io: {e}"))
+}
+
+fn batch(w: &mut File, col: &Col, rows: usize, out: &mut Vec<u8>) -> Result<(), String> {
+    let mut bufs = Vec::new();
+    col.buffers(&mut bufs);
+    out.clear();
+    out.extend_from_slice(&(rows as u64).to_le_bytes());
+    out.extend_from_slice(&(bufs.len() as u64).to_le_bytes());
+    let table = out.len();
+    let head = (table + 24 * bufs.len() + 63) / 64 * 64;
+    out.resize(head, 0);
+    for (k, (b, nulls)) in bufs.iter().enumerate() {
+        let at = out.len();
+        match b {
+            Buf::Raw(b) => out.extend_from_slice(b),
+            Buf::Bits(b) => b.pack(out),
+        }
+        let entry = [at as u64, (out.len() - at) as u64, *nulls as u64];
+        for (j, v) in entry.iter().enumerate() {
+            out[table + 24 * k + 8 * j..table + 24 * k + 8 * j + 8].copy_from_slice(&v.to_le_bytes());
+        }
+        out.resize((out.len() + 63) / 64 * 64, 0);
+    }
+    frame(w, 2, out)
+}
+
+/// Records as (Parser, text, position) -> Ok(true) when the record at the position was taken.
+fn each(rd: &mut Reader, mut f: impl FnMut(&mut Parser, &[u8], &mut usize) -> R<bool>) -> Result<Option<bool>, String> {
+    if !rd.next()? {
+        return Ok(None);
+    }
+    let got = rd.with(|p, s, i| {
+        let start = *i;
+        p.ws(s, i)?;
+        if s[*i] != b'{' {
+            return fb("a record that is not an object");
+        }
+        let took = f(p, s, i)?;
+        if !took {
+            *i = start;
+        }
+        Ok(took)
+    })?;
+    match got {
+        None => Err("the file ends inside a record".into()),
+        Some(true) => {
+            rd.end_line()?;
+            Ok(Some(true))
+        }
+        Some(false) => Ok(Some(false)),
+    }
+}
+
+fn source(fmt: &str) -> Result<Src, String> {
+    match fmt {
+        "json" => Ok(Src::Array),
+        "ndjson" => Ok(Src::Lines),
+        _ => Err(format!("no columns from {fmt}")),
+    }
+}
+
+fn convert(src: &str, src_fmt: &str, dst: &str, rows: usize, given: Option<Ty>) -> Result<u64, String> {
+    source(src_fmt)?;
+    let io = |e: std::io::Error| format!("io: {e}");
+    let mut w = File::create(dst).map_err(io)?;
+    let schema = match given {
+        Some(t) => t,
+        None => {
+            let mut rd = Reader::new(src, source(src_fmt)?).map_err(io)?;
+            let mut ty = Ty::Struct(Vec::new());
+            let mut n = 0;
+            while n < rows {
+                let mut got = Ty::Null;
+                match each(&mut rd, |p, s, i| {
+                    got = infer(p, s, i, 0)?;
+                    Ok(true)
+                })? {
+                    None => break,
+                    _ => unify(&mut ty, got).map_err(why)?,
+                }
+                n += 1;
+            }
+            ty
+        }
+    };
+    let mut text = Vec::new();
+    write_ty(&schema, &mut text);
+    frame(&mut w, 1, &text)?;
+    let mut rd = Reader::new(src, source(src_fmt)?).map_err(io)?;
+    let mut col = Col::new(&schema);
+    let mut out: Vec<u8> = Vec::new();
+    let mut count: u64 = 0;
+    // parquet takes no struct without fields: such types only stand until a wider schema comes, or fall back
+    let send = !has_empty_struct(&schema);
+    loop {
+        let base = col.len();
+        let mut again = false; // a retry with more of the file: what the first try appended goes
+        let took = each(&mut rd, |p, s, i| {
+            if again {
+                col.truncate(base);
+            }
+            again = true;
+            col.put(p, s, i, 0)
+        })?;
+        match took {
+            Some(true) => {
+                count += 1;
+                if col.len() >= rows || (col.len() % 256 == 0 && col.bytes() >= BYTES) {
+                    if send {
+                        batch(&mut w, &col, col.len(), &mut out)?;
+                    }
+                    col.truncate(0);
+                }
+            }
+            Some(false) => {
+                // a record the types do not take: the rest of the file only for its types
+                col.truncate(base);
+                let mut ty = schema.clone();
+                let mut first = true; // the reader stands at this record already
+                loop {
+                    if !first && !rd.next()? {
+                        break;
+                    }
+                    first = false;
+                    let got = rd.with(|p, s, i| {
+                        p.ws(s, i)?;
+                        if s[*i] != b'{' {
+                            return fb("a record that is not an object");
+                        }
+                        infer(p, s, i, 0)
+                    })?;
+                    match got {
+                        None => return Err("the file ends inside a record".into()),
+                        Some(t) => unify(&mut ty, t).map_err(why)?,
+                    }
+                    rd.end_line()?;
+                }
+                if ty == schema {
+                    return Err("a record the columns do not take".into());
+                }
+                if has_empty_struct(&ty) {
+                    return Err("an object without keys".into());
+                }
+                text.clear();
+                write_ty(&ty, &mut text);
+                frame(&mut w, 3, &text)?;
+                return Ok(count);
+            }
+            None => break,
+        }
+    }
+    if has_empty_struct(&schema) {
+        return Err("an object without keys".into());
+    }
+    if col.len() > 0 {
+        batch(&mut w, &col, col.len(), &mut out)?;
+    }
+    frame(&mut w, 4, &count.to_le_bytes())?;
+    Ok(count)
+}
+
+fn why(s: Stop) -> String {
+    match s {
+        Stop::Fallback(w) => w.to_string(),
+        Stop::More => "the file ends inside a record".into(),
+    }
+}
+
+/// `pipeloom-convert SRC SRC_FMT DST arrow ROWS [SCHEMA_HEX]`: prints {"count": N} or {"fallback": "why"}
+/// (exit 3).
+pub(crate) fn main(args: &[String]) {
+    let rows = match args.get(5).and_then(|r| r.parse::<usize>().ok()).filter(|&r| r > 0) {
+        Some(r) => r,
+        None => {
+            eprintln!("usage: pipeloom-convert SRC SRC_FMT DST arrow ROWS [SCHEMA_HEX]");
+            std::process::exit(2);
+        }
+    };
+    let given = match args.get(6) {
+        None => None,
+        Some(h) => match unhex(h).and_then(|b| {
+            let mut i = 0;
+            read_ty(&b, &mut i).filter(|_| i == b.len())
+        }) {
+            Some(t) => Some(t),
+            None => {
+                eprintln!("pipeloom-convert: an unreadable schema");
+                std::process::exit(2);
+            }
+        },
+    };
+    match convert(&args[1], &args[2], &args[3], rows, given) {
+        Ok(n) => println!("{{\"count\": {n}}}"),
+        Err(why) => {
+            println!("{{\"fallback\": \"{}\"}}", why.replace('\\', "\\\\").replace('"', "'"));
+            std::process::exit(3);
+        }
+    }
+}
