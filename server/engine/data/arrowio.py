@@ -442,19 +442,20 @@ def _type_of(pa, text: bytes):
     return pa.schema(list(record))
 
 
-def _frame(f):
-    """(kind, payload) of the converter's next frame; (None, None) where its stream ends."""
-    head = _read(f, 16)
+def _frame(pa, f):
+    """(kind, payload: a pyarrow Buffer) of the converter's next frame; (None, None) where its stream ends."""
+    head = _read(pa, f, 16)
     if head is None:
         return None, None
     kind, size = memoryview(head).cast("Q")
-    payload = _read(f, size)
+    payload = _read(pa, f, size)
     return (kind, payload) if payload is not None else (None, None)
 
 
-def _read(f, size: int):
-    """`size` bytes from the pipe `f` in a bytearray, or None where it ends first."""
-    buf = bytearray(size)
+def _read(pa, f, size: int):
+    """`size` bytes from the pipe `f` in a new pyarrow Buffer (aligned, not zeroed first), or None where it
+    ends first."""
+    buf = pa.allocate_buffer(size)
     view = memoryview(buf)
     got = 0
     while got < size:
@@ -465,12 +466,11 @@ def _read(f, size: int):
     return buf
 
 
-def _batch(pa, schema, payload: bytearray):
+def _batch(pa, schema, payload):
     """The record batch whose buffers the converter sent in `payload`, wrapped without a copy."""
     rows, count = memoryview(payload)[:16].cast("Q")
     table = memoryview(payload)[16:16 + 24 * count].cast("Q")
-    whole = pa.py_buffer(payload)
-    bufs = iter([(whole.slice(table[3 * k], table[3 * k + 1]), table[3 * k + 2]) for k in range(count)])
+    bufs = iter([(payload.slice(table[3 * k], table[3 * k + 1]), table[3 * k + 2]) for k in range(count)])
     next(bufs)  # the records themselves: never null
     arrays = [_array(pa, field.type, rows, bufs) for field in schema]
     batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
@@ -554,10 +554,6 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, given: bytes | None) ->
     import os
     import subprocess
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     from . import native
     from .formats import _AtomicOutput
 
@@ -581,6 +577,10 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, given: bytes | None) ->
     except (ImportError, OSError):
         pass
     f = os.fdopen(r, "rb", buffering=0)
+    import pyarrow as pa  # while the converter starts reading
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     out = _AtomicOutput(dst)
     writer = None
     count = 0
@@ -589,11 +589,11 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, given: bytes | None) ->
         end = None
         with ThreadPoolExecutor(1) as pool:  # parquet is encoded while the next batch is read
             try:
-                kind, payload = _frame(f)
+                kind, payload = _frame(pa, f)
                 if kind == SCHEMA:
-                    schema = _type_of(pa, bytes(payload))
+                    schema = _type_of(pa, payload.to_pybytes())
                     while True:
-                        kind, payload = _frame(f)
+                        kind, payload = _frame(pa, f)
                         if kind == BATCH_FRAME:
                             batch = _batch(pa, schema, payload)
                             del payload
@@ -608,9 +608,9 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, given: bytes | None) ->
                             continue
                         if kind == WIDEN:
                             proc.communicate()
-                            raise _Widen(bytes(payload))
+                            raise _Widen(payload.to_pybytes())
                         if kind == END:
-                            end = int.from_bytes(payload, "little")
+                            end = int.from_bytes(payload.to_pybytes(), "little")
                         break
                 while written:
                     written.popleft().result()

@@ -27,7 +27,7 @@ use std::fs::File;
 use std::io::Write;
 
 use crate::input::{fb, Stop, R};
-use crate::json_read::Parser;
+use crate::json_read::{string_end, Parser};
 use crate::reader::{Reader, Src};
 
 const BYTES: usize = 32 << 20; // a batch ends early past this many bytes of buffers
@@ -258,6 +258,24 @@ fn number(s: &[u8], i: &mut usize) -> R<Num> {
     Ok(Num::F(x))
 }
 
+/// Whitespace skipped, as Parser::ws does, with the common cases (none, one space) first.
+#[inline(always)]
+fn ws(p: &Parser, s: &[u8], i: &mut usize) -> R<()> {
+    match s.get(*i) {
+        Some(&c) if c > b' ' => return Ok(()),
+        Some(b' ') => {
+            if let Some(&c) = s.get(*i + 1) {
+                if c > b' ' {
+                    *i += 1;
+                    return Ok(());
+                }
+            }
+        }
+        _ => {}
+    }
+    p.ws(s, i)
+}
+
 fn literal(s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
     if s.len() < *i + word.len() {
         if word.starts_with(&s[*i..]) {
@@ -303,7 +321,7 @@ fn key(p: &mut Parser, s: &[u8], i: &mut usize) -> R<Option<(usize, usize)>> {
 
 /// The type of the value at s[*i] (whitespace skipped), checked as the converter checks it.
 fn infer(p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<Ty> {
-    p.ws(s, i)?;
+    ws(p, s, i)?;
     if depth > MAX_DEPTH {
         return fb("nesting deeper than the columns take");
     }
@@ -316,7 +334,7 @@ fn infer(p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<Ty> {
         b'[' => {
             *i += 1;
             let mut item = Ty::Null;
-            p.ws(s, i)?;
+            ws(p, s, i)?;
             if s[*i] == b']' {
                 *i += 1;
                 return Ok(Ty::List(Box::new(item)));
@@ -324,7 +342,7 @@ fn infer(p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<Ty> {
             loop {
                 let t = infer(p, s, i, depth + 1)?;
                 unify(&mut item, t)?;
-                p.ws(s, i)?;
+                ws(p, s, i)?;
                 match s[*i] {
                     b',' => *i += 1,
                     b']' => {
@@ -338,13 +356,13 @@ fn infer(p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<Ty> {
         b'{' => {
             *i += 1;
             let mut fs: Vec<(Vec<u8>, Ty)> = Vec::new();
-            p.ws(s, i)?;
+            ws(p, s, i)?;
             if s[*i] == b'}' {
                 *i += 1;
                 return Ok(Ty::Struct(fs));
             }
             loop {
-                p.ws(s, i)?;
+                ws(p, s, i)?;
                 if s[*i] != b'"' {
                     return fb("malformed JSON");
                 }
@@ -355,14 +373,14 @@ fn infer(p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<Ty> {
                 if fs.iter().any(|f| f.0 == name) {
                     return fb("a key given twice in one object");
                 }
-                p.ws(s, i)?;
+                ws(p, s, i)?;
                 if s[*i] != b':' {
                     return fb("malformed JSON");
                 }
                 *i += 1;
                 let t = infer(p, s, i, depth + 1)?;
                 fs.push((name, t));
-                p.ws(s, i)?;
+                ws(p, s, i)?;
                 match s[*i] {
                     b',' => *i += 1,
                     b'}' => {
@@ -459,6 +477,30 @@ struct Col {
     data: Data,
 }
 
+/// `src` appended to `dst`: a few words for a short text rather than a call to memcpy.
+#[inline(always)]
+fn append(dst: &mut Vec<u8>, src: &[u8]) {
+    if src.len() > 32 {
+        dst.extend_from_slice(src);
+        return;
+    }
+    dst.reserve(32);
+    let at = dst.len();
+    unsafe {
+        let to = dst.as_mut_ptr().add(at);
+        let mut k = 0;
+        while k + 8 <= src.len() {
+            std::ptr::write_unaligned(to.add(k) as *mut u64, std::ptr::read_unaligned(src.as_ptr().add(k) as *const u64));
+            k += 8;
+        }
+        while k < src.len() {
+            *to.add(k) = src[k];
+            k += 1;
+        }
+        dst.set_len(at + src.len());
+    }
+}
+
 fn as_bytes<T>(v: &[T]) -> &[u8] {
     // i32, i64 and f64 in memory are Arrow's little-endian layout on the machines this builds for
     unsafe { std::slice::from_raw_parts(v.as_ptr() as *const u8, std::mem::size_of_val(v)) }
@@ -534,7 +576,7 @@ impl Col {
 
     /// The value at s[*i] appended; Ok(false) when this column's type does not take it.
     fn put(&mut self, p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<bool> {
-        p.ws(s, i)?;
+        ws(p, s, i)?;
         let c = s[*i];
         if c == b'n' {
             literal(s, i, b"null")?;
@@ -551,7 +593,14 @@ impl Col {
                 b.push(false);
             }
             (Data::Str(o, d), b'"') => {
-                p.string(s, i, Some(d), None)?;
+                let start = *i + 1;
+                let (k, wide) = string_end(s, start);
+                if k < s.len() && s[k] == b'"' && (!wide || std::str::from_utf8(&s[start..k]).is_ok()) {
+                    append(d, &s[start..k]);
+                    *i = k + 1;
+                } else {
+                    p.string(s, i, Some(d), None)?;
+                }
                 o.push(offset(d.len())?);
             }
             (Data::Int(v), b'-' | b'0'..=b'9') => {
@@ -578,7 +627,7 @@ impl Col {
                     return fb("nesting deeper than the columns take");
                 }
                 *i += 1;
-                p.ws(s, i)?;
+                ws(p, s, i)?;
                 if s[*i] == b']' {
                     *i += 1;
                 } else {
@@ -586,7 +635,7 @@ impl Col {
                         if !items.put(p, s, i, depth + 1)? {
                             return Ok(false);
                         }
-                        p.ws(s, i)?;
+                        ws(p, s, i)?;
                         match s[*i] {
                             b',' => *i += 1,
                             b']' => {
@@ -640,13 +689,13 @@ impl Col {
 /// struct has not.
 fn object(fs: &mut [(Vec<u8>, Col)], keys: &[(u64, bool)], n: usize, p: &mut Parser, s: &[u8], i: &mut usize, depth: usize) -> R<bool> {
     *i += 1;
-    p.ws(s, i)?;
+    ws(p, s, i)?;
     if s[*i] == b'}' {
         *i += 1;
     } else {
         let mut guess = 0;
         loop {
-            p.ws(s, i)?;
+            ws(p, s, i)?;
             if s[*i] != b'"' {
                 return fb("malformed JSON");
             }
@@ -668,7 +717,7 @@ fn object(fs: &mut [(Vec<u8>, Col)], keys: &[(u64, bool)], n: usize, p: &mut Par
             if col.len() > n {
                 return fb("a key given twice in one object");
             }
-            p.ws(s, i)?;
+            ws(p, s, i)?;
             if s[*i] != b':' {
                 return fb("malformed JSON");
             }
@@ -677,7 +726,7 @@ fn object(fs: &mut [(Vec<u8>, Col)], keys: &[(u64, bool)], n: usize, p: &mut Par
                 return Ok(false);
             }
             guess = at + 1;
-            p.ws(s, i)?;
+            ws(p, s, i)?;
             match s[*i] {
                 b',' => *i += 1,
                 b'}' => {
@@ -737,7 +786,7 @@ fn each(rd: &mut Reader, mut f: impl FnMut(&mut Parser, &[u8], &mut usize) -> R<
     }
     let got = rd.with(|p, s, i| {
         let start = *i;
-        p.ws(s, i)?;
+        ws(p, s, i)?;
         if s[*i] != b'{' {
             return fb("a record that is not an object");
         }
@@ -829,7 +878,7 @@ fn convert(src: &str, src_fmt: &str, dst: &str, rows: usize, given: Option<Ty>) 
                     }
                     first = false;
                     let got = rd.with(|p, s, i| {
-                        p.ws(s, i)?;
+                        ws(p, s, i)?;
                         if s[*i] != b'{' {
                             return fb("a record that is not an object");
                         }

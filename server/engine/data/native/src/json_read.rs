@@ -32,7 +32,7 @@ fn hash(bytes: &[u8]) -> u64 {
 /// The first byte from `start` that ends a run of plain string text (a quote, a backslash, a control
 /// character), eight bytes at a time, and whether the run holds non-ASCII bytes.
 #[inline]
-fn string_end(s: &[u8], start: usize) -> (usize, bool) {
+pub(crate) fn string_end(s: &[u8], start: usize) -> (usize, bool) {
     use scan::{has, HI, LO};
     let mut k = start;
     let mut wide = 0u64;
