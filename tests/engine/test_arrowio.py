@@ -264,6 +264,22 @@ def test_number_forms_escapes_and_blank_lines_read_as_the_exact_path_reads_them(
     assert exact[2][0]["s"] == 'é\n"\\ 🚀 \u2028 \t' and exact[2][1]["été"] == "\x00"
 
 
+@pytest.mark.parametrize("fmt", ["json", "ndjson"])
+def test_records_across_the_converters_read_buffers_and_longer_than_one(tmp_path, monkeypatch, exe, fmt):
+    # the converter reads 8 MB at a time: records cut at a buffer's end are parsed again once more is read,
+    # and one longer than a buffer makes it grow
+    monkeypatch.setattr(arrowio, "BATCH", 700)
+    rnd = random.Random(5)
+    rows = [{"i": i, "s": "é" * rnd.randint(0, 3000), "l": [[k, None, k / 4] for k in range(rnd.randint(0, 40))],
+             "m": {"t": "x" * rnd.randint(0, 900), "n": [{"k": str(k)} for k in range(rnd.randint(0, 9))] or None}}
+            for i in range(5000)]
+    rows.insert(2500, {"i": -1, "s": "long " * (2 << 20), "l": [], "m": {"t": "", "n": [{"k": "q"}] * 50_000}})
+    src = write_source(tmp_path / f"in.{fmt}", fmt, rows)
+    assert src.stat().st_size > 24 << 20
+    fast, exact = fast_and_exact(tmp_path, src, fmt)
+    assert fast == exact
+
+
 def test_only_columns_whose_values_repeat_get_a_dictionary(tmp_path, exe):
     rows = [{"id": i, "kind": "ab"[i % 2], "m": {"u": "°C", "n": i / 7}, "tags": ["x"] if i % 3 else []}
             for i in range(30_000)]
