@@ -577,14 +577,14 @@ def _json_to_parquet(src: Path, src_fmt: str, dst: Path, given: bytes | None) ->
     except (ImportError, OSError):
         pass
     f = os.fdopen(r, "rb", buffering=0)
-    import pyarrow as pa  # while the converter starts reading
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
-
     out = _AtomicOutput(dst)
     writer = None
     count = 0
     try:
+        import pyarrow as pa  # while the converter starts reading
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
         written: deque = deque()
         end = None
         with ThreadPoolExecutor(1) as pool:  # parquet is encoded while the next batch is read
