@@ -30,7 +30,6 @@ converts record by record, which also words every error.
 
 from __future__ import annotations
 
-import re
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -405,74 +404,96 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
 # ---------------------------------------------------------------------------
 # json and ndjson to parquet
 
-BLOCK = 4 << 20  # bytes of ndjson parsed in one call (a quarter of it where pyarrow reads the source)
-WIDENINGS = 4
-QUEUED = 2  # blocks read ahead of the parser
-_TWO_63 = float(2 ** 63)
-_LONG_INTEGER = re.compile(rb"(?<![0-9.])[0-9]{19}")
+WIDENINGS = 2  # the converter's wider schema is the whole file's: one start again is enough
+BATCH = 10_000  # records per batch and parquet row group, as the exact path writes them (formats.BATCH_ROWS)
+SCHEMA, BATCH_FRAME, WIDEN, END = 1, 2, 3, 4  # the converter's frames (native/src/arrow_cols.rs)
 
 
-def _settled(pa, t):
-    """The type the exact path infers for a column pyarrow inferred as `t` (timestamps were strings in the
-    JSON text), or None where the two could differ: the caller then leaves the file to the exact path."""
-    if pa.types.is_timestamp(t) or pa.types.is_date(t):
-        return pa.string()
-    if (pa.types.is_null(t) or pa.types.is_boolean(t) or pa.types.is_string(t) or t == pa.int64()
-            or t == pa.float64()):
-        return t
-    if pa.types.is_list(t):
-        inner = _settled(pa, t.value_type)
-        return None if inner is None else pa.list_(inner)
-    if pa.types.is_struct(t):
-        if t.num_fields == 0:
-            return None  # the exact path keeps an object without keys as JSON text
+def _type_of(pa, text: bytes):
+    """The arrow schema the converter wrote as `text` (arrow_cols.rs: `n` `b` `i` `f` `s`, `l` + item type,
+    `t` + field count + `,` + per field its name's length, `:`, the name and its type)."""
+    pos = 0
+
+    def read():
+        nonlocal pos
+        c = text[pos:pos + 1]
+        pos += 1
+        simple = {b"n": pa.null, b"b": pa.bool_, b"i": pa.int64, b"f": pa.float64, b"s": pa.string}.get(c)
+        if simple is not None:
+            return simple()
+        if c == b"l":
+            return pa.list_(read())
+        if c != b"t":
+            raise Fallback("an unreadable schema from the converter")
+        end = text.index(b",", pos)
         fields = []
-        for i in range(t.num_fields):
-            inner = _settled(pa, t.field(i).type)
-            if inner is None:
-                return None
-            fields.append(pa.field(t.field(i).name, inner))
+        count, pos = int(text[pos:end]), end + 1
+        for _ in range(count):
+            end = text.index(b":", pos)
+            size, pos = int(text[pos:end]), end + 1
+            name = text[pos:pos + size].decode("utf-8")
+            pos += size
+            fields.append(pa.field(name, read()))
         return pa.struct(fields)
-    return None
+
+    record = read()
+    if pos != len(text) or not pa.types.is_struct(record):
+        raise Fallback("an unreadable schema from the converter")
+    return pa.schema(list(record))
 
 
-def _schema_of(pa, inferred):
-    """The parquet schema for what pyarrow inferred from the first block, or Fallback."""
-    fields = []
-    for field in inferred:
-        t = _settled(pa, field.type)
-        if t is None:
-            raise Fallback(f"column {field.name}: {field.type}")
-        fields.append(pa.field(field.name, t))
-    if len(set(inferred.names)) != len(inferred.names):
-        raise Fallback("a column name twice")
-    return pa.schema(fields)
+def _frame(pa, f):
+    """(kind, payload: a pyarrow Buffer) of the converter's next frame; (None, None) where its stream ends."""
+    head = _read(pa, f, 16)
+    if head is None:
+        return None, None
+    kind, size = memoryview(head).cast("Q")
+    payload = _read(pa, f, size)
+    return (kind, payload) if payload is not None else (None, None)
 
 
-def _doubles(pa, arr):
-    """Every float64 array inside `arr`, nested ones too."""
-    t = arr.type
-    if t == pa.float64():
-        yield arr
-    elif pa.types.is_list(t):
-        yield from _doubles(pa, arr.values)
-    elif pa.types.is_struct(t):
-        for i in range(t.num_fields):
-            yield from _doubles(pa, arr.field(i))
+def _read(pa, f, size: int):
+    """`size` bytes from the pipe `f` in a new pyarrow Buffer (aligned, not zeroed first), or None where it
+    ends first."""
+    buf = pa.allocate_buffer(size)
+    view = memoryview(buf)
+    got = 0
+    while got < size:
+        n = f.readinto(view[got:])
+        if not n:
+            return None
+        got += n
+    return buf
 
 
-def _check_numbers(pa, pc, table, block: bytes) -> None:
-    """Fallback where an integer beyond 64 bits may have become a float: the exact path keeps such a
-    column as JSON text. (A float's repr has 17 significant digits at most: only an integer, or the
-    fraction of a small float, can show 19 digits in a row.)"""
-    from .fast import _long_digits
+def _batch(pa, schema, payload):
+    """The record batch whose buffers the converter sent in `payload`, wrapped without a copy."""
+    rows, count = memoryview(payload)[:16].cast("Q")
+    table = memoryview(payload)[16:16 + 24 * count].cast("Q")
+    bufs = iter([(payload.slice(table[3 * k], table[3 * k + 1]), table[3 * k + 2]) for k in range(count)])
+    next(bufs)  # the records themselves: never null
+    arrays = [_array(pa, field.type, rows, bufs) for field in schema]
+    batch = pa.RecordBatch.from_arrays(arrays, schema=schema)
+    batch.validate()
+    return batch
 
-    for col in table.columns:
-        for chunk in col.chunks:
-            for arr in _doubles(pa, chunk):
-                if (pc.any(pc.greater_equal(pc.abs(arr), _TWO_63)).as_py() and _long_digits(block)
-                        and _LONG_INTEGER.search(block)):
-                    raise Fallback("an integer of 2**63 or more")
+
+def _array(pa, t, n: int, bufs):
+    valid, nulls = next(bufs)
+    valid = valid if nulls else None
+    if pa.types.is_null(t):
+        return pa.nulls(n)
+    if pa.types.is_string(t):
+        offsets, data = next(bufs)[0], next(bufs)[0]
+        return pa.Array.from_buffers(t, n, [valid, offsets, data], null_count=nulls)
+    if pa.types.is_list(t):
+        offsets = next(bufs)[0]
+        items = _array(pa, t.value_type, memoryview(offsets).cast("i")[n], bufs)
+        return pa.Array.from_buffers(t, n, [valid, offsets], null_count=nulls, children=[items])
+    if pa.types.is_struct(t):
+        fields = [_array(pa, t.field(i).type, n, bufs) for i in range(t.num_fields)]
+        return pa.Array.from_buffers(t, n, [valid], null_count=nulls, children=fields)
+    return pa.Array.from_buffers(t, n, [valid, next(bufs)[0]], null_count=nulls)  # bool, int64, double
 
 
 def _leaves(pa, arr, path: str):
@@ -501,255 +522,117 @@ def _repeating(pa, pc, table) -> list:
 
 
 class _Widen(Exception):
-    """A block needs a wider schema than the one the conversion started with."""
+    """The file needs a wider schema than its first records gave: the converter's text of it."""
 
-    def __init__(self, schema):
+    def __init__(self, schema: bytes):
         super().__init__("a wider schema")
         self.schema = schema
-
-
-def _widened(pa, schema, inferred):
-    """`schema` unified with what pyarrow inferred for a block that does not fit it, as the exact path
-    unifies the types of its batches (new columns at the end, in first-seen order); Fallback where the
-    exact path would keep a column as JSON text, or nothing widens."""
-    from .formats import _unify
-
-    found = _schema_of(pa, inferred)
-    fields = []
-    for field in schema:
-        t = field.type
-        if field.name in found.names:
-            other = found.field(field.name).type
-            t = _unify(t, other)
-            if t == pa.string() and not (field.type == other == pa.string()):
-                if not ({field.type, other} <= {pa.string(), pa.null()}):
-                    raise Fallback(f"column {field.name}: {field.type} and {other}")
-            if _settled(pa, t) != t:
-                raise Fallback(f"column {field.name}: {t}")
-        fields.append(pa.field(field.name, t))
-    fields += [f for f in found if f.name not in schema.names]
-    wider = pa.schema(fields)
-    if wider == schema:
-        raise Fallback("a block that does not fit the schema")
-    return wider
-
-
-def _blocks(f, out: list, stop, size: int) -> None:
-    """Read ndjson from `f` into `out` (a queue): blocks of whole lines, about `size` bytes, then None."""
-    carry = b""
-    try:
-        while not stop.is_set():
-            data = f.read(size)
-            if not data:
-                break
-            data = carry + data
-            cut = data.rfind(b"\n") + 1
-            if cut == 0:
-                carry = data
-                continue
-            carry = data[cut:]
-            out.put(data[:cut])
-        if carry:
-            out.put(carry)
-    finally:
-        out.put(None)
-
-
-class _NotPlain(Exception):
-    """The source is not plain ndjson that pyarrow may read itself: the converter's text is read instead."""
-
-
-def _plain(block: bytes) -> bool:
-    """Whether pyarrow may read `block` of the source itself, as one chunk: it starts with an object.
-
-    (pyarrow crashed on a chunk that starts with `null`; any other line that is not one object is the
-    converter's to refuse, and a blank line is skipped by both.)"""
-    return block.startswith(b"{")
 
 
 def json_to_parquet(src: Path, src_fmt: str, dst: Path) -> int:
     """Convert a json array or ndjson file to parquet, atomically; the record count, or Fallback.
 
-    pyarrow's json reader parses the records a block at a time. The first block
-    sets the schema and each later block must fit it. A block that needs a wider one (a new key, a
-    float in a column of integers) widens it as the exact path unifies types, and the conversion starts
-    again under the wider schema, a few times at most.
-
-    What pyarrow reads is vouched for by the compiled converter, which reads the whole source as the
-    exact path does and leaves anything whose meaning that path decides to it (malformed text, NaN,
-    duplicate keys, records that are not objects, two values on a line, one object over several lines,
-    ...). For ndjson, pyarrow reads the source itself while the converter, in its own process beside
-    it, only checks it (`check`: nothing written), and the result counts when the converter accepted
-    the file and counted as many records as pyarrow read: a line the exact path refuses (`null`, two
-    objects, NaN, ...) makes the converter refuse the file. pyarrow crashed on a chunk of text that
-    starts with `null`, so each block is parsed as one chunk and must start with `{` before pyarrow
-    sees it. Where that fails, or pyarrow refuses the text, or counts otherwise (a json array, a byte
-    order mark, a blank line where a block starts, ...), pyarrow reads the converter's own ndjson
-    instead, on a pipe, in the exact path's text."""
+    The compiled converter (native/src/arrow_cols.rs) parses the records into Arrow column buffers and
+    sends them over a pipe, a batch of BATCH records at a time; here they are wrapped as arrays without a
+    copy and written by pyarrow's parquet writer on another thread, so parsing and encoding run on two
+    cores at once. The types are the exact path's: taken from the first batch, and where a later record
+    needs wider ones (a new key, a float among integers, a value where only nulls were seen), the
+    converter reads the rest of the file for its types only and the conversion starts again once with
+    the union of them all. What that path keeps as JSON text or decides itself (two kinds of value in one
+    column, an integer beyond 64 bits, malformed text, duplicate keys, a record that is not an object,
+    ...) makes the converter step aside, and this raises Fallback."""
     schema = None
-    direct = src_fmt == "ndjson"
-    tries = 0
-    while True:
+    for _ in range(WIDENINGS):
         try:
-            return _json_to_parquet(src, src_fmt, dst, schema, direct)
+            return _json_to_parquet(src, src_fmt, dst, schema)
         except _Widen as w:
-            tries += 1
-            if tries >= WIDENINGS:
-                raise Fallback("the schema kept widening") from None
             schema = w.schema
-        except _NotPlain:
-            direct = False
+    raise Fallback("the schema kept widening")
 
 
-def _json_to_parquet(src: Path, src_fmt: str, dst: Path, schema, direct: bool) -> int:
+def _json_to_parquet(src: Path, src_fmt: str, dst: Path, given: bytes | None) -> int:
     import os
-    import queue
     import subprocess
-    import threading
-
-    import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.json as pj
-    import pyarrow.parquet as pq
 
     from . import native
-    from .formats import BATCH_ROWS, _AtomicOutput
+    from .formats import _AtomicOutput
 
     exe = native.binary() if native.enabled() else None
     if exe is None:
         raise Fallback("the compiled converter is not available")
-    if direct:  # the converter only checks: its text goes nowhere, pyarrow reads the source
-        w = os.open(os.devnull, os.O_WRONLY)
-        r = None
-    else:
-        r, w = os.pipe()
+    r, w = os.pipe()
+    args = [exe, str(src), src_fmt, f"/dev/fd/{w}", "arrow", str(BATCH)] + ([given.hex()] if given else [])
     try:
-        proc = subprocess.Popen([exe, str(src), src_fmt, f"/dev/fd/{w}", "check" if direct else "ndjson"],
-                                stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, pass_fds=(w,))
+        proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                pass_fds=(w,))
     except OSError as exc:
-        if r is not None:
-            os.close(r)
+        os.close(r)
         os.close(w)
         raise Fallback(f"cannot start the converter: {exc}") from None
     os.close(w)
-    if direct:
-        f = open(src, "rb", buffering=0)
-    else:
-        try:
-            import fcntl
+    try:
+        import fcntl
 
-            fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # fewer, larger reads
-        except (ImportError, OSError):
-            pass
-        f = os.fdopen(r, "rb", buffering=1 << 20)  # read(BLOCK) then waits for a whole block
-    blocks: queue.Queue = queue.Queue(QUEUED)
-    stop = threading.Event()
-    # one chunk per block where pyarrow reads the source: smaller ones parse faster on one thread
-    size = BLOCK // 4 if direct else BLOCK
-    reader = threading.Thread(target=_blocks, args=(f, blocks, stop, size), daemon=True)
-    reader.start()
+        fcntl.fcntl(r, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)  # fewer, larger reads
+    except (ImportError, OSError):
+        pass
+    f = os.fdopen(r, "rb", buffering=0)
     out = _AtomicOutput(dst)
     writer = None
     count = 0
-    options = None
-
-    def infer(block: bytes):
-        try:
-            if direct:  # one chunk, as `parse` reads it
-                return pj.read_json(pa.BufferReader(block), read_options=pj.ReadOptions(
-                    use_threads=False, block_size=len(block) + 1)).schema
-            return pj.read_json(pa.BufferReader(block)).schema
-        except pa.ArrowException as exc:
-            if direct:
-                raise _NotPlain() from None
-            raise Fallback(f"pyarrow: {exc}") from None
-
-    def parse(block: bytes):
-        if direct and not _plain(block):
-            raise _NotPlain()
-        try:
-            if direct:  # one chunk, on this thread: its first line is the one checked
-                table = pj.read_json(pa.BufferReader(block), parse_options=options, read_options=pj.ReadOptions(
-                    use_threads=False, block_size=len(block) + 1))
-            else:
-                table = pj.read_json(pa.BufferReader(block), parse_options=options)  # 1 MB chunks, in parallel
-        except pa.ArrowException:
-            raise _Widen(_widened(pa, schema, infer(block))) from None
-        if table.schema != schema:
-            raise Fallback("another schema")
-        _check_numbers(pa, pc, table, block)
-        return table
-
     try:
-        parsed: deque = deque()
+        import pyarrow as pa  # while the converter starts reading
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
         written: deque = deque()
-        held: list = []  # parsed tables not yet written
-        rows = 0
-        ahead = 1 if direct else 0  # blocks parsed while the oldest one is awaited
-        # two blocks parsed at once where each is one chunk on one thread (pyarrow parses the chunks of a
-        # block from the pipe in parallel itself), one written
-        with ThreadPoolExecutor(2 if direct else 1) as parsers, ThreadPoolExecutor(1) as pool:
+        end = None
+        with ThreadPoolExecutor(1) as pool:  # parquet is encoded while the next batch is read
             try:
-                while True:
-                    block = blocks.get()
-                    done = block is None
-                    if not done and options is None:
-                        if direct and not _plain(block):
-                            raise _NotPlain()
-                        if schema is None:
-                            schema = _schema_of(pa, infer(block))
-                        options = pj.ParseOptions(explicit_schema=schema, unexpected_field_behavior="error")
-                    if not done:
-                        parsed.append(parsers.submit(parse, block))
-                    del block
-                    while parsed and (len(parsed) > ahead or done):
-                        table = parsed.popleft().result()
-                        if writer is None:
-                            writer = pq.ParquetWriter(str(out.tmp), schema, use_dictionary=_repeating(pa, pc, table))
-                        held.append(table)
-                        rows += table.num_rows
-                        count += table.num_rows
-                        del table
-                        if rows >= BATCH_ROWS:  # row groups of about the exact path's size
-                            written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
-                            held, rows = [], 0
-                        while len(written) > 1:
-                            written.popleft().result()
-                    if done:
+                kind, payload = _frame(pa, f)
+                if kind == SCHEMA:
+                    schema = _type_of(pa, payload.to_pybytes())
+                    while True:
+                        kind, payload = _frame(pa, f)
+                        if kind == BATCH_FRAME:
+                            batch = _batch(pa, schema, payload)
+                            del payload
+                            if writer is None:
+                                writer = pq.ParquetWriter(str(out.tmp), schema, use_dictionary=_repeating(
+                                    pa, pc, pa.Table.from_batches([batch])))
+                            written.append(pool.submit(writer.write_batch, batch))
+                            count += batch.num_rows
+                            del batch
+                            while len(written) > IN_FLIGHT // 2:
+                                written.popleft().result()
+                            continue
+                        if kind == WIDEN:
+                            proc.communicate()
+                            raise _Widen(payload.to_pybytes())
+                        if kind == END:
+                            end = int.from_bytes(payload.to_pybytes(), "little")
                         break
-                if held:
-                    written.append(pool.submit(writer.write_table, pa.concat_tables(held), BATCH_ROWS))
-                    held = []
                 while written:
                     written.popleft().result()
             except pa.ArrowException as exc:
                 raise Fallback(f"pyarrow: {exc}") from None
             finally:
-                for p in (*parsed, *written):
+                for p in written:
                     p.cancel()
         got, _ = proc.communicate()
         report = native.report(got)
         if proc.returncode != 0 or not isinstance(report.get("count"), int):
             raise Fallback(report.get("fallback") or "the converter failed")
-        if report["count"] != count:
-            if direct:
-                raise _NotPlain()
-            raise Fallback("the converter counts other records")
+        if not (report["count"] == end == count):
+            raise Fallback("the converter sent other records than it counted")
         if writer is None:
             raise Fallback("no records: the exact path writes the empty file")
         writer.close()
         writer = None
         out.commit()
     except BaseException:
-        stop.set()
         if proc.poll() is None:
             proc.kill()
-        while reader.is_alive():  # unblock the reader if the queue is full
-            try:
-                blocks.get_nowait()
-            except queue.Empty:
-                reader.join(0.05)
         proc.wait()
         if writer is not None:
             writer.close()

@@ -32,7 +32,7 @@ fn hash(bytes: &[u8]) -> u64 {
 /// The first byte from `start` that ends a run of plain string text (a quote, a backslash, a control
 /// character), eight bytes at a time, and whether the run holds non-ASCII bytes.
 #[inline]
-fn string_end(s: &[u8], start: usize) -> (usize, bool) {
+pub(crate) fn string_end(s: &[u8], start: usize) -> (usize, bool) {
     use scan::{has, HI, LO};
     let mut k = start;
     let mut wide = 0u64;
@@ -82,7 +82,7 @@ impl Parser {
 
     /// A string at s[*i] == '"': its text unescaped into `raw` (when given) and, JSON-escaped as Python
     /// writes it, into `json` (when given).
-    fn string(&self, s: &[u8], i: &mut usize, mut raw: Option<&mut Vec<u8>>, mut json: Option<&mut Vec<u8>>) -> R<()> {
+    pub(crate) fn string(&self, s: &[u8], i: &mut usize, mut raw: Option<&mut Vec<u8>>, mut json: Option<&mut Vec<u8>>) -> R<()> {
         *i += 1;
         if let Some(j) = json.as_deref_mut() {
             j.push(b'"');

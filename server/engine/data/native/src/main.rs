@@ -3,6 +3,8 @@
 //!
 //!     pipeloom-convert SRC SRC_FMT DST DST_FMT      (DST_FMT `check`: read json or ndjson, write nothing)
 //!     pipeloom-convert --scan FILE FORMAT EVERY      (record counts and page checkpoints: scan.rs)
+//!     pipeloom-convert SRC SRC_FMT DST arrow ROWS [SCHEMA]  (Arrow columns for parquet: arrow_cols.rs,
+//!                                                            arrow_types.rs)
 //!
 //! It prints one line of JSON: {"count": N} when it wrote DST, or {"fallback": "why"} (exit 3) when the
 //! input holds something whose meaning the Python conversion decides (malformed text, duplicate keys, a
@@ -23,6 +25,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
+mod arrow_cols;
+mod arrow_types;
 mod bits;
 mod csv_read;
 mod csv_write;
@@ -168,6 +172,10 @@ fn main() {
                 std::process::exit(3);
             }
         }
+        return;
+    }
+    if args.len() >= 6 && args[4] == "arrow" {
+        arrow_cols::main(&args);
         return;
     }
     if args.len() != 5 {
