@@ -620,12 +620,12 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import arrowio, columnar, fast, native, parallel
+        from . import arrowio, arrowpipe, columnar, fast, native, parallel
 
         big = src.stat().st_size >= NATIVE_MIN_BYTES
         try:
             if src_fmt == "parquet" and dst_fmt in ("json", "ndjson", "csv"):
-                return arrowio.parquet_to_text(src, dst, dst_fmt)
+                return arrowpipe.parquet_to_text(src, dst, dst_fmt)
             if big and native.usable(src_fmt, dst_fmt):
                 return native.convert_native(src, src_fmt, dst, dst_fmt)
             if big and (src_fmt, dst_fmt) == ("csv", "parquet"):
