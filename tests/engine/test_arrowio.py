@@ -263,6 +263,25 @@ def test_arrays_that_start_inside_their_buffers(tmp_path, exe, fmt):
     assert piped.read_bytes() == (tmp_path / f"exact.{fmt}").read_bytes()
 
 
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_repeating_strings_are_read_as_dictionaries(tmp_path, monkeypatch, exe, fmt):
+    words = ["", "a,b", 'q"uote', "tab\tnl\n", "Zoë ☃", "\x01", "plain"]
+    n = 5_000
+    table = pa.table({
+        "w": [words[i % len(words)] if i % 11 else None for i in range(n)],
+        "only": [words[i % 3] for i in range(n)],
+        "u": [f"unique-{i}" for i in range(n)],
+        "big": pa.array([words[i % 4] for i in range(n)], pa.large_string()),
+    })
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=700)
+    assert arrowpipe._repeating(pq.ParquetFile(src)) == ["w", "only", "big"]
+    monkeypatch.setattr(arrowpipe, "SMALL_DICTIONARY", 1 << 30)
+    assert arrowpipe._repeating(pq.ParquetFile(src)) == ["w", "only", "big"]  # "u": a dictionary as large as its values
+    piped_as_exact(tmp_path, table, fmt, row_group_size=700)
+    piped_as_exact(tmp_path, table.select(["only"]), fmt, row_group_size=700)  # an empty cell alone on its row
+
+
 def test_many_row_groups_and_an_empty_file(tmp_path, monkeypatch, exe):
     monkeypatch.setattr(arrowpipe, "ROWS", 1000)
     rows = [{"id": i, "v": i / 8, "s": f"r{i}", "n": None if i % 3 else [i]} for i in range(30_000)]

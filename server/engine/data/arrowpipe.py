@@ -38,9 +38,10 @@ QUEUED = 2  # batches read ahead of the pipe
 MAGIC = b"PLAT\x01\x00\x00\x00"
 END = struct.pack("<Q", (1 << 64) - 1)
 IOV = 512  # buffers per writev
+SMALL_DICTIONARY = 64 << 10  # bytes of a column's dictionary page, at most, to read it as a dictionary
 
 # the converter's type tags (arrow_text.rs)
-NULL, BOOL, F32, F64, STR, LSTR, LIST, LLIST, STRUCT, TEXT = 0, 1, 10, 11, 12, 13, 14, 15, 16, 17
+NULL, BOOL, F32, F64, STR, LSTR, LIST, LLIST, STRUCT, TEXT, DICT = 0, 1, 10, 11, 12, 13, 14, 15, 16, 17, 19
 _INTS = {(8, True): 2, (16, True): 3, (32, True): 4, (64, True): 5,
          (8, False): 6, (16, False): 7, (32, False): 8, (64, False): 9}
 
@@ -61,6 +62,9 @@ def _tag(pa, t) -> int | None:
         return STR
     if pa.types.is_large_string(t):
         return LSTR
+    if pa.types.is_dictionary(t):  # of strings: each value's text is made once, and copied for every row
+        v = t.value_type
+        return DICT if pa.types.is_string(v) or pa.types.is_large_string(v) else None
     if pa.types.is_list(t) or pa.types.is_large_list(t):
         if _tag(pa, t.value_type) is None:
             return None
@@ -88,6 +92,8 @@ def _describe(pa, t) -> bytes:
     out = bytes([tag])
     if tag in (LIST, LLIST):
         out += _describe(pa, t.value_type)
+    elif tag == DICT:
+        out += bytes([_tag(pa, t.index_type)]) + _describe(pa, t.value_type)
     elif tag == STRUCT:
         out += struct.pack("<I", t.num_fields)
         for i in range(t.num_fields):
@@ -96,8 +102,9 @@ def _describe(pa, t) -> bytes:
 
 
 def _native_type(pa, t):
-    """The type the converter receives for a column of type `t` (a dictionary decoded), or None."""
-    if pa.types.is_dictionary(t):
+    """The type the converter receives for a column of type `t` (a dictionary of other values decoded), or
+    None."""
+    if pa.types.is_dictionary(t) and _tag(pa, t) is None:
         t = t.value_type
     return t if _tag(pa, t) is not None else None
 
@@ -150,6 +157,13 @@ def _node(pa, arr, words: list, bufs: list) -> None:
     elif tag == STRUCT:
         for i in range(t.num_fields):
             _node(pa, arr.field(i), words, bufs)
+    elif tag == DICT:
+        indices = arr.indices
+        size = indices.type.bit_width // 8
+        words.append(n * size)
+        if n:
+            bufs.append(indices.buffers()[1].slice(indices.offset * size, n * size))
+        _node(pa, arr.dictionary, words, bufs)
     elif tag != NULL:  # integers and floats
         size = t.bit_width // 8
         words.append(n * size)
@@ -182,7 +196,7 @@ def _message(pa, pc, batch, plan: list, dst_fmt: str) -> list:
                 text = arrowio._join(pa, pc, arrowio._parts(pa, pc, col, arrowio.JSON), len(col))
             _text_node(text, words, bufs)
             continue
-        if pa.types.is_dictionary(col.type):
+        if col.type != native_type:
             col = col.dictionary_decode()
         _node(pa, col, words, bufs)
     total = sum(b.size for b in bufs)
@@ -219,6 +233,33 @@ def _pump(fd: int, messages: queue.Queue, stop: list) -> None:
             stop.append(exc)
 
 
+def _repeating(pf) -> list[str]:
+    """The string columns stored with a small dictionary (in a few row groups looked at): read as
+    dictionaries, they decode faster, and the converter makes each value's text once."""
+    import pyarrow as pa
+
+    md = pf.metadata
+    groups = md.num_row_groups
+    if not groups:
+        return []
+    leaves = {md.schema.column(j).path: j for j in range(md.num_columns)}
+    found = []
+    for field in pf.schema_arrow:
+        j = leaves.get(field.name)
+        if j is None or not (pa.types.is_string(field.type) or pa.types.is_large_string(field.type)):
+            continue
+        for g in sorted({0, groups - 1, *range(0, groups, max(1, groups // 6))}):
+            c = md.row_group(g).column(j)
+            if not c.has_dictionary_page or c.dictionary_page_offset is None or c.data_page_offset is None:
+                break
+            size = c.data_page_offset - c.dictionary_page_offset
+            if size > SMALL_DICTIONARY or size * 2 > c.total_compressed_size:
+                break  # values that seldom repeat: pyarrow would hash those written without the dictionary
+        else:
+            found.append(field.name)
+    return found
+
+
 def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
     """Convert a parquet file to json, ndjson or csv, atomically; the record count, or Fallback.
 
@@ -230,6 +271,10 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
 
     try:
         pf = pq.ParquetFile(src, pre_buffer=False)  # pre-buffered, it holds the whole file in memory
+        repeating = _repeating(pf)
+        if repeating:
+            pf.close()
+            pf = pq.ParquetFile(src, pre_buffer=False, read_dictionary=repeating)
     except Exception as exc:  # the exact path says why the file cannot be read
         raise Fallback(str(exc)) from None
     try:

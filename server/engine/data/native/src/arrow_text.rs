@@ -42,11 +42,13 @@ const LLIST: u8 = 15;
 const STRUCT: u8 = 16;
 const TEXT: u8 = 17;
 const LTEXT: u8 = 18;
+const DICT: u8 = 19;
 const MAX_DEPTH: usize = 64;
 const WRITE: usize = 1 << 20; // bytes per write: much larger writes cost the kernel far more here
 
 struct Type {
     tag: u8,
+    index: u8, // a dictionary's index type
     keys: Vec<Padded>, // a struct's field names as JSON text
     children: Vec<Type>,
 }
@@ -74,6 +76,8 @@ struct Col<'a> {
     padded: &'a [u8],     // string bytes, and PAD bytes more after them (for put)
     offsets: Offsets<'a>, // strings and lists
     children: Vec<Col<'a>>,
+    texts: Vec<u8>,       // a dictionary: the text of each value, one after the other, and PAD bytes more
+    ends: Vec<usize>,     // and where each ends
 }
 
 /// The len + 1 offsets of a string or list array, as pyarrow holds them, read rebased on the first.
@@ -147,10 +151,20 @@ fn read_type(r: &mut impl Read, depth: usize) -> Result<Type, String> {
     let mut tag = [0u8; 1];
     r.read_exact(&mut tag).map_err(io)?;
     let tag = tag[0];
-    let mut t = Type { tag, keys: Vec::new(), children: Vec::new() };
+    let mut t = Type { tag, index: 0, keys: Vec::new(), children: Vec::new() };
     match tag {
         NULL..=LSTR | TEXT | LTEXT => {}
         LIST | LLIST => t.children.push(read_type(r, depth + 1)?),
+        DICT => {
+            let mut index = [0u8; 1];
+            r.read_exact(&mut index).map_err(io)?;
+            t.index = index[0];
+            let values = read_type(r, depth + 1)?;
+            if !(I8..=U64).contains(&t.index) || !(values.tag == STR || values.tag == LSTR) {
+                return Err("a dictionary of another kind".into());
+            }
+            t.children.push(values);
+        }
         STRUCT => {
             let n = read_u32(r)?;
             for _ in 0..n {
@@ -243,10 +257,12 @@ impl<'a> Parse<'a> {
         Ok(o)
     }
 
-    fn col(&mut self, t: &Type) -> Result<Col<'a>, String> {
+    /// A node of type `t`; `cell`: a dictionary's values are written as csv cells (else as JSON).
+    fn col(&mut self, t: &Type, cell: bool) -> Result<Col<'a>, String> {
         let len = self.word()?;
         let valid = self.bits(len)?;
-        let mut c = Col { len, valid, bits: Bits { bytes: &[], shift: 0 }, data: &[], padded: &[], offsets: NO_OFFSETS, children: Vec::new() };
+        let mut c = Col { len, valid, bits: Bits { bytes: &[], shift: 0 }, data: &[], padded: &[], offsets: NO_OFFSETS, children: Vec::new(),
+                         texts: Vec::new(), ends: Vec::new() };
         match t.tag {
             NULL => {}
             BOOL => {
@@ -274,7 +290,7 @@ impl<'a> Parse<'a> {
             }
             LIST | LLIST => {
                 c.offsets = self.offsets(len, t.tag == LLIST)?;
-                let child = self.col(&t.children[0])?;
+                let child = self.col(&t.children[0], false)?;
                 if child.len != c.offsets.at(len) {
                     return Err("list items of another length".into());
                 }
@@ -282,17 +298,65 @@ impl<'a> Parse<'a> {
             }
             STRUCT => {
                 for ct in &t.children {
-                    let child = self.col(ct)?;
+                    let child = self.col(ct, false)?;
                     if child.len != len {
                         return Err("a struct field of another length".into());
                     }
                     c.children.push(child);
                 }
             }
+            DICT => {
+                let n = self.word()?;
+                c.data = self.take(n)?;
+                if n != len * width(t.index) {
+                    return Err("indices of another length".into());
+                }
+                let values = self.col(&t.children[0], false)?;
+                for i in 0..len {
+                    if !c.null(i) && index(t.index, c.data, i) >= values.len {
+                        return Err("an index beyond its dictionary".into());
+                    }
+                }
+                let mut scratch = Vec::new();
+                c.ends.reserve(values.len);
+                for k in 0..values.len {
+                    if cell {
+                        csv_value(&t.children[0], &values, k, &mut scratch, &mut c.texts);
+                    } else {
+                        json_value(&t.children[0], &values, k, true, &mut c.texts);
+                    }
+                    c.ends.push(c.texts.len());
+                }
+                c.texts.resize(c.texts.len() + PAD, 0);
+                c.children.push(values);
+            }
             _ => return Err("an unknown column type".into()),
         }
         Ok(c)
     }
+}
+
+/// Index `i` of a dictionary's indices (`tag` their type); usize::MAX when negative.
+#[inline]
+fn index(tag: u8, data: &[u8], i: usize) -> usize {
+    match tag {
+        I8 => usize::try_from(i8::from_le_bytes(le(data, i))).unwrap_or(usize::MAX),
+        I16 => usize::try_from(i16::from_le_bytes(le(data, i))).unwrap_or(usize::MAX),
+        I32 => usize::try_from(i32::from_le_bytes(le(data, i))).unwrap_or(usize::MAX),
+        I64 => usize::try_from(i64::from_le_bytes(le(data, i))).unwrap_or(usize::MAX),
+        U8 => u8::from_le_bytes(le(data, i)) as usize,
+        U16 => u16::from_le_bytes(le(data, i)) as usize,
+        U32 => u32::from_le_bytes(le(data, i)) as usize,
+        _ => usize::try_from(u64::from_le_bytes(le(data, i))).unwrap_or(usize::MAX),
+    }
+}
+
+/// A dictionary's text for the value at row `i`.
+#[inline]
+fn dict_text(t: &Type, c: &Col, i: usize, out: &mut Vec<u8>) {
+    let k = index(t.index, c.data, i);
+    let start = if k == 0 { 0 } else { c.ends[k - 1] };
+    put(&c.texts, start, c.ends[k] - start, out);
 }
 
 /// Every string valid UTF-8: the whole buffer is, and no string starts inside a character.
@@ -480,6 +544,7 @@ fn json_value(t: &Type, c: &Col, i: usize, spaced: bool, out: &mut Vec<u8>) {
     match t.tag {
         NULL => out.extend_from_slice(b"null"),
         STR | LSTR => json_str(c.padded, c.offsets.range(i), out),
+        DICT => dict_text(t, c, i, out),
         TEXT | LTEXT => {
             let r = c.offsets.range(i);
             put(c.padded, r.start, r.len(), out);
@@ -521,6 +586,7 @@ fn csv_value(t: &Type, c: &Col, i: usize, scratch: &mut Vec<u8>, out: &mut Vec<u
     match t.tag {
         NULL => {}
         STR | LSTR => csv_str(c.padded, c.offsets.range(i), out),
+        DICT => dict_text(t, c, i, out),
         TEXT | LTEXT => {
             let r = c.offsets.range(i);
             put(c.padded, r.start, r.len(), out);
@@ -600,7 +666,7 @@ pub(crate) fn convert(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, String
         let mut p = Parse { words: &words, w: 0, bytes: &bytes, b: 0 };
         let mut cols = Vec::with_capacity(ncols);
         for t in &types {
-            let c = p.col(t)?;
+            let c = p.col(t, !json)?;
             if c.len as u64 != rows {
                 return Err("a column of another length".into());
             }
