@@ -19,6 +19,8 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
+use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::thread::JoinHandle;
 
 use crate::numbers::{push_fixed, write_f64, write_f64_repr, write_i64, write_u64};
 use crate::scan::find4;
@@ -638,20 +640,31 @@ pub(crate) fn convert(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, String
         l.extend_from_slice(b": ");
         Padded::new(&l)
     }).collect();
-    let mut w = File::create(dst).map_err(io)?;
-    w.write_all(&preamble).map_err(io)?;
+    let mut sink = Sink::new(File::create(dst).map_err(io)?);
+    let done = encode(&mut r, &types, &lead, json, array, preamble, &mut sink);
+    let closed = sink.finish();
+    let count = done?;
+    closed?;
+    Ok(count)
+}
+
+/// The text of every batch on `r`, into `sink`; the record count.
+fn encode(r: &mut impl Read, types: &[Type], lead: &[Padded], json: bool, array: bool, preamble: Vec<u8>,
+          sink: &mut Sink) -> Result<u64, String> {
+    let ncols = types.len();
     let mut count: u64 = 0;
     let mut words: Vec<u64> = Vec::new();
     let mut bytes: Vec<u8> = Vec::new();
-    let mut out: Vec<u8> = Vec::with_capacity(WRITE + (1 << 16));
+    let mut out = preamble;
+    out.reserve(WRITE + (1 << 16));
     let mut scratch: Vec<u8> = Vec::new();
     loop {
-        let rows = read_u64(&mut r)?;
+        let rows = read_u64(r)?;
         if rows == u64::MAX {
             break;
         }
-        let nwords = read_u64(&mut r)? as usize;
-        let nbytes = read_u64(&mut r)? as usize;
+        let nwords = read_u64(r)? as usize;
+        let nbytes = read_u64(r)? as usize;
         if nwords > 1 << 24 || nbytes > 1 << 34 {
             return Err("a malformed column stream".into());
         }
@@ -665,7 +678,7 @@ pub(crate) fn convert(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, String
         r.read_exact(&mut bytes[..nbytes]).map_err(io)?;
         let mut p = Parse { words: &words, w: 0, bytes: &bytes, b: 0 };
         let mut cols = Vec::with_capacity(ncols);
-        for t in &types {
+        for t in types {
             let c = p.col(t, !json)?;
             if c.len as u64 != rows {
                 return Err("a column of another length".into());
@@ -697,15 +710,58 @@ pub(crate) fn convert(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, String
                 out.push(b'\n');
             }
             if out.len() >= WRITE {
-                w.write_all(&out).map_err(io)?;
-                out.clear();
+                sink.send(&mut out)?;
             }
         }
         count += rows;
     }
-    w.write_all(&out).map_err(io)?;
     if array {
-        w.write_all(if count == 0 { b"[]\n" } else { b"\n]\n" }).map_err(io)?;
+        out.extend_from_slice(if count == 0 { b"[]\n" } else { b"\n]\n" });
     }
+    sink.send(&mut out)?;
     Ok(count)
+}
+
+/// Text written by a thread of its own, a buffer at a time, while the next buffer is encoded.
+struct Sink {
+    tx: Option<SyncSender<Vec<u8>>>,
+    spare: Receiver<Vec<u8>>, // buffers written, to fill again
+    thread: Option<JoinHandle<Result<(), String>>>,
+}
+
+impl Sink {
+    fn new(mut f: File) -> Sink {
+        let (tx, rx) = sync_channel::<Vec<u8>>(4);
+        let (back, spare) = channel::<Vec<u8>>();
+        let thread = std::thread::spawn(move || {
+            for buf in rx {
+                f.write_all(&buf).map_err(io)?;
+                let _ = back.send(buf);
+            }
+            Ok(())
+        });
+        Sink { tx: Some(tx), spare, thread: Some(thread) }
+    }
+
+    /// Hand `out` to the writer; `out` is then an empty buffer.
+    fn send(&mut self, out: &mut Vec<u8>) -> Result<(), String> {
+        let next = self.spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(WRITE + (1 << 16)));
+        let full = std::mem::replace(out, next);
+        out.clear();
+        let sent = self.tx.as_ref().map(|tx| tx.send(full).is_ok()).unwrap_or(false);
+        if !sent {
+            self.finish()?; // the writer's error
+            return Err("the writer stopped".into());
+        }
+        Ok(())
+    }
+
+    /// Wait for everything sent to be written.
+    fn finish(&mut self) -> Result<(), String> {
+        drop(self.tx.take());
+        match self.thread.take() {
+            Some(t) => t.join().map_err(|_| "the writer stopped".to_string())?,
+            None => Ok(()),
+        }
+    }
 }
