@@ -19,7 +19,7 @@
 
 use std::fs::File;
 use std::io::{Read, Write};
-use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
+use std::sync::mpsc::{channel, sync_channel, Receiver, Sender, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::numbers::{push_fixed, write_f64, write_f64_repr, write_i64, write_u64};
@@ -641,41 +641,86 @@ pub(crate) fn convert(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, String
         Padded::new(&l)
     }).collect();
     let mut sink = Sink::new(File::create(dst).map_err(io)?);
-    let done = encode(&mut r, &types, &lead, json, array, preamble, &mut sink);
+    drop(r);
+    let batches = Batches::start();
+    let done = encode(&batches, &types, &lead, json, array, preamble, &mut sink);
     let closed = sink.finish();
     let count = done?;
     closed?;
     Ok(count)
 }
 
-/// The text of every batch on `r`, into `sink`; the record count.
-fn encode(r: &mut impl Read, types: &[Type], lead: &[Padded], json: bool, array: bool, preamble: Vec<u8>,
+/// One batch as it came: its row count (u64::MAX: the end), description and buffers (and PAD bytes).
+struct Batch {
+    rows: u64,
+    words: Vec<u64>,
+    bytes: Vec<u8>,
+}
+
+/// Batches read from stdin by a thread of its own, so that the pipe is drained while a batch is encoded.
+struct Batches {
+    rx: Receiver<Result<Batch, String>>,
+    spare: Sender<Batch>, // batches encoded, to fill again
+}
+
+impl Batches {
+    fn start() -> Batches {
+        let (tx, rx) = sync_channel::<Result<Batch, String>>(2);
+        let (spare, back) = channel::<Batch>();
+        std::thread::spawn(move || {
+            let stdin = std::io::stdin();
+            let mut r = stdin.lock();
+            loop {
+                let mut b = back.try_recv().unwrap_or(Batch { rows: 0, words: Vec::new(), bytes: Vec::new() });
+                let got = read_batch(&mut r, &mut b);
+                let end = got.is_err() || b.rows == u64::MAX;
+                if tx.send(got.map(|_| b)).is_err() || end {
+                    return;
+                }
+            }
+        });
+        Batches { rx, spare }
+    }
+
+    fn iter(&self) -> impl Iterator<Item = Result<Batch, String>> + '_ {
+        std::iter::from_fn(|| Some(self.rx.recv().unwrap_or_else(|_| Err("the reader stopped".into()))))
+    }
+}
+
+fn read_batch(r: &mut impl Read, b: &mut Batch) -> Result<(), String> {
+    b.rows = read_u64(r)?;
+    if b.rows == u64::MAX {
+        return Ok(());
+    }
+    let nwords = read_u64(r)? as usize;
+    let nbytes = read_u64(r)? as usize;
+    if nwords > 1 << 24 || nbytes > 1 << 34 {
+        return Err("a malformed column stream".into());
+    }
+    let mut raw = vec![0u8; nwords * 8];
+    r.read_exact(&mut raw).map_err(io)?;
+    b.words.clear();
+    b.words.extend(raw.chunks_exact(8).map(|c| u64::from_le_bytes(c.try_into().unwrap())));
+    b.bytes.resize(nbytes + PAD, 0);
+    r.read_exact(&mut b.bytes[..nbytes]).map_err(io)?;
+    b.bytes[nbytes..].fill(0);
+    Ok(())
+}
+
+/// The text of every batch, into `sink`; the record count.
+fn encode(batches: &Batches, types: &[Type], lead: &[Padded], json: bool, array: bool, preamble: Vec<u8>,
           sink: &mut Sink) -> Result<u64, String> {
     let ncols = types.len();
     let mut count: u64 = 0;
-    let mut words: Vec<u64> = Vec::new();
-    let mut bytes: Vec<u8> = Vec::new();
     let mut out = preamble;
     out.reserve(WRITE + (1 << 16));
     let mut scratch: Vec<u8> = Vec::new();
-    loop {
-        let rows = read_u64(r)?;
+    for batch in batches.iter() {
+        let Batch { rows, words, bytes } = batch?;
         if rows == u64::MAX {
             break;
         }
-        let nwords = read_u64(r)? as usize;
-        let nbytes = read_u64(r)? as usize;
-        if nwords > 1 << 24 || nbytes > 1 << 34 {
-            return Err("a malformed column stream".into());
-        }
-        words.resize(nwords, 0);
-        let mut raw = vec![0u8; nwords * 8];
-        r.read_exact(&mut raw).map_err(io)?;
-        for (k, c) in raw.chunks_exact(8).enumerate() {
-            words[k] = u64::from_le_bytes(c.try_into().unwrap());
-        }
-        bytes.resize(nbytes + PAD, 0);
-        r.read_exact(&mut bytes[..nbytes]).map_err(io)?;
+        let (nwords, nbytes) = (words.len(), bytes.len() - PAD);
         let mut p = Parse { words: &words, w: 0, bytes: &bytes, b: 0 };
         let mut cols = Vec::with_capacity(ncols);
         for t in types {
@@ -714,6 +759,7 @@ fn encode(r: &mut impl Read, types: &[Type], lead: &[Padded], json: bool, array:
             }
         }
         count += rows;
+        let _ = batches.spare.send(Batch { rows, words, bytes });
     }
     if array {
         out.extend_from_slice(if count == 0 { b"[]\n" } else { b"\n]\n" });
