@@ -278,7 +278,9 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
     except Exception as exc:  # the exact path says why the file cannot be read
         raise Fallback(str(exc)) from None
     try:
-        return batches_to_text(pf.schema_arrow, pf.iter_batches(batch_size=ROWS), dst, dst_fmt, exe)
+        # one decoding thread: the converter has the other core
+        batches = pf.iter_batches(batch_size=ROWS, use_threads=False)
+        return batches_to_text(pf.schema_arrow, batches, dst, dst_fmt, exe)
     finally:
         pf.close()
 
