@@ -1,12 +1,16 @@
 """Parquet to json, ndjson and csv: pyarrow reads, the compiled converter writes the text.
 
 pyarrow reads and decodes the parquet file a record batch at a time, on
-this thread, with the GIL released while it decodes. Each batch's column
-buffers (validity bitmaps, values, offsets, string bytes) go as pyarrow holds
-them, without a copy, over a pipe to the compiled converter
-(native/src/arrow_text.rs), which writes every record's text into the
-destination's temporary file while the next batches are read: reading and
-encoding run side by side, on two cores. The converter writes what the
+this thread, with the GIL released while it decodes (string columns stored
+with a small dictionary are read as dictionaries: they decode faster, and
+the converter makes the text of each value once). Each batch's column
+buffers (validity bitmaps, values, offsets, string bytes, dictionary indices)
+go as pyarrow holds them, without a copy, over a pipe to the compiled
+converter (native/src/arrow_text.rs describes the stream), a thread of this
+process writing them while this one reads on. The converter writes every
+record's text into the destination's temporary file, which is published
+only once it has written the whole stream and counted as many records as
+were sent: reading and encoding run side by side, on two cores. It writes what the
 exact path (formats.json_text and csv_cell) writes for the same values:
 integers, floats by Python's repr (NaN and the infinities as null in JSON,
 as repr writes them in csv), booleans, strings JSON-escaped or csv-quoted,
@@ -316,8 +320,10 @@ def batches_to_text(schema, batches, dst: Path, dst_fmt: str, exe: str) -> int:
 def _run(exe: str, batches, plan: list, head: bytes, tmp: Path, dst_fmt: str) -> int:
     """Have the converter write `tmp` while the batches are read and sent to it; the record count."""
     import pyarrow as pa
-    import pyarrow.compute as pc
 
+    pc = None
+    if any(t is None for t in plan):  # columns encoded here
+        import pyarrow.compute as pc
     try:
         proc = subprocess.Popen([exe, "-", "arrow", str(tmp), dst_fmt], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)

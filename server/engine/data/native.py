@@ -4,7 +4,9 @@ It converts json, ndjson and csv into each other in one streaming pass at
 several hundred MB/s in a few MB of memory, byte for byte what the Python
 conversion writes (parquet is pyarrow's: columnar.py, and arrowio.py, which has
 this converter turn a json array into the ndjson pyarrow reads, or, with the
-output format `check`, only check an ndjson file pyarrow reads itself). With
+output format `check`, only check an ndjson file pyarrow reads itself; and
+arrowpipe.py, which hands it the column buffers of the record batches pyarrow
+reads from parquet, source `-` and format `arrow`, to write as text). With
 `--scan` it counts the records of a json, ndjson or csv file and finds the
 checkpoints of its page index (pageindex.py), 64 bytes at a time with AVX2
 when the processor has it, else SSE2, else eight bytes at a time in a u64
