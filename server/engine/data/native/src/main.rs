@@ -24,6 +24,7 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 
+mod arrow_read;
 mod arrow_text;
 mod bits;
 mod csv_read;
