@@ -255,6 +255,8 @@ def test_arrays_that_start_inside_their_buffers(tmp_path, exe, fmt):
     table = varied_table().drop_columns(["ts", "d", "bin"])
     batches = [b for start in range(0, table.num_rows, 3) for b in table.slice(start, 3).to_batches()]
     assert any(b.column(0).offset for b in batches)
+    whole = table.combine_chunks().to_batches()[0]
+    batches[2:2] = [whole.slice(0, 0), whole.slice(5, 0)]  # batches without rows, one of them at an offset
     piped = tmp_path / f"piped.{fmt}"
     assert arrowpipe.batches_to_text(table.schema, iter(batches), piped, fmt, exe) == table.num_rows
     src = tmp_path / "in.parquet"

@@ -203,7 +203,7 @@ def _message(pa, pc, batch, plan: list, dst_fmt: str) -> list:
         if col.type != native_type:
             col = col.dictionary_decode()
         _node(pa, col, words, bufs)
-    total = sum(b.size for b in bufs)
+    total = sum(len(b) for b in bufs)
     head = struct.pack("<3Q", batch.num_rows, len(words), total) + array("Q", words).tobytes()
     return [head, *bufs]
 
