@@ -125,14 +125,19 @@ fn csv_str(padded: &[u8], r: std::ops::Range<usize>, out: &mut Vec<u8>) {
     csv_escaped(cell, out);
 }
 
+/// A cell in quotes, each quote in it doubled.
 fn csv_escaped(cell: &[u8], out: &mut Vec<u8>) {
+    out.reserve(cell.len() + 2);
     out.push(b'"');
-    for &b in cell {
+    let mut start = 0;
+    for (i, &b) in cell.iter().enumerate() {
         if b == b'"' {
+            out.extend_from_slice(&cell[start..=i]);
             out.push(b'"');
+            start = i + 1;
         }
-        out.push(b);
     }
+    out.extend_from_slice(&cell[start..]);
     out.push(b'"');
 }
 
