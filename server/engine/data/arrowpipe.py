@@ -37,7 +37,7 @@ from pathlib import Path
 from . import arrowio, native
 from .columnar import Fallback
 
-ROWS = 65_536  # rows per batch: about 7 MB of column buffers here, 14 MB of text in the converter
+ROWS = 65_536  # rows per batch (at most one row group): about 7 MB of column buffers
 QUEUED = 2  # batches read ahead of the pipe
 MAGIC = b"PLAT\x01\x00\x00\x00"
 END = struct.pack("<Q", (1 << 64) - 1)
@@ -273,13 +273,17 @@ def parquet_to_text(src: Path, dst: Path, dst_fmt: str) -> int:
         return arrowio.parquet_to_text(src, dst, dst_fmt)
     import pyarrow.parquet as pq
 
+    pf = None
     try:
         pf = pq.ParquetFile(src, pre_buffer=False)  # pre-buffered, it holds the whole file in memory
         repeating = _repeating(pf)
         if repeating:
             pf.close()
+            pf = None
             pf = pq.ParquetFile(src, pre_buffer=False, read_dictionary=repeating)
     except Exception as exc:  # the exact path says why the file cannot be read
+        if pf is not None:
+            pf.close()
         raise Fallback(str(exc)) from None
     try:
         # one decoding thread: the converter has the other core
