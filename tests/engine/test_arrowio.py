@@ -96,6 +96,10 @@ def test_what_it_cannot_vouch_for_is_left_to_the_exact_path(tmp_path):
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(arrowio.Fallback):
         arrowio.parquet_to_text(bad, tmp_path / "out.ndjson", "ndjson")
+    if shutil.which("cargo"):  # the same through the compiled converter
+        for src in (dup, bad):
+            with pytest.raises(arrowpipe.Fallback):
+                arrowpipe.parquet_to_text(src, tmp_path / "out.ndjson", "ndjson")
     with pytest.raises(MalformedDataError, match="bad.parquet: not a readable parquet file"):
         convert(bad, "parquet", tmp_path / "out.ndjson", "ndjson")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "dup.parquet"]
