@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import datetime
+import decimal
 import json
+import math
 import random
 import shutil
 from pathlib import Path
@@ -12,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from server.engine.data import arrowio, native
+from server.engine.data import arrowio, arrowpipe, native
 from server.engine.formats import MalformedDataError, convert
 from tests.conftest import pipeloom_cmd, require
 from tests.engine.test_convert_exact import TRICKY
@@ -96,6 +98,10 @@ def test_what_it_cannot_vouch_for_is_left_to_the_exact_path(tmp_path):
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(arrowio.Fallback):
         arrowio.parquet_to_text(bad, tmp_path / "out.ndjson", "ndjson")
+    if shutil.which("cargo"):  # the same through the compiled converter
+        for src in (dup, bad):
+            with pytest.raises(arrowpipe.Fallback):
+                arrowpipe.parquet_to_text(src, tmp_path / "out.ndjson", "ndjson")
     with pytest.raises(MalformedDataError, match="bad.parquet: not a readable parquet file"):
         convert(bad, "parquet", tmp_path / "out.ndjson", "ndjson")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.parquet", "dup.parquet"]
@@ -107,6 +113,7 @@ def test_convert_from_parquet_takes_the_columnar_path(tmp_path, monkeypatch):
     calls = []
     real = arrowio.parquet_to_text
     monkeypatch.setattr(arrowio, "parquet_to_text", lambda *a: calls.append(a) or real(*a))
+    monkeypatch.setenv(native.ENV, "0")  # without the compiled converter: pyarrow.compute encodes
     for fmt in ("json", "ndjson", "csv"):
         convert(src, "parquet", tmp_path / f"out.{fmt}", fmt)
         convert(src, "parquet", tmp_path / f"exact.{fmt}", fmt, exact=True)
@@ -115,13 +122,235 @@ def test_convert_from_parquet_takes_the_columnar_path(tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------------------
-# json and ndjson to parquet
+# parquet to text through the compiled converter (arrowpipe.py, native/src/arrow_text.rs)
 
 
 @pytest.fixture
 def exe():
-    require(shutil.which("cargo") is not None, "json to parquet reads through the compiled converter, built with cargo")
-    assert native.binary()
+    require(shutil.which("cargo") is not None, "the compiled converter is built with cargo")
+    path = native.binary()
+    assert path
+    return path
+
+
+def piped_as_exact(tmp_path: Path, table, fmt: str, row_group_size: int = 5) -> None:
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=row_group_size)
+    piped, exact = tmp_path / f"piped.{fmt}", tmp_path / f"exact.{fmt}"
+    assert arrowpipe.parquet_to_text(src, piped, fmt) == convert(src, "parquet", exact, fmt, exact=True)
+    assert piped.read_bytes() == exact.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+
+def converter_calls(monkeypatch) -> list:
+    """The output formats the converter was started for, from here on."""
+    calls: list = []
+    real = arrowpipe.subprocess.Popen
+
+    def popen(argv, *a, **kw):
+        if argv[1:3] == ["-", "arrow"]:
+            calls.append(argv[4])
+        return real(argv, *a, **kw)
+
+    monkeypatch.setattr(arrowpipe.subprocess, "Popen", popen)
+    return calls
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_the_converter_writes_the_exact_bytes(tmp_path, monkeypatch, exe, fmt):
+    monkeypatch.setattr(arrowpipe, "ROWS", 7)  # several batches, and a json array across them
+    calls = converter_calls(monkeypatch)
+    table = varied_table()
+    piped_as_exact(tmp_path, table, fmt)
+    for name in ("s", "nul", "nest", "f", "ts", "l"):  # one column: the csv module quotes a row's only empty cell
+        piped_as_exact(tmp_path, table.select([name]), fmt)
+    piped_as_exact(tmp_path, table.slice(0, 0), fmt)
+    assert calls == [fmt] * 8
+
+
+STRINGS = ["", "a", "a,b", 'q"uote', "back\\slash", "tab\tnl\ncr\rff\fbs\b", "cr\rx", "crlf\r\n",
+           "Zoë ☃ 東京 🚀", "\x7f\u2028\u2029\ufeff", " lead ", "12345678", "1234567\"", "é\"é\"é\"",
+           "\u00e9" * 40 + '"', "x" * 63 + ",", "y" * 64, "z" * 65 + "\n", "ü" * 100, "€€€€€€€€\\"]
+STRINGS += ["".join(map(chr, range(0, 32)))] + [f"{chr(c)}" for c in range(0, 32)] + [f"ab{chr(c)}cdefgh" for c in range(32)]
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_the_converter_escapes_and_quotes_strings_as_python(tmp_path, exe, fmt):
+    n = len(STRINGS)
+    table = pa.table({
+        "s": STRINGS,
+        "n": [None if i % 3 == 0 else s for i, s in enumerate(STRINGS)],
+        "big": pa.array(STRINGS, pa.large_string()),
+        "l": [STRINGS[i:i + 3] for i in range(n)],
+        "m": [{"k": s, "t": [s, None]} for s in STRINGS],
+    })
+    piped_as_exact(tmp_path, table, fmt)
+    for name in ("s", "n"):
+        piped_as_exact(tmp_path, table.select([name]), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["ndjson", "csv"])
+def test_the_converter_prints_floats_as_python(tmp_path, exe, fmt):
+    rnd = random.Random(11)
+    values = [rnd.uniform(-1, 1) * 10 ** rnd.randint(-30, 30) for _ in range(20_000)]
+    values += [round(rnd.uniform(-1e6, 1e6), rnd.randint(0, 12)) for _ in range(20_000)]
+    values += [rnd.randint(-10 ** 15, 10 ** 15) / 10 ** rnd.randint(0, 22) for _ in range(20_000)]
+    values += [float(rnd.randint(-2 ** 53, 2 ** 53)) for _ in range(2_000)]
+    edges = [0.0, -0.0, 1e-4, 0.0001, 9.999999999999999e-05, 1e15, 999999999999999.9, 1e16, 9999999999999998.0,
+             1125899906842624.0, 1125899906842623.5, 0.09999999999999999, 0.1, 0.3, 0.1 + 0.2, 9.999999999999998,
+             99.99999999999999, 562949953421312.25, 2.0 ** -24, 5e-324, 2.2250738585072014e-308,
+             1.7976931348623157e308, float("nan"), float("inf"), -float("inf"), 1 / 3, 2 / 3, 0.5, 1.5, 2.5]
+    for k in range(-20, 20):  # every power of ten, and its neighbours
+        p = 10.0 ** k
+        edges += [p, math.nextafter(p, 0), math.nextafter(p, math.inf)]
+    values += edges + [-v for v in edges]
+    table = pa.table({"v": values, "w": pa.array(values, pa.float32()), "l": [[v, v] for v in values]})
+    piped_as_exact(tmp_path, table, fmt, row_group_size=10_000)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_the_converter_writes_every_integer_width_and_nested_value(tmp_path, exe, fmt):
+    ints = {}
+    for bits in (8, 16, 32, 64):
+        for signed in (True, False):
+            t = getattr(pa, f"{'' if signed else 'u'}int{bits}")()
+            lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if signed else (0, 2 ** bits - 1)
+            vals = [lo, hi, 0, 1, None, 9, 10, 99, 100, lo + 1, hi - 1] + [10 ** k for k in range(20) if 10 ** k <= hi]
+            vals += [10 ** k - 1 for k in range(1, 21) if 10 ** k - 1 <= hi]
+            ints[f"{'i' if signed else 'u'}{bits}"] = pa.array((vals * 30)[:120], t)
+    n = 120
+    point = pa.struct([("x", pa.float64()), ("tags", pa.list_(pa.string())), ("in", pa.struct([("b", pa.bool_())]))])
+    nested = {
+        "struct": pa.array([{"x": i / 4, "tags": ["a", None] if i % 2 else [], "in": {"b": i % 3 == 0}} if i % 5
+                            else None for i in range(n)], point),
+        "list_of_structs": pa.array([[{"x": 1.5, "tags": None, "in": None}, None] if i % 4 else None
+                                     for i in range(n)], pa.list_(point)),
+        "list_of_lists": pa.array([[[i, None], [], None] if i % 3 else [] for i in range(n)],
+                                  pa.large_list(pa.list_(pa.int16()))),
+        "nulls_in_list": pa.array([[None, None] for _ in range(n)], pa.list_(pa.null())),
+        "bools": pa.array([[True, False, None]] * n, pa.list_(pa.bool_())),
+        "dict": pa.array([f"v{i % 4}" if i % 7 else None for i in range(n)]).dictionary_encode(),
+        "f32": pa.array([i / 3 if i % 9 else float("nan") for i in range(n)], pa.float32()),
+    }
+    table = pa.table({**ints, **nested})
+    piped_as_exact(tmp_path, table, fmt, row_group_size=17)
+    piped_as_exact(tmp_path, table.select(["struct"]), fmt, row_group_size=17)
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_columns_of_other_types_are_encoded_before_they_are_sent(tmp_path, exe, fmt):
+    n = 40
+    table = pa.table({
+        "id": list(range(n)),
+        "ts": [datetime.datetime(2020, 1, 2, 3, 4, i) for i in range(n)],
+        "d": [datetime.date(2020, 1, 2), None] * (n // 2),
+        "dec": pa.array([decimal.Decimal("1.25"), None] * (n // 2), pa.decimal128(5, 2)),
+        "bin": [b"\x00\xff,", None] * (n // 2),
+        "map": pa.array([[("k", 1), ("j", None)], None] * (n // 2), pa.map_(pa.string(), pa.int64())),
+        "half": pa.array([1.5, None] * (n // 2), pa.float16()),
+        "lts": pa.array([[datetime.date(2021, 5, 6)]] * n, pa.list_(pa.date32())),
+        "s": ["a,b", None] * (n // 2),
+    })
+    piped_as_exact(tmp_path, table, fmt, row_group_size=9)
+    piped_as_exact(tmp_path, table.select(["ts"]), fmt)
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+def test_arrays_that_start_inside_their_buffers(tmp_path, exe, fmt):
+    # pyarrow reads parquet into arrays of their own; sliced ones start at an offset inside their buffers
+    table = varied_table().drop_columns(["ts", "d", "bin"])
+    batches = [b for start in range(0, table.num_rows, 3) for b in table.slice(start, 3).to_batches()]
+    assert any(b.column(0).offset for b in batches)
+    whole = table.combine_chunks().to_batches()[0]
+    batches[2:2] = [whole.slice(0, 0), whole.slice(5, 0)]  # batches without rows, one of them at an offset
+    piped = tmp_path / f"piped.{fmt}"
+    assert arrowpipe.batches_to_text(table.schema, iter(batches), piped, fmt, exe) == table.num_rows
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src)
+    convert(src, "parquet", tmp_path / f"exact.{fmt}", fmt, exact=True)
+    assert piped.read_bytes() == (tmp_path / f"exact.{fmt}").read_bytes()
+
+
+@pytest.mark.parametrize("fmt", ["json", "ndjson", "csv"])
+def test_repeating_strings_are_read_as_dictionaries(tmp_path, monkeypatch, exe, fmt):
+    words = ["", "a,b", 'q"uote', "tab\tnl\n", "Zoë ☃", "\x01", "plain"]
+    n = 5_000
+    table = pa.table({
+        "w": [words[i % len(words)] if i % 11 else None for i in range(n)],
+        "only": [words[i % 3] for i in range(n)],
+        "u": [f"unique-{i}" for i in range(n)],
+        "big": pa.array([words[i % 4] for i in range(n)], pa.large_string()),
+    })
+    src = tmp_path / "in.parquet"
+    pq.write_table(table, src, row_group_size=700)
+    assert arrowpipe._repeating(pq.ParquetFile(src)) == ["w", "only", "big"]
+    monkeypatch.setattr(arrowpipe, "SMALL_DICTIONARY", 1 << 30)
+    assert arrowpipe._repeating(pq.ParquetFile(src)) == ["w", "only", "big"]  # "u": a dictionary as large as its values
+    piped_as_exact(tmp_path, table, fmt, row_group_size=700)
+    piped_as_exact(tmp_path, table.select(["only"]), fmt, row_group_size=700)  # an empty cell alone on its row
+
+
+def test_many_row_groups_and_an_empty_file(tmp_path, monkeypatch, exe):
+    monkeypatch.setattr(arrowpipe, "ROWS", 1000)
+    rows = [{"id": i, "v": i / 8, "s": f"r{i}", "n": None if i % 3 else [i]} for i in range(30_000)]
+    table = pa.Table.from_pylist(rows)
+    for fmt in ("json", "ndjson", "csv"):
+        piped_as_exact(tmp_path, table, fmt, row_group_size=777)
+        piped_as_exact(tmp_path, table.slice(0, 0), fmt)
+
+
+def test_text_that_is_not_utf8_is_left_to_the_exact_path(tmp_path, exe):
+    bad = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(bytes([0, 0, 0, 0, 2, 0, 0, 0, 4, 0, 0, 0])),
+                                                 pa.py_buffer(b"a\xff\xc3\xa9")])
+    cut = pa.Array.from_buffers(pa.string(), 2, [None, pa.py_buffer(bytes([0, 0, 0, 0, 1, 0, 0, 0, 2, 0, 0, 0])),
+                                                 pa.py_buffer("é".encode())])  # each half of one character
+    for arr in (bad, cut):
+        src = tmp_path / "in.parquet"
+        pq.write_table(pa.table({"id": [1, 2], "s": arr}), src)
+        with pytest.raises(arrowpipe.Fallback, match="not UTF-8"):
+            arrowpipe.parquet_to_text(src, tmp_path / "out.ndjson", "ndjson")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_a_converter_that_stops_leaves_no_output(tmp_path, monkeypatch, exe):
+    src = tmp_path / "in.parquet"
+    pq.write_table(pa.table({"v": list(range(50_000))}), src)
+    monkeypatch.setattr(arrowpipe, "ROWS", 1000)
+    real = arrowpipe._message
+    sent = []
+
+    def message(pa_, pc, batch, plan, fmt):  # the stream breaks off in the 10th batch: the converter refuses it
+        msg = real(pa_, pc, batch, plan, fmt)
+        sent.append(1)
+        return msg[:1] + [b"\x00" * 8] if len(sent) == 10 else msg
+
+    monkeypatch.setattr(arrowpipe, "_message", message)
+    with pytest.raises(arrowpipe.Fallback):
+        arrowpipe.parquet_to_text(src, tmp_path / "out.csv", "csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+    def broken(*a):  # pyarrow fails while reading: the converter, cut off, deletes what it wrote
+        raise pa.ArrowInvalid("a broken page")
+
+    monkeypatch.setattr(arrowpipe, "_message", lambda *a: real(*a) if len(sent.append(1) or sent) < 15 else broken())
+    with pytest.raises(arrowpipe.Fallback, match="a broken page"):
+        arrowpipe.parquet_to_text(src, tmp_path / "out.csv", "csv")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.parquet"]
+
+
+def test_convert_from_parquet_goes_through_the_converter(tmp_path, monkeypatch, exe):
+    src = tmp_path / "in.parquet"
+    pq.write_table(varied_table(), src)
+    calls = converter_calls(monkeypatch)
+    for fmt in ("json", "ndjson", "csv"):
+        convert(src, "parquet", tmp_path / f"out.{fmt}", fmt)
+        convert(src, "parquet", tmp_path / f"exact.{fmt}", fmt, exact=True)
+        assert (tmp_path / f"out.{fmt}").read_bytes() == (tmp_path / f"exact.{fmt}").read_bytes()
+    assert calls == ["json", "ndjson", "csv"]
+
+
+# ---------------------------------------------------------------------------
+# json and ndjson to parquet
 
 
 def write_source(path: Path, fmt: str, rows: list) -> Path:

@@ -1,6 +1,8 @@
 """Parquet to and from json and ndjson, and parquet to csv, at columnar speed with pyarrow.
 
-Parquet to json, ndjson and csv: the exact path (formats.py) turns every
+Parquet to json, ndjson and csv, where the compiled converter is not there
+(arrowpipe.py writes the text with it, and encodes here only the columns of
+types it does not take): the exact path (formats.py) turns every
 parquet row into a Python dict and encodes it. Here a record batch is
 encoded column by column instead, with no Python object per value: numbers
 cast to text, strings JSON-escaped, structs and lists joined from their

@@ -605,8 +605,8 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
     """Stream `src_path` (in `src_fmt`) into `dst_path` (in `dst_fmt`), atomically.
 
     Returns the number of records written, or None for a raw byte copy. The
-    columnar and compiled paths run first: parquet to text formats with pyarrow
-    (arrowio.py), and for a source of NATIVE_MIN_BYTES or more, the compiled converter
+    columnar and compiled paths run first: parquet to text formats read by pyarrow
+    and written by the compiled converter (arrowpipe.py; arrowio.py without it), and for a source of NATIVE_MIN_BYTES or more, the compiled converter
     between json, ndjson and csv (native.py), csv to parquet (columnar.py) and json or
     ndjson to parquet (arrowio.py); then the batch path (fast.py; parallel.py with
     `workers` > 1). All give what the record-by-record path gives; `exact` skips
@@ -620,12 +620,12 @@ def convert(src_path: str | os.PathLike, src_fmt: str, dst_path: str | os.PathLi
         _copy_raw(src, dst)
         return None
     if not exact:
-        from . import arrowio, columnar, fast, native, parallel
+        from . import arrowio, arrowpipe, columnar, fast, native, parallel
 
         big = src.stat().st_size >= NATIVE_MIN_BYTES
         try:
             if src_fmt == "parquet" and dst_fmt in ("json", "ndjson", "csv"):
-                return arrowio.parquet_to_text(src, dst, dst_fmt)
+                return arrowpipe.parquet_to_text(src, dst, dst_fmt)
             if big and native.usable(src_fmt, dst_fmt):
                 return native.convert_native(src, src_fmt, dst, dst_fmt)
             if big and (src_fmt, dst_fmt) == ("csv", "parquet"):

@@ -2,9 +2,11 @@
 
 It converts json, ndjson and csv into each other in one streaming pass at
 several hundred MB/s in a few MB of memory, byte for byte what the Python
-conversion writes (parquet is pyarrow's: columnar.py, and arrowio.py, for which
+conversion writes (parquet is pyarrow's: columnar.py; arrowio.py, for which
 this converter parses json and ndjson into Arrow column buffers, output format
-`arrow`: native/src/arrow_cols.rs). With
+`arrow`: native/src/arrow_cols.rs; and arrowpipe.py, which hands it the column
+buffers of the record batches pyarrow reads from parquet, source `-` and format
+`arrow`, to write as text: native/src/arrow_text.rs). With
 `--scan` it counts the records of a json, ndjson or csv file and finds the
 checkpoints of its page index (pageindex.py), 64 bytes at a time with AVX2
 when the processor has it, else SSE2, else eight bytes at a time in a u64

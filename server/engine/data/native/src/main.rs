@@ -5,6 +5,7 @@
 //!     pipeloom-convert --scan FILE FORMAT EVERY      (record counts and page checkpoints: scan.rs)
 //!     pipeloom-convert SRC SRC_FMT DST arrow ROWS [SCHEMA]  (Arrow columns for parquet: arrow_cols.rs,
 //!                                                            arrow_types.rs)
+//!     pipeloom-convert - arrow DST DST_FMT           (arrow column buffers on stdin to text: arrow_text.rs)
 //!
 //! It prints one line of JSON: {"count": N} when it wrote DST, or {"fallback": "why"} (exit 3) when the
 //! input holds something whose meaning the Python conversion decides (malformed text, duplicate keys, a
@@ -27,12 +28,15 @@ use std::io::{BufWriter, Write};
 
 mod arrow_cols;
 mod arrow_types;
+mod arrow_read;
+mod arrow_text;
 mod bits;
 mod csv_read;
 mod csv_write;
 mod float_repr;
 mod input;
 mod json_read;
+mod numbers;
 mod reader;
 mod scan;
 
@@ -49,6 +53,7 @@ fn convert(src: &str, src_fmt: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
         "json" => Src::Array,
         "ndjson" => Src::Lines,
         "csv" => return convert_csv(src, dst, dst_fmt),
+        "arrow" => return arrow_text::convert(src, dst, dst_fmt),
         _ => return Err(format!("no native reader for {src_fmt}")),
     };
     let io = |e: std::io::Error| format!("io: {e}");
