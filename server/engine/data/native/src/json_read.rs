@@ -17,7 +17,6 @@ pub(crate) struct Parser {
     pub(crate) nl_ok: bool, // ndjson: a value may not cross a line end
     pub(crate) keys: Vec<u64>,
     pub(crate) key_buf: Vec<u8>,
-    pub(crate) check: bool, // only check the text: strings and numbers are not written again
 }
 
 #[inline]
@@ -231,9 +230,7 @@ impl Parser {
             if lit.len() > 4000 {
                 return fb("an integer of more digits than Python reads"); // its int() limit is 4,300
             }
-            if !self.check {
-                out.extend_from_slice(if lit == b"-0" { b"0" } else { lit });
-            }
+            out.extend_from_slice(if lit == b"-0" { b"0" } else { lit });
             return Ok(());
         }
         let text = unsafe { std::str::from_utf8_unchecked(lit) };
@@ -241,9 +238,7 @@ impl Parser {
         if !x.is_finite() {
             return fb("a number beyond a double");
         }
-        if !self.check {
-            py_repr(x, out);
-        }
+        py_repr(x, out);
         Ok(())
     }
 
@@ -295,7 +290,7 @@ impl Parser {
                     }
                 }
             }
-            b'"' => self.string(s, i, None, if self.check { None } else { Some(out) }),
+            b'"' => self.string(s, i, None, Some(out)),
             b't' => {
                 self.literal(s, i, b"true")?;
                 out.extend_from_slice(b"true");
@@ -356,7 +351,7 @@ impl Parser {
                 }
                 let mut kb = std::mem::take(&mut self.key_buf);
                 kb.clear();
-                let r = self.string(s, i, Some(&mut kb), if self.check { None } else { Some(&mut *out) });
+                let r = self.string(s, i, Some(&mut kb), Some(&mut *out));
                 let fresh = r.is_ok() && self.new_key(base, hash(&kb));
                 self.key_buf = kb;
                 r?;

@@ -1,7 +1,7 @@
 //! Pipeloom's compiled record converter: a JSON array, ndjson or csv file to one of the other two, in one
 //! streaming pass, writing exactly the bytes of Pipeloom's Python conversion (server/engine/data/formats.py).
 //!
-//!     pipeloom-convert SRC SRC_FMT DST DST_FMT      (DST_FMT `check`: read json or ndjson, write nothing)
+//!     pipeloom-convert SRC SRC_FMT DST DST_FMT
 //!     pipeloom-convert --scan FILE FORMAT EVERY      (record counts and page checkpoints: scan.rs)
 //!     pipeloom-convert SRC SRC_FMT DST arrow ROWS [SCHEMA]  (Arrow columns for parquet: arrow_cols.rs,
 //!                                                            arrow_types.rs)
@@ -61,9 +61,8 @@ fn convert(src: &str, src_fmt: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
     let mut w = BufWriter::with_capacity(1 << 20, File::create(dst).map_err(io)?);
     let mut count: u64 = 0;
     let mut out: Vec<u8> = Vec::with_capacity(1 << 16);
-    rd.p.check = dst_fmt == "check";
     match dst_fmt {
-        "json" | "ndjson" | "check" => {
+        "json" | "ndjson" => {
             let array = dst_fmt == "json";
             while rd.next()? {
                 out.clear();
@@ -89,9 +88,7 @@ fn convert(src: &str, src_fmt: &str, dst: &str, dst_fmt: &str) -> Result<u64, St
                 if !array {
                     out.push(b'\n');
                 }
-                if !rd.p.check {
-                    w.write_all(&out).map_err(io)?;
-                }
+                w.write_all(&out).map_err(io)?;
                 count += 1;
             }
             if array {

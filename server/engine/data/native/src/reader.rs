@@ -29,7 +29,7 @@ impl Reader {
             src,
             started: false,
             done: false,
-            p: Parser { nl_ok, keys: Vec::new(), key_buf: Vec::new(), check: false },
+            p: Parser { nl_ok, keys: Vec::new(), key_buf: Vec::new() },
         })
     }
 
