@@ -207,7 +207,7 @@ def _svg(pipeline, run: dict, pos: dict[str, tuple[float, float]], notes: list[d
 
 
 def _sample(path: str, fmt: str) -> str:
-    from .preview import preview_file
+    from .data.preview import preview_file
 
     try:
         page = preview_file(path, fmt, offset=0, limit=SAMPLE_RECORDS)
