@@ -308,6 +308,10 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
                                        "block mapping", "expected <block")):
                 what += " (check the indentation on this line and the one above)"
             raise ValidationError([Problem("", f"invalid YAML: {what}", line)], source) from exc
+        from .pipeline.dupkeys import duplicate_keys
+
+        if twice := duplicate_keys(root):
+            raise ValidationError(twice, source)
         if isinstance(root, yaml.MappingNode):
             for k, v in root.value:
                 if k.value in ("nodes", "edges", "notes", "triggers") and isinstance(v, yaml.SequenceNode):
