@@ -117,6 +117,8 @@ def body_to_input(body: bytes, content_type: str | None, input_format: str, dest
                 count = _check(raw, src_fmt)
             except UnicodeDecodeError as exc:
                 raise BadBody(f"the body is not UTF-8 (byte {exc.start})") from None
+            except BadBody:
+                raise  # already says what is wrong with the body
             except PipeloomError as exc:
                 raise BadBody(f"the body is not valid {src_fmt}: {_plain(exc, raw)}") from None
             os.replace(raw, dest)
