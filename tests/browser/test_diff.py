@@ -258,3 +258,27 @@ def test_cards_say_how_many_records_went_in_and_out(studio, workspace):
     assert pick.locator('[data-testid="count-in-rows"]').inner_text() == "12 in"
     assert pick.locator('[data-testid="count-out-kept"]').inner_text() == "9 out"
     assert page.locator('.card[data-node-id="make"] [data-testid="count-out-rows"]').inner_text() == "12 out"
+
+
+WIDE = '''import pipeloom
+pipeloom.write("graded", [{"a": i, "b": i, "c": i, "d": i, "e": i, "f": i, "g": i,
+                           "grade": "critical" if i == 0 else "normal"} for i in range(3)])
+'''
+
+
+def test_walk_through_samples_show_a_ports_categories_first_as_labels(studio, workspace):
+    write(workspace, "grade.py", WIDE)
+    pid = write_pipeline(workspace, "graded", {"version": 1, "name": "Graded", "nodes": [
+        {"id": "grade", "runtime": "python", "source": "grade.py", "title": "Grade rows",
+         "outputs": [{"name": "graded", "format": "json", "categories": ["grade"]}]}], "edges": []})
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "grade", ("succeeded",))
+    page.get_by_role("button", name="Walk through", exact=True).click()
+    sample = page.get_by_role("dialog", name="Grade rows").locator(".walk-sample").first
+    sample.wait_for()
+    # eight fields, six shown: the declared category is among them, first, as a label with its word
+    assert sample.locator("th").all_inner_texts()[0] == "grade"
+    first = sample.locator("tbody tr").first.locator("td").first
+    assert first.locator(".cat").get_attribute("data-tone") == "danger"
+    assert "critical" in first.inner_text()
