@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from .conftest import select_node, wait_status, write, write_pipeline
@@ -197,10 +198,13 @@ def test_walk_through_goes_step_by_step_with_the_keyboard(studio, workspace):
     page = studio.open(pid)
     page.get_by_role("button", name="Run", exact=True).click()
     wait_status(page, "pick", ("succeeded",))
+    view = "() => { const v = window.pipeloomStudio.canvas.view; return [v.x, v.y, v.k].map((n) => Math.round(n)); }"
+    before = page.evaluate(view)
     page.get_by_role("button", name="Walk through", exact=True).click()
     walk = page.get_by_role("dialog", name="Make rows")
     walk.wait_for()
     assert "Step 1 of 2" in walk.inner_text() and "Makes twelve numbered rows." in walk.inner_text()
+    assert page.evaluate(view) != before  # the step is brought to the middle of what the panel leaves free
     assert page.locator(".card.walk-focus").get_attribute("data-node-id") == "make"
     assert page.get_by_role("button", name="Back").is_disabled()
     walk.locator(".walk-sample").first.wait_for()  # a sample of what went out
@@ -221,6 +225,7 @@ def test_walk_through_goes_step_by_step_with_the_keyboard(studio, workspace):
     page.keyboard.press("Escape")
     assert page.locator('[data-testid="walk"]').count() == 0
     assert page.locator(".card.walk-focus").count() == 0
+    page.wait_for_function(f"() => JSON.stringify(({view})()) === {json.dumps(json.dumps(before, separators=(',', ':')))}")
 
 
 def test_walk_through_fits_a_phone(studio, workspace):
