@@ -45,6 +45,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
 
 
+def _change(field: dict) -> str:
+    """"before → after" for a changed field; when the two would read the same (the text "18.2" that became the
+    number 18.2), both as JSON, so the quotes show what changed."""
+    was = "absent" if field["was"] == "absent" else _short(field["before"])
+    now = "absent" if field["now"] == "absent" else _short(field["after"])
+    if was == now and field["was"] != "absent" and field["now"] != "absent":
+        was, now = (_short(json.dumps(v, ensure_ascii=False)) for v in (field["before"], field["after"]))
+    return f"{was} → {now}"
+
+
 def _duration(s: float | None) -> str:
     if s is None:
         return ""
@@ -262,8 +272,7 @@ def _diff_html(workspace, store, pipeline, run_id: str, nid: str) -> str:
         for it in items:
             key = f"{', '.join(d.key)} {_short(it['key'])}" if d.key else "a record"
             if kind == "changed":
-                what = "; ".join(f"{f['field']}: {'absent' if f['was'] == 'absent' else _short(f['before'])} → "
-                                 f"{'absent' if f['now'] == 'absent' else _short(f['after'])}" for f in it["fields"])
+                what = "; ".join(f"{f['field']}: {_change(f)}" for f in it["fields"])
             else:
                 what = ", ".join(f"{k}: {_short(v)}" for k, v in it["record"].items())
                 if it.get("reason"):

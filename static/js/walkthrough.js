@@ -4,7 +4,7 @@ import { get, seg } from "./api.js";
 import { h, put, clear, formatDuration, formatNumber } from "./dom.js";
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
 import { describeStatus } from "./status.js";
-import { RECORDS, diffSentence, short as cut } from "./diffview.js";
+import { RECORDS, changeTexts, diffSentence, short as cut } from "./diffview.js";
 import { categoryLabel, categoryMap, toneOf } from "./cells.js";
 
 const SAMPLE = 3;
@@ -190,7 +190,7 @@ export class WalkThrough {
       }
       const items = page.items.map((it) => h("li", {}, h("strong", {}, keyOf(it)), ": ",
         kind === "changed"
-          ? it.fields.map((f) => `${f.field} ${f.was === "absent" ? "(absent)" : short(f.before)} → ${f.now === "absent" ? "(absent)" : short(f.after)}`).join("; ")
+          ? it.fields.map((f) => { const [was, now] = changeTexts(f, 40); return `${f.field} ${f.was === "absent" ? "(absent)" : was} → ${f.now === "absent" ? "(absent)" : now}`; }).join("; ")
           : it.reason || Object.entries(it.record).slice(0, 4).map(([k, v]) => `${k} ${short(v)}`).join(", ")));
       const more = first.counts[kind] > items.length ? ` (${items.length} of ${formatNumber(first.counts[kind])})` : "";
       out.push(h("p", {}, `${kind[0].toUpperCase()}${kind.slice(1)}${more}:`), h("ul", { class: "walk-examples" }, items));

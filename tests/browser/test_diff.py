@@ -287,3 +287,39 @@ def test_walk_through_samples_show_a_ports_categories_first_as_labels(studio, wo
     first = sample.locator("tbody tr").first.locator("td").first
     assert first.locator(".cat").get_attribute("data-tone") == "danger"
     assert "critical" in first.inner_text()
+
+
+TEXTS = '''import pipeloom
+pipeloom.write("rows", [{"id": i, "v": f"{i}.5"} for i in range(3)])
+'''
+NUMBERS = '''import pipeloom
+pipeloom.write("typed", [dict(r, v=float(r["v"])) for r in pipeloom.records("rows")])
+'''
+
+
+def test_a_text_that_became_the_same_number_shows_its_quotes(studio, workspace):
+    write(workspace, "texts.py", TEXTS)
+    write(workspace, "numbers.py", NUMBERS)
+    pid = write_pipeline(workspace, "typed", {"version": 1, "name": "Typed", "nodes": [
+        {"id": "texts", "runtime": "python", "source": "texts.py", "outputs": [{"name": "rows", "format": "json"}],
+         "position": {"x": 40, "y": 60}},
+        {"id": "numbers", "runtime": "python", "source": "numbers.py", "title": "Type the values",
+         "inputs": [{"name": "rows", "format": "json"}],
+         "outputs": [{"name": "typed", "format": "json", "key": ["id"]}], "position": {"x": 400, "y": 60}}],
+        "edges": [{"from": "texts.rows", "to": "numbers.rows"}]})
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "numbers", ("succeeded",))
+    select_node(page, "numbers")
+    diff = page.locator('[data-testid="diff"][data-changed="3"]')
+    diff.wait_for()
+    diff.get_by_role("tab", name="3 Changed").click()
+    row = diff.locator('.diff-item[data-kind="changed"] .diff-fields tr').first
+    row.wait_for()
+    assert (row.locator(".diff-before").inner_text(), row.locator(".diff-after").inner_text()) == ('"0.5"', "0.5")
+    # the walk-through says it the same way
+    page.get_by_role("button", name="Walk through", exact=True).click()
+    page.keyboard.press("ArrowRight")
+    walk = page.get_by_role("dialog", name="Type the values")
+    walk.locator(".walk-examples").first.wait_for()
+    assert 'v "0.5" → 0.5' in walk.inner_text()

@@ -152,3 +152,16 @@ def test_connection_labels_are_drawn_over_every_connection_and_runtimes_read_as_
     assert text.rindex('class="edge"') < text.index('class="edge-label"')
     runtimes = re.findall(r'class="card-runtime">([^<]*)<', text)
     assert runtimes == ["Shell", "Shell", "Shell"], runtimes
+
+
+def test_a_text_that_became_the_same_number_shows_its_quotes_on_the_page(workspace, client):
+    path = shell_pipeline(workspace, scripts={
+        "make": "printf '[{\"n\": 1, \"v\": \"2.5\"}]' > out.json\n",
+        "copy": "printf '[{\"n\": 1, \"v\": 2.5}]' > out.json\n"})
+    doc = yaml.safe_load(path.read_text())
+    doc["nodes"][1]["outputs"][0]["key"] = ["n"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_id = client.post("/api/pipelines/flow/runs", json={}).json["run_id"]
+    assert client.wait_run(run_id)["status"] == "succeeded"
+    text = client.get(f"/api/runs/{run_id}/story").get_data(as_text=True)
+    assert "v: &quot;2.5&quot; → 2.5" in text, re.findall(r"<li><strong>n 1</strong>[^<]*", text)
