@@ -354,7 +354,7 @@ def build_story(workspace: str | Path, store, run_id: str) -> str:
         colour = STATUS_COLOURS.get(st, "#57606a")
         took = f" in {_duration(info.get('duration_s'))}" if st == "succeeded" else ""
         parts = [f'<section class="step" id="step-{esc(nid)}"><h3>{esc(node.title or nid)} '
-                 f'<span class="runtime">{esc(node.runtime)} · step id {esc(nid)}</span></h3>',
+                 f'<span class="runtime">{esc(_runtime_label(node.runtime))} · step id {esc(nid)}</span></h3>',
                  f'<p class="status" style="color:{colour}">{esc(word)}{esc(took)}</p>']
         if node.description:
             parts.append(f"<p>{esc(node.description)}</p>")

@@ -152,6 +152,7 @@ def test_connection_labels_are_drawn_over_every_connection_and_runtimes_read_as_
     assert text.rindex('class="edge"') < text.index('class="edge-label"')
     runtimes = re.findall(r'class="card-runtime">([^<]*)<', text)
     assert runtimes == ["Shell", "Shell", "Shell"], runtimes
+    assert re.findall(r'class="runtime">([^<]*)<', text)[0] == "Shell · step id make"
 
 
 def test_a_text_that_became_the_same_number_shows_its_quotes_on_the_page(workspace, client):
