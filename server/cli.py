@@ -353,13 +353,10 @@ def origin_text(origin: dict | None, *, detail: bool = False) -> str:
 
 def _last_error_lines(run_id: str, node_id: str, workspace: Path, n: int = 3) -> list[str]:
     """The last lines a failed node wrote to stderr (or stdout when it wrote no stderr)."""
-    from .engine.logs import tail_log
+    from .engine.logs import last_error_lines
     from .engine.paths import Layout
 
-    lines = tail_log(Layout(workspace).log_path(run_id, node_id), max_lines=200)
-    err = [ln["text"] for ln in lines if ln["stream"] == "err" and ln["text"].strip()]
-    out = [ln["text"] for ln in lines if ln["stream"] in ("out", "build") and ln["text"].strip()]
-    return [ln[:200] for ln in (err or out)[-n:]]
+    return last_error_lines(Layout(workspace).log_path(run_id, node_id), n)
 
 
 def _exit_text(code: int | None) -> str:

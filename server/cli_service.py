@@ -7,6 +7,7 @@ running `pipeloom serve` notices a pause or resume within a second.
 from __future__ import annotations
 
 import json
+import shlex
 from pathlib import Path
 
 import click
@@ -191,14 +192,33 @@ def keys_create(pipeline_id: str, trigger_id: str | None, name: str | None, work
     click.echo(f"Key `{name}` for {'trigger `' + trigger_id + '` of ' if trigger_id else 'the http triggers of '}"
                f"`{pipeline_id}`. It is shown only now; keep it somewhere safe:\n")
     click.echo(f"  {secret}\n")
-    fmt = p.node(example.to.node).input(example.to.port).format if example.to else "json"
+    port = p.node(example.to.node).input(example.to.port) if example.to else None
+    fmt = port.format if port else "json"
     ctype, data = {"text": ("text/plain", "--data-binary @lines.txt"),
                    "ndjson": ("application/x-ndjson", "--data-binary @records.ndjson"),
                    "csv": ("text/csv", "--data-binary @table.csv")}.get(fmt, ("application/json",
                                                                              "--data '[{\"reading\": 1}]'"))
+    sample = _sample_file(p, port)
+    if sample is not None and fmt in ("text", "ndjson", "csv", "json"):
+        data = f"--data-binary @{shlex.quote(sample)}"  # the input's own sample: a body that fits as it is
     click.echo(f"Call the pipeline with it (its input `{example.to}` takes {fmt}; see docs/api.md, \"Invoking\"):")
     click.echo(f"  curl -H 'Authorization: Bearer {secret}' -H 'Content-Type: {ctype}' \\\n"
                f"       {data} http://127.0.0.1:5000/invoke/{pipeline_id}/{example.id}")
+    click.echo("(5000 is the port `pipeloom serve` uses unless told otherwise; use the address it printed.)")
+
+
+def _sample_file(p, port) -> str | None:
+    """The file an entry input reads when run by hand (its `path`), as a path from the current folder when it
+    is under it, else absolute; None without one."""
+    if port is None or not port.path or p.path is None:
+        return None
+    sample = (Path(p.path).parent / port.path).resolve()
+    if not sample.is_file():
+        return None
+    try:
+        return str(sample.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(sample)
 
 
 @keys.command("list")

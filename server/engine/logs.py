@@ -315,3 +315,12 @@ def tail_log(path: str | os.PathLike, max_lines: int = 200, max_bytes: int = 256
         chunks = chunks[1:]
     complete = [c for c in chunks[:-1]] if not data.endswith(b"\n") else chunks[:-1]
     return [parse_line(c.decode("utf-8", "replace")) for c in complete[-max_lines:]]
+
+
+def last_error_lines(path: str | os.PathLike, n: int = 3) -> list[str]:
+    """The last `n` lines a failed node wrote to stderr (or to stdout when it wrote no stderr), each cut
+    to 200 characters: for a Python program, the end of its traceback."""
+    lines = tail_log(path, max_lines=200)
+    err = [ln["text"] for ln in lines if ln["stream"] == "err" and ln["text"].strip()]
+    out = [ln["text"] for ln in lines if ln["stream"] in ("out", "build") and ln["text"].strip()]
+    return [ln[:200] for ln in (err or out)[-n:]]

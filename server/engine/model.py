@@ -307,7 +307,12 @@ def parse_text(text: str, *, json_syntax: bool, source: str | None = None) -> tu
             if any(w in what for w in ("block end", "mapping values are not allowed", "block collection",
                                        "block mapping", "expected <block")):
                 what += " (check the indentation on this line and the one above)"
+            elif "expected ',' or '}'" in what or "expected ',' or ']'" in what:
+                what += " (a `{` or `[` on this line or above is not closed)"
             raise ValidationError([Problem("", f"invalid YAML: {what}", line)], source) from exc
+        from .pipeline.dupkeys import duplicate_keys
+        if twice := duplicate_keys(root):
+            raise ValidationError(twice, source)
         if isinstance(root, yaml.MappingNode):
             for k, v in root.value:
                 if k.value in ("nodes", "edges", "notes", "triggers") and isinstance(v, yaml.SequenceNode):

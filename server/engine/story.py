@@ -45,6 +45,16 @@ def _short(value: Any) -> str:
     return text if len(text) <= CELL_CHARS else text[: CELL_CHARS - 1] + "…"
 
 
+def _change(field: dict) -> str:
+    """"before → after" for a changed field; when the two would read the same (the text "18.2" that became the
+    number 18.2), both as JSON, so the quotes show what changed."""
+    was = "absent" if field["was"] == "absent" else _short(field["before"])
+    now = "absent" if field["now"] == "absent" else _short(field["after"])
+    if was == now and field["was"] != "absent" and field["now"] != "absent":
+        was, now = (_short(json.dumps(v, ensure_ascii=False)) for v in (field["before"], field["after"]))
+    return f"{was} → {now}"
+
+
 def _duration(s: float | None) -> str:
     if s is None:
         return ""
@@ -151,6 +161,14 @@ def _beside(rect, pipeline, pos: dict[str, tuple[float, float]]) -> str | None:
     return best
 
 
+def _runtime_label(name: str) -> str:
+    """The runtime's name as the studio's badge shows it ("Node.js", not "node")."""
+    from .runtimes import get_runtime
+
+    runtime = get_runtime(name)
+    return getattr(runtime, "label", None) or name
+
+
 def _note_svg(n: dict) -> str:
     x, y, w, h = n["x"], n["y"], n["w"], n["h"]
     spans = "".join(f'<tspan x="{x + 12:.0f}" y="{y + NOTE_PAD + 14 + i * NOTE_LINE_H:.0f}">{esc(line)}</tspan>'
@@ -172,6 +190,7 @@ def _svg(pipeline, run: dict, pos: dict[str, tuple[float, float]], notes: list[d
     nodes = run.get("nodes") or {}
     parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="{x0:.0f} {y0:.0f} {w:.0f} {h:.0f}" '
              f'role="img" aria-label="The pipeline as a graph of its steps" class="graph">']
+    labels = []  # drawn after every connection, so no line from the same port runs through a label
     for e in pipeline.edges:
         (sx, sy), (dx, dy) = pos[e.src_node], pos[e.dst_node]
         ax, ay, bx, by = sx + CARD_W, sy + CARD_H / 2, dx, dy + CARD_H / 2
@@ -181,8 +200,9 @@ def _svg(pipeline, run: dict, pos: dict[str, tuple[float, float]], notes: list[d
         art = ((nodes.get(e.src_node) or {}).get("artifacts") or {}).get(e.src_port) or {}
         label = _records(art.get("records")) or e.src_port
         lx, ly = (ax + bx) / 2, (ay + by) / 2
-        parts.append(f'<g class="edge-label"><rect x="{lx - 52:.0f}" y="{ly - 11:.0f}" width="104" height="22" rx="6"/>'
-                     f'<text x="{lx:.0f}" y="{ly + 4:.0f}">{esc(label)}</text></g>')
+        labels.append(f'<g class="edge-label"><rect x="{lx - 52:.0f}" y="{ly - 11:.0f}" width="104" height="22" rx="6"/>'
+                      f'<text x="{lx:.0f}" y="{ly + 4:.0f}">{esc(label)}</text></g>')
+    parts.extend(labels)
     parts.extend(_note_svg(n) for n in notes)  # above the connections, below the steps, as in the studio
     for nid in pipeline.node_ids:
         node = pipeline.node(nid)
@@ -194,7 +214,7 @@ def _svg(pipeline, run: dict, pos: dict[str, tuple[float, float]], notes: list[d
         title = node.title or nid
         parts.append(f'<g class="card"><rect x="{x:.0f}" y="{y:.0f}" width="{CARD_W}" height="{CARD_H}" rx="10"/>'
                      f'<rect x="{x:.0f}" y="{y:.0f}" width="5" height="{CARD_H}" rx="2" fill="{colour}"/>'
-                     f'<text x="{x + 16:.0f}" y="{y + 24:.0f}" class="card-runtime">{esc(node.runtime)}</text>'
+                     f'<text x="{x + 16:.0f}" y="{y + 24:.0f}" class="card-runtime">{esc(_runtime_label(node.runtime))}</text>'
                      f'<text x="{x + 16:.0f}" y="{y + 48:.0f}" class="card-title">{esc(_short(title)[:30])}</text>'
                      f'<text x="{x + 16:.0f}" y="{y + 76:.0f}" class="card-status" fill="{colour}">'
                      f'{esc(word)}{esc(" · " + _duration(info.get("duration_s"))) if status == "succeeded" else ""}'
@@ -207,7 +227,7 @@ def _svg(pipeline, run: dict, pos: dict[str, tuple[float, float]], notes: list[d
 
 
 def _sample(path: str, fmt: str) -> str:
-    from .preview import preview_file
+    from .data.preview import preview_file
 
     try:
         page = preview_file(path, fmt, offset=0, limit=SAMPLE_RECORDS)
@@ -252,8 +272,7 @@ def _diff_html(workspace, store, pipeline, run_id: str, nid: str) -> str:
         for it in items:
             key = f"{', '.join(d.key)} {_short(it['key'])}" if d.key else "a record"
             if kind == "changed":
-                what = "; ".join(f"{f['field']}: {'absent' if f['was'] == 'absent' else _short(f['before'])} → "
-                                 f"{'absent' if f['now'] == 'absent' else _short(f['after'])}" for f in it["fields"])
+                what = "; ".join(f"{f['field']}: {_change(f)}" for f in it["fields"])
             else:
                 what = ", ".join(f"{k}: {_short(v)}" for k, v in it["record"].items())
                 if it.get("reason"):
@@ -335,7 +354,7 @@ def build_story(workspace: str | Path, store, run_id: str) -> str:
         colour = STATUS_COLOURS.get(st, "#57606a")
         took = f" in {_duration(info.get('duration_s'))}" if st == "succeeded" else ""
         parts = [f'<section class="step" id="step-{esc(nid)}"><h3>{esc(node.title or nid)} '
-                 f'<span class="runtime">{esc(node.runtime)} · step id {esc(nid)}</span></h3>',
+                 f'<span class="runtime">{esc(_runtime_label(node.runtime))} · step id {esc(nid)}</span></h3>',
                  f'<p class="status" style="color:{colour}">{esc(word)}{esc(took)}</p>']
         if node.description:
             parts.append(f"<p>{esc(node.description)}</p>")

@@ -179,12 +179,12 @@ def find_cycle(pipeline: Pipeline) -> list[str] | None:
 
 
 def _format_names() -> list[str]:
-    from . import formats
+    from .data import formats
 
     return list(formats.FORMATS)
 
 
 def _can_convert(src: str, dst: str) -> tuple[bool, str | None]:
-    from . import formats
+    from .data import formats
 
     return formats.can_convert(src, dst)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from server.engine.formats import RecordWriter, json_text
+from server.engine.data.formats import RecordWriter, json_text
 
 RECORD_FORMATS = ("json", "ndjson", "csv", "parquet")
 BATCH_FORMATS = RECORD_FORMATS + ("text",)

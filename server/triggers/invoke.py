@@ -104,7 +104,7 @@ def body_format(content_type: str | None) -> str:
 
 def body_to_input(body: bytes, content_type: str | None, input_format: str, dest: Path) -> int | None:
     """Write `body` to `dest` in the entry input's format; returns its record count when known."""
-    from server.engine import formats
+    from server.engine.data import formats
 
     src_fmt = body_format(content_type)
     dest = Path(dest)
@@ -117,6 +117,8 @@ def body_to_input(body: bytes, content_type: str | None, input_format: str, dest
                 count = _check(raw, src_fmt)
             except UnicodeDecodeError as exc:
                 raise BadBody(f"the body is not UTF-8 (byte {exc.start})") from None
+            except BadBody:
+                raise  # already says what is wrong with the body
             except PipeloomError as exc:
                 raise BadBody(f"the body is not valid {src_fmt}: {_plain(exc, raw)}") from None
             os.replace(raw, dest)
@@ -159,7 +161,7 @@ def _json_to_lines(body: bytes, dest: Path) -> None:
 
 def _check(path: Path, fmt: str) -> int | None:
     """Read the whole file as the engine would, raising its error on the first bad record."""
-    from server.engine import formats
+    from server.engine.data import formats
 
     if fmt == "text":
         path.read_bytes().decode("utf-8")
@@ -177,7 +179,7 @@ def _plain(exc: Exception, raw: Path) -> str:
 
 def result_body(path: str | os.PathLike, fmt: str) -> tuple[bytes, str]:
     """(bytes, content type) answering a call: JSON as it is, a records output as a JSON array."""
-    from server.engine import formats
+    from server.engine.data import formats
 
     path = Path(path)
     if fmt == "json":

@@ -494,7 +494,7 @@ class KafkaTrigger:
         path = outcome.outputs.get(str(self.t.produce_from))
         if not path:
             return
-        from server.engine.formats import guess_format, iter_records, json_text
+        from server.engine.data.formats import guess_format, iter_records, json_text
 
         read = self._read_records or iter_records
         p = self._producer_()

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Callable
 
+from server.engine.logs import last_error_lines
 from server.engine.paths import Layout, pipeline_id_for
 
 from .base import FeedOutcome
@@ -37,14 +38,20 @@ def keep_last_batch(folder: Path, path: Path) -> None:
     os.replace(tmp, folder / f"last{ext}")
 
 
-def outcome_of(record: dict) -> FeedOutcome:
-    """A stored run (Store.get_run) as the outcome a trigger acts on."""
+def outcome_of(record: dict, layout: Layout | None = None) -> FeedOutcome:
+    """A stored run (Store.get_run) as the outcome a trigger acts on. With the workspace's `layout`, a
+    failed step's message ends with the last line it wrote to stderr ("exited with code 1: KeyError: 'qty'"),
+    so a caller, a failed/ note or a dead letter says why without opening the log."""
     ok = record.get("status") == "succeeded"
     nodes = record.get("nodes") or {}
     failed = next((nid for nid, n in nodes.items() if n.get("status") in _FAILED), None)
     message = None
     if not ok:
         message = (nodes.get(failed) or {}).get("message") if failed else None
+        if message and layout is not None and record.get("run_id") and nodes[failed].get("status") == "failed":
+            last = last_error_lines(layout.log_path(record["run_id"], failed), 1)
+            if last and last[0].strip() not in message:
+                message = f"{message}: {last[0].strip()}"
         message = message or record.get("message") or f"the run ended {record.get('status')}"
     outputs = {f"{nid}.{port}": a["path"] for nid, n in nodes.items() for port, a in (n.get("artifacts") or {}).items()}
     return FeedOutcome(ok=ok, run_id=record.get("run_id"), message=message, failed_node=failed, outputs=outputs)
@@ -68,7 +75,7 @@ def make_starter(workspace: str | os.PathLike, *, start_run: Callable[..., str],
         def wait(timeout: float | None) -> FeedOutcome | None:
             if not wait_run(rid, timeout):
                 return None
-            return outcome_of(get_run(rid))
+            return outcome_of(get_run(rid), layout)
 
         return RunHandle(rid, wait)
 

@@ -419,7 +419,7 @@ def output_preview(run_id: str, node_id: str, port: str):
 def indexed_page(path: Path, fmt: str, offset: int, limit: int, index, records: int | None) -> dict:
     """A preview page read through the file's page index (when it has one), with the record count the
     run gave or the index's exact total, and whether that total is known."""
-    from server.engine.preview import preview_file
+    from server.engine.data.preview import preview_file
 
     page = preview_file(path, fmt, offset=offset, limit=limit, index=index)
     if records is None and index is not None and index.complete:
@@ -442,7 +442,7 @@ def output_raw(run_id: str, node_id: str, port: str):
 @api.get("/runs/<run_id>/nodes/<node_id>/outputs/<port>/cell")
 def output_cell(run_id: str, node_id: str, port: str):
     """One page of the full text of a table cell (previews cut long cells and list them in `cut_cells`)."""
-    from server.engine.preview import CELL_MAX_CHARS, CELL_PAGE_CHARS, cell_value
+    from server.engine.data.preview import CELL_MAX_CHARS, CELL_PAGE_CHARS, cell_value
 
     if request.args.get("record") in (None, ""):
         raise UsageError("`record` is required: the cell's record number, counted from 0")

@@ -91,7 +91,7 @@ def _describe(run: dict, rec: dict, pipeline, node, port) -> dict:
                 and up.get("records") is not None:
             info["records"] = up["records"]  # a conversion between records formats keeps every record
         elif size <= COUNT_INPUT_BYTES and port.format in ("json", "ndjson", "csv", "parquet"):
-            from server.engine.formats import count_records
+            from server.engine.data.formats import count_records
 
             try:
                 info["records"] = count_records(path, port.format)
@@ -154,7 +154,7 @@ def input_preview(run_id: str, node_id: str, port: str):
 def input_cell(run_id: str, node_id: str, port: str):
     """One page of the full text of a cut cell of an input's preview."""
     from server.engine.errors import UsageError
-    from server.engine.preview import CELL_MAX_CHARS, CELL_PAGE_CHARS, cell_value
+    from server.engine.data.preview import CELL_MAX_CHARS, CELL_PAGE_CHARS, cell_value
 
     if request.args.get("record") in (None, ""):
         raise UsageError("`record` is required: the cell's record number, counted from 0")

@@ -316,7 +316,7 @@ class RunManager:
 
     def _count(self, payload: dict, path: str, rooms: list[str]) -> None:
         from server.engine.data.pageindex import INDEXED_FORMATS
-        from server.engine.formats import count_records
+        from server.engine.data.formats import count_records
 
         if self.previews is not None and payload["format"] in INDEXED_FORMATS:
             try:

@@ -420,6 +420,12 @@ export class Canvas {
    * and centre it in the part of the canvas that `cover` (a screen rect over the canvas, such as a panel)
    * leaves free. */
   setFocus(id, cover = null) {
+    // The walk-through moves the view from step to step; when it ends, the view is the one it began with.
+    if (id && !this.beforeFocus) this.beforeFocus = this.transform.save();
+    if (!id && this.beforeFocus) {
+      this.transform.restore(this.beforeFocus);
+      this.beforeFocus = null;
+    }
     this.root.classList.toggle("walking", !!id);
     for (const [nid, item] of this.items) item.el.classList.toggle("walk-focus", nid === id);
     for (const rec of this.edges.values()) {

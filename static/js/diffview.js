@@ -20,6 +20,16 @@ export function short(value, max = 80) {
   return text === undefined ? "" : text.length > max ? `${text.slice(0, max - 1)}…` : text;
 }
 
+/** A changed field's before and after as text: like `short`, but when the two would read the same (the text
+ * "18.2" that became the number 18.2), both as JSON, so the quotes show what changed. */
+export function changeTexts(field, max = 80) {
+  const before = field.was === "absent" ? "absent" : short(field.before, max);
+  const after = field.now === "absent" ? "absent" : short(field.after, max);
+  if (before !== after || field.was === "absent" || field.now === "absent") return [before, after];
+  const json = (v) => { const t = JSON.stringify(v); return t.length > max ? `${t.slice(0, max - 1)}…` : t; };
+  return [json(field.before), json(field.after)];
+}
+
 /** The counts in a sentence: "dropped 9 of 1,000 records and changed 991" (the server's own words, `said`, when
  * it gives them: they also say which fields every record gained). */
 export function diffSentence(title, counts, words) {
@@ -159,11 +169,11 @@ export class DiffView {
       if (page.kind === "changed") {
         this.list.append(h("div", { class: "diff-item", "data-kind": "changed" },
           h("div", { class: "diff-key" }, label),
-          h("table", { class: "diff-fields" }, h("tbody", {}, it.fields.map((f) => h("tr", {},
+          h("table", { class: "diff-fields" }, h("tbody", {}, it.fields.map((f) => { const [was, now] = changeTexts(f); return h("tr", {},
             h("th", { scope: "row" }, f.field),
-            h("td", { class: f.was === "absent" ? "diff-before diff-absent" : "diff-before" }, f.was === "absent" ? "absent" : short(f.before)),
+            h("td", { class: f.was === "absent" ? "diff-before diff-absent" : "diff-before" }, was),
             h("td", { class: "diff-arrow", "aria-label": "became" }, "→"),
-            h("td", { class: f.now === "absent" ? "diff-after diff-absent" : "diff-after" }, f.now === "absent" ? "absent" : short(f.after))))))));
+            h("td", { class: f.now === "absent" ? "diff-after diff-absent" : "diff-after" }, now)); })))));
       } else {
         const fields = Object.entries(it.record).map(([k, v]) => `${k}: ${short(v)}`).join(" · ");
         this.list.append(h("div", { class: "diff-item", "data-kind": page.kind },

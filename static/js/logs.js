@@ -182,7 +182,8 @@ export class LogDrawer {
       this.notice.hidden = false;
       const count = this.full.count;
       const what = this.full.other ? `The log from run ${this.full.other}, where this step last ran` : "Full log, read from the server";
-      clear(this.notice).append(`${what}${count ? ` (${formatNumber(count)} ${count === 1 ? "line" : "lines"} so far)` : ""}. `,
+      const lines = count ? ` (${formatNumber(count)} ${count === 1 ? "line" : "lines"}${this.full.done ? "" : " so far"})` : "";
+      clear(this.notice).append(`${what}${lines}. `,
         h("button", { type: "button", class: "link-button", onclick: () => this.setScope(this.scope) }, "Back to the live view"));
       return;
     }

@@ -94,7 +94,8 @@ export class RunState extends EventTarget {
     const prefix = this.following ? "Latest run" : "Past run";
     const statusWord = run.status === "pending" ? "starting" : run.status;
     let text = `${prefix}${when ? ` (${when})` : ""}: ${statusWord}`;
-    if (c.of || !c.earlier) text += ` · ${formatNumber(c.done)} of ${formatNumber(c.of)} ${c.of === 1 ? "step" : "steps"} finished`;
+    // no steps on the canvas (a file that does not read as a pipeline): no "0 of 0 steps"
+    if (c.of || (!c.earlier && ids.length)) text += ` · ${formatNumber(c.done)} of ${formatNumber(c.of)} ${c.of === 1 ? "step" : "steps"} finished`;
     if (c.failed) text += ` · ${formatNumber(c.failed)} failed`;
     if (run.duration_s && !runIsActive(run.status)) text += ` · took ${formatDuration(run.duration_s)}`;
     if (c.earlier) text += ` · ${formatNumber(c.earlier)} ${c.earlier === 1 ? "step shows its" : "steps show their"} result from an earlier run`;

@@ -132,4 +132,15 @@ export class ViewTransform {
     };
     this.apply();
   }
+
+  /** The view as it is, to go back to with `restore` (e.g. after a walk-through moved it step by step). */
+  save() {
+    return { view: { ...this.view }, fitted: this.fitted };
+  }
+
+  restore(saved) {
+    this.view = { ...saved.view };
+    this.fitted = saved.fitted;
+    this.apply();
+  }
 }

@@ -4,7 +4,8 @@ import { get, seg } from "./api.js";
 import { h, put, clear, formatDuration, formatNumber } from "./dom.js";
 import { nodesOf, edgesOf, portsOf } from "./doc.js";
 import { describeStatus } from "./status.js";
-import { RECORDS, diffSentence, short as cut } from "./diffview.js";
+import { RECORDS, changeTexts, diffSentence, short as cut } from "./diffview.js";
+import { categoryLabel, categoryMap, toneOf } from "./cells.js";
 
 const SAMPLE = 3;
 const COLUMNS = 6;
@@ -150,10 +151,19 @@ export class WalkThrough {
     try {
       const page = await get(`/api/runs/${seg(runId)}/nodes/${seg(nodeId)}/outputs/${seg(port)}?offset=0&limit=${SAMPLE}`);
       if (page.kind !== "table" || !(page.items || []).length) return null;
-      const cols = (page.columns || Object.keys(page.items[0])).slice(0, COLUMNS);
+      // Fields the port marks as categories come first and read as labels, as in the inspector's tables:
+      // they are often what the step is for (classify's label), and the sample shows only a few columns.
+      const declared = ((this.studio.node(nodeId) || {}).outputs || []).find((p) => p && p.name === port);
+      const categories = categoryMap(declared && declared.categories);
+      const isCategory = (c) => Object.prototype.hasOwnProperty.call(categories, c);
+      const all = page.columns || Object.keys(page.items[0]);
+      const cols = [...all.filter(isCategory), ...all.filter((c) => !isCategory(c))].slice(0, COLUMNS);
+      const td = (c, v) => (isCategory(c) && v !== null && v !== undefined && v !== ""
+        ? h("td", { class: "cell-cat" }, categoryLabel(String(v), toneOf(v, categories[c])))
+        : h("td", {}, short(v)));
       return h("table", { class: "walk-sample", "aria-label": `The first records of ${port}` },
         h("thead", {}, h("tr", {}, cols.map((c) => h("th", {}, c)))),
-        h("tbody", {}, page.items.map((r) => h("tr", {}, cols.map((c) => h("td", {}, short(r[c])))))));
+        h("tbody", {}, page.items.map((r) => h("tr", {}, cols.map((c) => td(c, r[c]))))));
     } catch {
       return null;
     }
@@ -180,7 +190,7 @@ export class WalkThrough {
       }
       const items = page.items.map((it) => h("li", {}, h("strong", {}, keyOf(it)), ": ",
         kind === "changed"
-          ? it.fields.map((f) => `${f.field} ${f.was === "absent" ? "(absent)" : short(f.before)} → ${f.now === "absent" ? "(absent)" : short(f.after)}`).join("; ")
+          ? it.fields.map((f) => { const [was, now] = changeTexts(f, 40); return `${f.field} ${f.was === "absent" ? "(absent)" : was} → ${f.now === "absent" ? "(absent)" : now}`; }).join("; ")
           : it.reason || Object.entries(it.record).slice(0, 4).map(([k, v]) => `${k} ${short(v)}`).join(", ")));
       const more = first.counts[kind] > items.length ? ` (${items.length} of ${formatNumber(first.counts[kind])})` : "";
       out.push(h("p", {}, `${kind[0].toUpperCase()}${kind.slice(1)}${more}:`), h("ul", { class: "walk-examples" }, items));

@@ -8,7 +8,7 @@ import time
 
 import yaml
 
-from .conftest import report_pipeline, select_node, wait_saved
+from .conftest import report_pipeline, select_node, wait_saved, wait_status
 
 # Line 6 is indented one space short: YAML cannot read it.
 BROKEN = "version: 1\nname: Report\nnodes:\n  - id: report\n    runtime: python\n   source: steps/report.py\n"
@@ -91,3 +91,15 @@ def test_unsaved_edits_over_a_file_that_broke_are_kept_until_the_user_chooses(st
     saved = yaml.safe_load(path.read_text())
     assert any(n.get("title") == "Edited in the studio" for n in saved["nodes"])
     assert page.locator("#banner").is_hidden()
+
+
+def test_the_status_bar_counts_no_steps_while_the_file_is_broken(studio, workspace):
+    pid = report_pipeline(workspace)
+    path = workspace / "report.pipeline.yaml"
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "shout", ("succeeded",))
+    path.write_text(BROKEN)
+    page.wait_for_selector('#banner[data-kind="error"]:not([hidden])', timeout=10_000)
+    summary = page.inner_text("#run-summary")
+    assert "succeeded" in summary and "0 of 0" not in summary, summary

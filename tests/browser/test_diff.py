@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 from .conftest import select_node, wait_status, write, write_pipeline
@@ -197,10 +198,13 @@ def test_walk_through_goes_step_by_step_with_the_keyboard(studio, workspace):
     page = studio.open(pid)
     page.get_by_role("button", name="Run", exact=True).click()
     wait_status(page, "pick", ("succeeded",))
+    view = "() => { const v = window.pipeloomStudio.canvas.view; return [v.x, v.y, v.k].map((n) => Math.round(n)); }"
+    before = page.evaluate(view)
     page.get_by_role("button", name="Walk through", exact=True).click()
     walk = page.get_by_role("dialog", name="Make rows")
     walk.wait_for()
     assert "Step 1 of 2" in walk.inner_text() and "Makes twelve numbered rows." in walk.inner_text()
+    assert page.evaluate(view) != before  # the step is brought to the middle of what the panel leaves free
     assert page.locator(".card.walk-focus").get_attribute("data-node-id") == "make"
     assert page.get_by_role("button", name="Back").is_disabled()
     walk.locator(".walk-sample").first.wait_for()  # a sample of what went out
@@ -221,6 +225,7 @@ def test_walk_through_goes_step_by_step_with_the_keyboard(studio, workspace):
     page.keyboard.press("Escape")
     assert page.locator('[data-testid="walk"]').count() == 0
     assert page.locator(".card.walk-focus").count() == 0
+    page.wait_for_function(f"() => JSON.stringify(({view})()) === {json.dumps(json.dumps(before, separators=(',', ':')))}")
 
 
 def test_walk_through_fits_a_phone(studio, workspace):
@@ -258,3 +263,63 @@ def test_cards_say_how_many_records_went_in_and_out(studio, workspace):
     assert pick.locator('[data-testid="count-in-rows"]').inner_text() == "12 in"
     assert pick.locator('[data-testid="count-out-kept"]').inner_text() == "9 out"
     assert page.locator('.card[data-node-id="make"] [data-testid="count-out-rows"]').inner_text() == "12 out"
+
+
+WIDE = '''import pipeloom
+pipeloom.write("graded", [{"a": i, "b": i, "c": i, "d": i, "e": i, "f": i, "g": i,
+                           "grade": "critical" if i == 0 else "normal"} for i in range(3)])
+'''
+
+
+def test_walk_through_samples_show_a_ports_categories_first_as_labels(studio, workspace):
+    write(workspace, "grade.py", WIDE)
+    pid = write_pipeline(workspace, "graded", {"version": 1, "name": "Graded", "nodes": [
+        {"id": "grade", "runtime": "python", "source": "grade.py", "title": "Grade rows",
+         "outputs": [{"name": "graded", "format": "json", "categories": ["grade"]}]}], "edges": []})
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "grade", ("succeeded",))
+    page.get_by_role("button", name="Walk through", exact=True).click()
+    sample = page.get_by_role("dialog", name="Grade rows").locator(".walk-sample").first
+    sample.wait_for()
+    # eight fields, six shown: the declared category is among them, first, as a label with its word
+    assert sample.locator("th").all_inner_texts()[0] == "grade"
+    first = sample.locator("tbody tr").first.locator("td").first
+    assert first.locator(".cat").get_attribute("data-tone") == "danger"
+    assert "critical" in first.inner_text()
+
+
+TEXTS = '''import pipeloom
+pipeloom.write("rows", [{"id": i, "v": f"{i}.5"} for i in range(3)])
+'''
+NUMBERS = '''import pipeloom
+pipeloom.write("typed", [dict(r, v=float(r["v"])) for r in pipeloom.records("rows")])
+'''
+
+
+def test_a_text_that_became_the_same_number_shows_its_quotes(studio, workspace):
+    write(workspace, "texts.py", TEXTS)
+    write(workspace, "numbers.py", NUMBERS)
+    pid = write_pipeline(workspace, "typed", {"version": 1, "name": "Typed", "nodes": [
+        {"id": "texts", "runtime": "python", "source": "texts.py", "outputs": [{"name": "rows", "format": "json"}],
+         "position": {"x": 40, "y": 60}},
+        {"id": "numbers", "runtime": "python", "source": "numbers.py", "title": "Type the values",
+         "inputs": [{"name": "rows", "format": "json"}],
+         "outputs": [{"name": "typed", "format": "json", "key": ["id"]}], "position": {"x": 400, "y": 60}}],
+        "edges": [{"from": "texts.rows", "to": "numbers.rows"}]})
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "numbers", ("succeeded",))
+    select_node(page, "numbers")
+    diff = page.locator('[data-testid="diff"][data-changed="3"]')
+    diff.wait_for()
+    diff.get_by_role("tab", name="3 Changed").click()
+    row = diff.locator('.diff-item[data-kind="changed"] .diff-fields tr').first
+    row.wait_for()
+    assert (row.locator(".diff-before").inner_text(), row.locator(".diff-after").inner_text()) == ('"0.5"', "0.5")
+    # the walk-through says it the same way
+    page.get_by_role("button", name="Walk through", exact=True).click()
+    page.keyboard.press("ArrowRight")
+    walk = page.get_by_role("dialog", name="Type the values")
+    walk.locator(".walk-examples").first.wait_for()
+    assert 'v "0.5" → 0.5' in walk.inner_text()

@@ -3,7 +3,7 @@ cover nothing, failures explained in plain words, durations people can read."""
 
 from __future__ import annotations
 
-from .conftest import select_node, wait_status, write, write_pipeline
+from .conftest import one_step_pipeline, select_node, wait_status, write, write_pipeline
 
 # Every problem a reader would see: a cut title, a label on a card or on another
 # label, an edge running under a card it does not join. Screen coordinates throughout.
@@ -164,3 +164,42 @@ def test_durations_read_as_milliseconds_under_a_second_and_seconds_above(studio,
       return [0.0002, 0.034, 0.9996, 1.26, 9.97, 42.4, 59.7, 125, 3725].map(formatDuration);
     }""")
     assert shown == ["under 1 ms", "34 ms", "1.0 s", "1.3 s", "10 s", "42 s", "1 min", "2 min 5 s", "1 h 2 min"]
+
+
+# Each line of a step's source against its number in the gutter: the top of the first character of
+# each, in screen pixels, for every line that has a character.
+SOURCE_LINES_OFF_THEIR_NUMBERS = """() => {
+  const [gutter, code] = [...document.querySelectorAll('#inspector .source td pre')];
+  function tops(pre) {
+    const out = [];
+    const walk = document.createTreeWalker(pre, NodeFilter.SHOW_TEXT);
+    let node; let line = 0; let atStart = true;
+    while ((node = walk.nextNode())) {
+      for (let i = 0; i < node.data.length; i += 1) {
+        if (node.data[i] === '\\n') { line += 1; atStart = true; continue; }
+        if (!atStart || node.data[i] === ' ') continue;
+        const range = document.createRange();
+        range.setStart(node, i); range.setEnd(node, i + 1);
+        out[line] = range.getClientRects()[0].top;
+        atStart = false;
+      }
+    }
+    return out;
+  }
+  const numbers = tops(gutter); const lines = tops(code); const off = [];
+  lines.forEach((top, i) => {
+    if (numbers[i] === undefined || Math.abs(numbers[i] - top) > 1) off.push(`line ${i + 1}: ${top} beside number at ${numbers[i]}`);
+  });
+  return { lines: lines.filter((t) => t !== undefined).length, off };
+}"""
+
+
+def test_each_line_of_a_steps_source_sits_beside_its_number(studio, workspace):
+    code = "".join(f"# line {i}: a comment, then some code\nvalue_{i} = {i} * 2\n" for i in range(40))
+    pid = one_step_pipeline(workspace, "numbered", "make", "Make rows", code, {"name": "rows", "format": "json"})
+    page = studio.open(pid)
+    select_node(page, "make")
+    page.wait_for_selector("#inspector .source td.code pre")
+    found = page.evaluate(SOURCE_LINES_OFF_THEIR_NUMBERS)
+    assert found["lines"] == 80, found
+    assert found["off"] == [], found["off"][:5]

@@ -179,6 +179,9 @@ def test_after_an_all_cached_cli_run_the_filter_summary_is_in_view(studio, works
     page.wait_for_selector('[data-testid="diff"][data-dropped="5"]')
     page.wait_for_function("() => document.querySelector('[data-testid=log]').textContent.includes('filter: kept 45 of 50 records, dropped 5')")
     assert runs[1] in page.inner_text(".drawer-notice")
+    # the whole log is there: its lines are counted, not "so far"
+    page.wait_for_function("() => /\\(\\d+ lines?\\)/.test(document.querySelector('.drawer-notice').textContent)")
+    assert "so far" not in page.inner_text(".drawer-notice")
     assert "Cached" in page.inner_text('[data-testid="cached-note"]')
     shot(page, "all-cached-cli-run")
 

@@ -96,3 +96,36 @@ def test_a_wide_table_scrolls_sideways_with_its_row_numbers_and_the_inspector_wi
     page.focus("#inspector-resizer")
     page.keyboard.press("ArrowRight")
     assert abs(page.locator("#inspector").bounding_box()["width"] - (wider - 16)) <= 2
+
+
+# Labels in the top bar that run over more than one line (screen coordinates of each line of their text).
+TOPBAR_WRAPPED = """() => [...document.querySelectorAll('.topbar button, .topbar label, .topbar h1')]
+  .filter((el) => el.offsetParent !== null && el.textContent.trim())
+  .filter((el) => {
+    const tops = [];
+    const walk = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    let node;
+    while ((node = walk.nextNode())) {
+      if (!node.data.trim()) continue;
+      const range = document.createRange();
+      range.selectNodeContents(node);
+      for (const r of range.getClientRects()) if (r.width > 1) tops.push(r.top);
+    }
+    return tops.length && Math.max(...tops) - Math.min(...tops) > 6;
+  }).map((el) => el.textContent.trim())"""
+
+
+def test_the_top_bar_keeps_each_label_on_one_line_when_the_pipeline_has_problems(studio, workspace):
+    status, created = studio.api("POST", "/api/demo", {})
+    assert status == 201, created
+    path = workspace / "sensor-alerts.pipeline.yaml"
+    # an edge to a misspelt port: two problems, "Saved · version 1 · 2 problems", beside the demo's triggers
+    path.write_text(path.read_text().replace("to: classify.events}", "to: classify.evnts}"))
+    for width in (1440, 1400, 1280):
+        page = studio.open(created["id"], viewport={"width": width, "height": 900})
+        page.wait_for_selector('#save-state[data-state="problems"]')
+        assert "2 problems" in page.inner_text("#save-state")
+        assert page.evaluate(TOPBAR_WRAPPED) == [], width
+        # and nothing is pushed past the window's right edge
+        assert page.evaluate("() => document.querySelector('.topbar').scrollWidth") <= width, width
+        assert page.locator("#autorun").evaluate("e => e.closest('label').getBoundingClientRect().right") <= width

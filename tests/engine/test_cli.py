@@ -115,6 +115,23 @@ def test_validate_counts_read_naturally(workspace):
     assert r.returncode == 0 and "1 node, 0 edges" in r.stdout
 
 
+def test_a_field_given_twice_is_refused_naming_the_step_field_and_both_lines(workspace):
+    (workspace / "a.sh").write_text("true\n")
+    (workspace / "twice.pipeline.yaml").write_text(
+        "version: 1\n"
+        "name: twice\n"
+        "nodes:\n"
+        "  - id: only\n"
+        "    runtime: gopher\n"
+        "    runtime: shell\n"
+        "    source: a.sh\n"
+        "edges: []\n")
+    r = pipeloom_cmd("validate", "twice.pipeline.yaml", cwd=workspace)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "node `only`, field `runtime` (line 6): given twice (lines 5 and 6)" in r.stderr + r.stdout
+    assert "Traceback" not in r.stderr
+
+
 def test_human_output_lists_nodes_and_outputs(workspace):
     path = two_nodes(workspace)
     r = pipeloom_cmd("run", path.name, cwd=workspace)

@@ -43,6 +43,15 @@ def test_a_broken_yaml_file_keeps_the_pure_python_message_and_its_hint(workspace
     assert problem.line == 4 and "check the indentation" in problem.message
 
 
+def test_a_flow_mapping_left_open_says_so(workspace):
+    path = chain(workspace, [("a", "echo '[1]' > out.json\n")])
+    path.write_text("version: 1\nname: t\nnodes: []\nedges:\n  - {from: a.out, to: b.in\n  - {from: b.out, to: c.in}\n")
+    with pytest.raises(ValidationError) as exc:
+        model.load_pipeline(path, workspace=workspace)
+    [problem] = exc.value.problems
+    assert problem.line == 6 and "a `{` or `[` on this line or above is not closed" in problem.message, problem
+
+
 def test_a_deeply_nested_yaml_file_is_refused_without_crashing(tmp_path):
     """libyaml recurses in C; a deep document must go to the pure-Python loader, which stops with an error."""
     import subprocess

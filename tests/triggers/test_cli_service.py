@@ -27,6 +27,9 @@ def test_keys_create_prints_a_curl_for_the_inputs_format(workspace):
     r = pipeloom_cmd("keys", "create", "sensor-alerts", "--trigger", "invoke", cwd=workspace)
     assert r.returncode == 0, r.stderr
     assert "takes text" in r.stdout and "Content-Type: text/plain" in r.stdout and "--data-binary" in r.stdout
+    # the body is the input's own sample, named from where the command ran, so the curl works as printed
+    assert "--data-binary @sensor-alerts/sensors.log " in r.stdout, r.stdout
+    assert "use the address it printed" in r.stdout
 
 
 def test_a_mistyped_pipeline_id_is_an_error_not_an_empty_answer(workspace):

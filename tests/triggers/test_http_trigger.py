@@ -107,6 +107,7 @@ def test_a_failing_run_is_422_with_the_node_and_the_run(svc):
     assert status == 422, body
     assert body["node"] == "echo" and body["run_id"] == headers["X-Pipeloom-Run"]
     assert "exit" in body["error"] or "code 3" in body["error"], body
+    assert body["error"].endswith(": asked to fail"), body  # the last line the step wrote to stderr
 
 
 def test_past_the_timeout_it_is_504_and_the_run_goes_on(svc):
@@ -143,6 +144,7 @@ def test_bad_bodies_are_refused_with_the_reason(svc):
     srv, key = svc
     status, _, body = call(srv, key, b"{nope")
     assert status == 422 and "not valid JSON" in body["error"]
+    assert body["error"].lower().count("not valid json") == 1, body
     status, _, body = call(srv, key, b"<x/>", ctype="application/xml")
     assert status == 415
 

@@ -134,3 +134,35 @@ def test_a_pipeline_without_notes_has_no_notes_on_its_page(workspace, client):
     assert "Notes from the authors" not in text and 'class="note' not in text
     x0, y0, w, h = (float(v) for v in re.search(r'<svg[^>]*viewBox="([^"]+)"', text).group(1).split())
     assert (x0, y0, w, h) == (40 - 30, 200 - 30, 400 + 230 + 30 - 10, 92 + 60)  # the steps' frame, as before
+
+
+def test_connection_labels_are_drawn_over_every_connection_and_runtimes_read_as_in_the_studio(workspace, client):
+    path = shell_pipeline(workspace)
+    doc = yaml.safe_load(path.read_text())
+    (workspace / "keep.sh").write_text("cp in.json out.json\n")
+    doc["nodes"].append({"id": "keep", "runtime": "shell", "source": "keep.sh",
+                         "inputs": [{"name": "in", "format": "json"}], "outputs": [{"name": "out", "format": "json"}]})
+    doc["edges"].append({"from": "make.out", "to": "keep.in"})  # a second connection from the same port
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_id = client.post("/api/pipelines/flow/runs", json={}).json["run_id"]
+    assert client.wait_run(run_id)["status"] == "succeeded"
+    text = client.get(f"/api/runs/{run_id}/story").get_data(as_text=True)
+    # both leave make's port side by side: the second must not run across the first one's label
+    assert text.count('class="edge"') == 2
+    assert text.rindex('class="edge"') < text.index('class="edge-label"')
+    runtimes = re.findall(r'class="card-runtime">([^<]*)<', text)
+    assert runtimes == ["Shell", "Shell", "Shell"], runtimes
+    assert re.findall(r'class="runtime">([^<]*)<', text)[0] == "Shell · step id make"
+
+
+def test_a_text_that_became_the_same_number_shows_its_quotes_on_the_page(workspace, client):
+    path = shell_pipeline(workspace, scripts={
+        "make": "printf '[{\"n\": 1, \"v\": \"2.5\"}]' > out.json\n",
+        "copy": "printf '[{\"n\": 1, \"v\": 2.5}]' > out.json\n"})
+    doc = yaml.safe_load(path.read_text())
+    doc["nodes"][1]["outputs"][0]["key"] = ["n"]
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+    run_id = client.post("/api/pipelines/flow/runs", json={}).json["run_id"]
+    assert client.wait_run(run_id)["status"] == "succeeded"
+    text = client.get(f"/api/runs/{run_id}/story").get_data(as_text=True)
+    assert "v: &quot;2.5&quot; → 2.5" in text, re.findall(r"<li><strong>n 1</strong>[^<]*", text)

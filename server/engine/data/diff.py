@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from ..errors import UsageError
-from ..formats import iter_records
+from .formats import iter_records
 from .cachedir import cap_bytes, touch, trim
 
 DIFF_VERSION = 2

@@ -56,9 +56,10 @@ from typing import Any, Callable, Iterator
 
 import ijson
 
-from .. import formats, jsonread
+from .. import jsonread
+from . import formats
 from ..errors import NotFoundError, PipeloomError
-from ..formats import MalformedDataError
+from .formats import MalformedDataError
 
 MAX_LIMIT = 1000
 TREE_WHOLE_BYTES = 2 * 1024 * 1024

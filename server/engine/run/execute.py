@@ -10,7 +10,7 @@ import shutil
 import time
 from pathlib import Path
 
-from .. import formats
+from ..data import formats
 from ..applog import logger
 from ..errors import BuildError, PipeloomError
 from ..hashing import file_sha256
