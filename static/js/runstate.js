@@ -9,7 +9,7 @@
 // - a run picked in "Showing": exactly that run, drawn from the pipeline as it ran.
 import { get, seg } from "./api.js";
 import { debounce, formatDuration, formatNumber, formatWhen, parseTime } from "./dom.js";
-import { VOCAB, isDone, isFailed, runIsActive } from "./status.js";
+import { VOCAB, cachedFrom, isDone, isFailed, runIsActive } from "./status.js";
 import { RECORDS } from "./diffview.js";
 
 // How many recent runs are read to tell "not in this run" from "never run".
@@ -57,7 +57,10 @@ export class RunState extends EventTarget {
       for (const [id, info] of Object.entries(run.nodes)) {
         // a step this run passed over keeps its earlier result, once the run is over
         if (!going && VOCAB.no_result.includes(info.status) && nodes[id]) continue;
-        const reused = info.status === "cached" && info.source_run ? info.source_run : null;
+        // the run whose program made a reused step's outputs: its record's `source_run`, or, while only the
+        // live status has come, the run its message names
+        const cached = cachedFrom(info);
+        const reused = cached && cached.runId ? cached.runId : null;
         nodes[id] = { ...info, run_id: run.run_id, result_run: reused || run.run_id };
       }
     }

@@ -91,3 +91,33 @@ def test_left_out_never_run_and_cached_steps_each_say_so(studio, workspace):
     add_step(page, "Python", "later")
     page.wait_for_function(f"() => ({CARD_WORD})('later') === 'Not run yet'")
     assert page.evaluate(CARD_WORD, "shout") == "Succeeded"
+
+
+def test_a_reused_step_shows_its_earlier_log_even_before_the_run_record_names_that_run(studio, workspace):
+    """The live status of a cached step carries the run it reuses only in its message; the stored record
+    (with `source_run`) comes a moment later. Selected in between, the step still shows that run's log."""
+    import json
+    import re
+
+    pid = report_pipeline(workspace)
+    page = studio.open(pid)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "shout", "succeeded")
+    page.wait_for_function("() => document.body.dataset.runStatus === 'succeeded'")
+    first_run = studio.api("GET", f"/api/runs?pipeline={pid}")[1][0]["run_id"]
+
+    def without_source_run(route):  # every record of a later run arrives as if `source_run` were not known yet
+        response = route.fetch()
+        body = response.json()
+        if body.get("run_id") != first_run:
+            for info in (body.get("nodes") or {}).values():
+                info.pop("source_run", None)
+        route.fulfill(response=response, body=json.dumps(body))
+
+    page.route(re.compile(r".*/api/runs/[^/?]+$"), without_source_run)
+    page.get_by_role("button", name="Run", exact=True).click()
+    wait_status(page, "report", "cached")
+    page.wait_for_function("() => document.body.dataset.runStatus === 'succeeded'")
+    select_node(page, "report")
+    page.wait_for_function("() => document.querySelector('[data-testid=log]').textContent.includes('wrote 120 rows')")
+    assert first_run in page.inner_text(".drawer-notice")
