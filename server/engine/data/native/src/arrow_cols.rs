@@ -26,10 +26,10 @@
 use std::fs::File;
 use std::io::Write;
 
-use crate::arrow_types::{has_empty_struct, infer, key, literal, number, read_ty, unhex, unify, write_ty, ws, Num, Ty,
+use crate::arrow_types::{has_empty_struct, infer, key, number, read_ty, unhex, unify, write_ty, ws, Num, Ty,
                          EXACT, MAX_DEPTH};
 use crate::input::{fb, Stop, R};
-use crate::json_read::{string_end, Parser};
+use crate::json_read::{literal, string_end, Parser};
 use crate::reader::{Reader, Src};
 
 const BYTES: usize = 32 << 20; // a batch ends early past this many bytes of buffers

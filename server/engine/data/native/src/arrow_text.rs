@@ -11,6 +11,7 @@ use std::sync::mpsc::{channel, sync_channel, Receiver, SyncSender};
 use std::thread::JoinHandle;
 
 use crate::arrow_read::*;
+use crate::json_read::json_str;
 use crate::numbers::{write_f64, write_f64_repr, write_i64, write_u64};
 use crate::scan::find4;
 
@@ -61,14 +62,11 @@ fn needs_escape(v: u64) -> bool {
     (control | quote | slash) & HIGH != 0
 }
 
-const HEX: &[u8; 16] = b"0123456789abcdef";
-
 /// `padded[r]` as a JSON string, as Python's json module writes it with ensure_ascii=False.
 #[inline]
-fn json_str(padded: &[u8], r: std::ops::Range<usize>, out: &mut Vec<u8>) {
+fn json_str_at(padded: &[u8], r: std::ops::Range<usize>, out: &mut Vec<u8>) {
     let s = &padded[r.clone()];
-    out.push(b'"');
-    // most strings need no escape: looked for 8 bytes at a time
+    // most strings need no escape: looked for 8 bytes at a time, and copied by `put`
     let mut k = 0;
     while k + 8 <= s.len() {
         let v = u64::from_le_bytes(s[k..k + 8].try_into().unwrap());
@@ -78,30 +76,12 @@ fn json_str(padded: &[u8], r: std::ops::Range<usize>, out: &mut Vec<u8>) {
         k += 8;
     }
     if k + 8 > s.len() && !s[k..].iter().any(|&b| b < 0x20 || b == b'"' || b == b'\\') {
+        out.push(b'"');
         put(padded, r.start, s.len(), out);
         out.push(b'"');
         return;
     }
-    let mut start = 0;
-    for (i, &b) in s.iter().enumerate() {
-        if b >= 0x20 && b != b'"' && b != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&s[start..i]);
-        start = i + 1;
-        match b {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]),
-        }
-    }
-    out.extend_from_slice(&s[start..]);
-    out.push(b'"');
+    json_str(s, out);
 }
 
 /// A csv cell as Python's csv module writes it (quoted when it holds `,`, `"`, CR or LF).
@@ -178,7 +158,7 @@ fn json_value(t: &Type, c: &Col, i: usize, spaced: bool, out: &mut Vec<u8>) {
     }
     match t.tag {
         NULL => out.extend_from_slice(b"null"),
-        STR | LSTR => json_str(c.padded, c.offsets.range(i), out),
+        STR | LSTR => json_str_at(c.padded, c.offsets.range(i), out),
         DICT => dict_text(t, c, i, out),
         TEXT | LTEXT => {
             let r = c.offsets.range(i);

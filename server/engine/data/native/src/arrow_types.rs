@@ -3,7 +3,7 @@
 //! in, and the reading of numbers, keys and literals both share.
 
 use crate::input::{fb, Stop, R};
-use crate::json_read::Parser;
+use crate::json_read::{literal, Parser};
 
 pub(crate) const MAX_DEPTH: usize = 64;
 pub(crate) const EXACT: u64 = 1 << 53; // an int beyond this reads as another double
@@ -131,6 +131,19 @@ pub(crate) enum Num {
 const POW10: [f64; 23] = [1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16,
                           1e17, 1e18, 1e19, 1e20, 1e21, 1e22];
 
+/// The digits from s[k] on, added to the mantissa `m` (`over` once it passes 64 bits); where they end.
+#[inline(always)]
+fn digits(s: &[u8], mut k: usize, m: &mut u64, over: &mut bool) -> usize {
+    while k < s.len() && s[k].is_ascii_digit() {
+        match m.checked_mul(10).and_then(|v| v.checked_add((s[k] - b'0') as u64)) {
+            Some(v) => *m = v,
+            None => *over = true,
+        }
+        k += 1;
+    }
+    k
+}
+
 /// A number at s[*i], as Python's json module reads it: an int (within 64 bits, or a fallback) or a double.
 pub(crate) fn number(s: &[u8], i: &mut usize) -> R<Num> {
     let start = *i;
@@ -142,13 +155,7 @@ pub(crate) fn number(s: &[u8], i: &mut usize) -> R<Num> {
     let d0 = k;
     let mut m: u64 = 0;
     let mut over = false;
-    while k < s.len() && s[k].is_ascii_digit() {
-        match m.checked_mul(10).and_then(|v| v.checked_add((s[k] - b'0') as u64)) {
-            Some(v) => m = v,
-            None => over = true,
-        }
-        k += 1;
-    }
+    k = digits(s, k, &mut m, &mut over);
     if k >= s.len() {
         return Err(Stop::More);
     }
@@ -161,13 +168,7 @@ pub(crate) fn number(s: &[u8], i: &mut usize) -> R<Num> {
         float = true;
         k += 1;
         let f0 = k;
-        while k < s.len() && s[k].is_ascii_digit() {
-            match m.checked_mul(10).and_then(|v| v.checked_add((s[k] - b'0') as u64)) {
-                Some(v) => m = v,
-                None => over = true,
-            }
-            k += 1;
-        }
+        k = digits(s, k, &mut m, &mut over);
         if k >= s.len() {
             return Err(Stop::More);
         }
@@ -248,20 +249,6 @@ pub(crate) fn ws(p: &Parser, s: &[u8], i: &mut usize) -> R<()> {
         _ => {}
     }
     p.ws(s, i)
-}
-
-pub(crate) fn literal(s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
-    if s.len() < *i + word.len() {
-        if word.starts_with(&s[*i..]) {
-            return Err(Stop::More);
-        }
-        return fb("an invalid literal");
-    }
-    if &s[*i..*i + word.len()] != word {
-        return fb("an invalid literal");
-    }
-    *i += word.len();
-    Ok(())
 }
 
 /// The key at s[*i] == '"': its range in `s`, or None when it held escapes and its text is in p.key_buf.

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 
 use crate::input::{fb, Stop, R};
-use crate::json_read::HEX;
+use crate::json_read::json_str;
 use crate::reader::{Reader, Src};
 
 /// One row of csv at s[*i]: its fields unquoted into `arena`, their spans in `fields`; an empty line gives no
@@ -100,35 +100,6 @@ fn csv_row_in(s: &[u8], i: &mut usize, arena: &mut Vec<u8>, fields: &mut Vec<(us
     }
     *i = k;
     Ok(())
-}
-
-/// Text as Python's json module writes a str (no ASCII escaping).
-fn json_str(text: &[u8], out: &mut Vec<u8>) {
-    out.push(b'"');
-    let mut from = 0;
-    for (k, &c) in text.iter().enumerate() {
-        if c >= 0x20 && c != b'"' && c != b'\\' {
-            continue;
-        }
-        out.extend_from_slice(&text[from..k]);
-        from = k + 1;
-        match c {
-            b'"' => out.extend_from_slice(b"\\\""),
-            b'\\' => out.extend_from_slice(b"\\\\"),
-            b'\n' => out.extend_from_slice(b"\\n"),
-            b'\r' => out.extend_from_slice(b"\\r"),
-            b'\t' => out.extend_from_slice(b"\\t"),
-            0x08 => out.extend_from_slice(b"\\b"),
-            0x0c => out.extend_from_slice(b"\\f"),
-            _ => {
-                out.extend_from_slice(b"\\u00");
-                out.push(HEX[(c >> 4) as usize]);
-                out.push(HEX[(c & 15) as usize]);
-            }
-        }
-    }
-    out.extend_from_slice(&text[from..]);
-    out.push(b'"');
 }
 
 pub(crate) fn convert_csv(src: &str, dst: &str, dst_fmt: &str) -> Result<u64, String> {

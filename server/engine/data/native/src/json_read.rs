@@ -242,20 +242,6 @@ impl Parser {
         Ok(())
     }
 
-    fn literal(&self, s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
-        if s.len() < *i + word.len() {
-            if word.starts_with(&s[*i..]) {
-                return Err(Stop::More);
-            }
-            return fb("an invalid literal");
-        }
-        if &s[*i..*i + word.len()] != word {
-            return fb("an invalid literal");
-        }
-        *i += word.len();
-        Ok(())
-    }
-
     /// Any JSON value at s[*i] (whitespace skipped), written to `out` in `style`.
     pub(crate) fn value(&mut self, s: &[u8], i: &mut usize, out: &mut Vec<u8>, style: Style, depth: usize) -> R<()> {
         self.ws(s, i)?;
@@ -292,17 +278,17 @@ impl Parser {
             }
             b'"' => self.string(s, i, None, Some(out)),
             b't' => {
-                self.literal(s, i, b"true")?;
+                literal(s, i, b"true")?;
                 out.extend_from_slice(b"true");
                 Ok(())
             }
             b'f' => {
-                self.literal(s, i, b"false")?;
+                literal(s, i, b"false")?;
                 out.extend_from_slice(b"false");
                 Ok(())
             }
             b'n' => {
-                self.literal(s, i, b"null")?;
+                literal(s, i, b"null")?;
                 out.extend_from_slice(b"null");
                 Ok(())
             }
@@ -419,13 +405,13 @@ impl Parser {
                 let c0 = arena.len();
                 match s[*i] {
                     b'"' => self.string(s, i, Some(arena), None)?,
-                    b'n' => self.literal(s, i, b"null")?,
+                    b'n' => literal(s, i, b"null")?,
                     b't' => {
-                        self.literal(s, i, b"true")?;
+                        literal(s, i, b"true")?;
                         arena.extend_from_slice(b"true");
                     }
                     b'f' => {
-                        self.literal(s, i, b"false")?;
+                        literal(s, i, b"false")?;
                         arena.extend_from_slice(b"false");
                     }
                     b'{' | b'[' => self.value(s, i, arena, Style::Compact, 1)?,
@@ -464,4 +450,48 @@ fn hex4(s: &[u8], at: usize) -> R<u32> {
         v = v * 16 + d as u32;
     }
     Ok(v)
+}
+
+/// Text as Python's json module writes a str (no ASCII escaping).
+pub(crate) fn json_str(text: &[u8], out: &mut Vec<u8>) {
+    out.push(b'"');
+    let mut from = 0;
+    for (k, &c) in text.iter().enumerate() {
+        if c >= 0x20 && c != b'"' && c != b'\\' {
+            continue;
+        }
+        out.extend_from_slice(&text[from..k]);
+        from = k + 1;
+        match c {
+            b'"' => out.extend_from_slice(b"\\\""),
+            b'\\' => out.extend_from_slice(b"\\\\"),
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            0x08 => out.extend_from_slice(b"\\b"),
+            0x0c => out.extend_from_slice(b"\\f"),
+            _ => {
+                out.extend_from_slice(b"\\u00");
+                out.push(HEX[(c >> 4) as usize]);
+                out.push(HEX[(c & 15) as usize]);
+            }
+        }
+    }
+    out.extend_from_slice(&text[from..]);
+    out.push(b'"');
+}
+
+/// The literal `word` (true, false, null) at s[*i].
+pub(crate) fn literal(s: &[u8], i: &mut usize, word: &'static [u8]) -> R<()> {
+    if s.len() < *i + word.len() {
+        if word.starts_with(&s[*i..]) {
+            return Err(Stop::More);
+        }
+        return fb("an invalid literal");
+    }
+    if &s[*i..*i + word.len()] != word {
+        return fb("an invalid literal");
+    }
+    *i += word.len();
+    Ok(())
 }
